@@ -1,0 +1,1 @@
+print("the app arrives with issue 4")

@@ -1,0 +1,123 @@
+"""Checkpoint I/O: safetensors weights + a JSON metadata file beside them, both written atomically.
+
+A checkpoint ``NAME`` is the pair ``NAME.safetensors`` and ``NAME.json``. The metadata holds at least
+``config`` (the MiT preset's fields) and ``num_classes``; training adds classes, palette, normalisation,
+history and data summary. No pickle anywhere.
+"""
+
+import json
+import os
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from segformer.config import MiTConfig
+from segformer.model import SegFormer
+
+
+def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    """(weights, metadata) file paths for a checkpoint given by its stem or either file."""
+    path = Path(path)
+    stem = path.with_suffix("") if path.suffix in {".safetensors", ".json"} else path
+    return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
+
+
+def atomic_write(path: Path, write: Any) -> None:
+    """Call ``write(tmp_path)`` then rename over ``path``: readers see the old file or the new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Atomically write a safetensors file (tensors made contiguous, shared storage broken)."""
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
+
+
+def save_json(path: Path, data: dict[str, Any]) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=1)))
+
+
+def save_checkpoint(
+    path: str | os.PathLike, model: SegFormer, metadata: dict[str, Any], *, dtype: torch.dtype | None = None
+) -> None:
+    """Write ``model``'s weights (cast floating tensors to ``dtype`` if given) and metadata."""
+    weights_path, meta_path = checkpoint_paths(path)
+    state = {
+        k: v.to(dtype) if dtype is not None and v.is_floating_point() else v for k, v in model.state_dict().items()
+    }
+    save_tensors(weights_path, state)
+    dtype_name = str(dtype or next(model.parameters()).dtype).removeprefix("torch.")
+    save_json(
+        meta_path,
+        {**metadata, "config": asdict(model.config), "num_classes": model.num_classes, "dtype": dtype_name},
+    )
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON metadata of a checkpoint, with a clear error when it is missing or not a checkpoint's."""
+    _, meta_path = checkpoint_paths(path)
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"checkpoint metadata {meta_path} not found")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{meta_path} is not valid JSON: {err}") from err
+    missing = [k for k in ("config", "num_classes") if k not in meta]
+    if missing:
+        raise ValueError(f"{meta_path} is not a SegFormer checkpoint's metadata: missing {', '.join(missing)}")
+    return meta
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint weights {path} not found")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(f"{path} is not a readable safetensors file: {err}") from err
+
+
+def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``state`` into ``model`` strictly, naming every missing, unexpected or mis-shaped key."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [
+        f"{k}: {tuple(state[k].shape)} in {source}, {tuple(own[k].shape)} in the model"
+        for k in sorted(set(own) & set(state))
+        if state[k].shape != own[k].shape
+    ]
+    problems = [
+        f"missing keys: {', '.join(missing)}" if missing else "",
+        f"unexpected keys: {', '.join(unexpected)}" if unexpected else "",
+        f"shape mismatches: {'; '.join(shapes)}" if shapes else "",
+    ]
+    if any(problems):
+        raise ValueError(f"weights in {source} do not fit the model. " + " | ".join(p for p in problems if p))
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+
+
+def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> tuple[SegFormer, dict]:
+    """Build the model described by the metadata, load its weights (as float32), return (model in eval, metadata)."""
+    weights_path, meta_path = checkpoint_paths(path)
+    meta = read_metadata(meta_path)
+    try:
+        config = MiTConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()})
+    except TypeError as err:
+        raise ValueError(f"{meta_path} has an invalid model config: {err}") from err
+    model = SegFormer(config, int(meta["num_classes"]))
+    load_state(model, load_tensors(weights_path), str(weights_path))
+    return model.to(device).eval(), meta

@@ -1,0 +1,26 @@
+"""Mix-FFN (paper Eq. 3): x_out = MLP(GELU(Conv3x3(MLP(x_in)))) + x_in.
+
+The 3x3 depthwise convolution leaks positional information through zero padding, which is why
+SegFormer needs no positional encoding. The residual is added by the encoder layer.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class MixFFN(nn.Module):
+    """Linear -> 3x3 depthwise conv (padding 'same') -> GELU -> Linear, on tokens (B, H*W, C)."""
+
+    def __init__(self, dim: int, hidden_dim: int, *, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.dwconv = nn.Conv2d(hidden_dim, hidden_dim, 3, padding=1, groups=hidden_dim)
+        self.fc2 = nn.Linear(hidden_dim, dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        x = self.fc1(x)
+        grid = x.transpose(1, 2).unflatten(2, (height, width))
+        x = F.gelu(self.dwconv(grid).flatten(2).transpose(1, 2))
+        return self.dropout(self.fc2(self.dropout(x)))

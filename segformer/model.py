@@ -1,0 +1,38 @@
+"""SegFormer = MiT encoder + All-MLP decoder (paper Section 3, Fig. 2)."""
+
+import torch
+from torch import nn
+
+from segformer.all_mlp_decoder import AllMLPDecoder
+from segformer.config import MiTConfig, preset
+from segformer.mix_transformer import MixTransformer
+
+
+class SegFormer(nn.Module):
+    """Semantic segmentation network: (B, 3, H, W) normalised images -> (B, classes, ceil(H/4), ceil(W/4)) logits.
+
+    ``forward(x, return_attentions=True)`` returns ``(logits, attentions)`` where ``attentions[s][b]`` is the
+    softmax attention of block b in stage s, shape (B, heads_s, N_s, M_s): N_s = h_s * w_s query tokens on
+    the stage grid (h_1 = ceil(H / 4), then halved, rounded up) and M_s = floor(h_s / sr_s) * floor(w_s / sr_s)
+    reduced keys (M_s = N_s for sr_s = 1).
+    """
+
+    def __init__(self, config: MiTConfig, num_classes: int) -> None:
+        super().__init__()
+        self.config = config
+        self.num_classes = num_classes
+        self.encoder = MixTransformer(config)
+        self.decoder = AllMLPDecoder(config.widths, config.decoder_dim, num_classes, dropout=config.dropout)
+
+    @classmethod
+    def from_preset(cls, name: str, num_classes: int) -> "SegFormer":
+        return cls(preset(name), num_classes)
+
+    def forward(
+        self, x: torch.Tensor, return_attentions: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, list[list[torch.Tensor]]]:
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected a float tensor of shape (batch, 3, height, width), got {tuple(x.shape)}")
+        features, attentions = self.encoder(x, return_attentions)
+        logits = self.decoder(features)
+        return (logits, attentions) if return_attentions else logits

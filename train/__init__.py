@@ -1,0 +1,1 @@
+"""Training pipeline: data preparation, datasets, training and evaluation."""

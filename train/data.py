@@ -1,0 +1,130 @@
+"""Segmentation datasets in the shared folder layout, and the joint image/mask transforms.
+
+Layout read by SegmentationFolder (the shared datasets and the output of ``train.prepare``)::
+
+    root/classes.txt                   "ID NAME" per line
+    root/images/<split>/<stem>.jpg     (or .jpeg/.png)
+    root/labels/<split>/<stem>.png     8-bit class ids, same size as the image
+"""
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from train.classes import IGNORE_INDEX, SOURCE_TABLES, lookup_table, read_classes_txt
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+Sample = tuple[tv_tensors.Image, tv_tensors.Mask]
+Transform = Callable[[tv_tensors.Image, tv_tensors.Mask], Sample]
+
+
+class SegmentationFolder(Dataset):
+    """Image/label pairs of one split of a folder, labels mapped to the task classes.
+
+    Items are ``(image, mask)``: a uint8 ``tv_tensors.Image`` (3, H, W) and an int64
+    ``tv_tensors.Mask`` (H, W) holding task ids and IGNORE_INDEX, passed through ``transform``
+    when given. Labels are mapped by class name: with the source's table when the folder is
+    named after a known source (``camvid``, ...), by name alone otherwise, and to themselves
+    for a prepared folder.
+    """
+
+    def __init__(self, root: str | Path, split: str, transform: Transform | None = None) -> None:
+        self.root = Path(root)
+        self.split = split
+        self.transform = transform
+        self.source_name = self.root.resolve().name
+        classes_txt = self.root / "classes.txt"
+        if not classes_txt.is_file():
+            raise FileNotFoundError(f"no classes.txt in dataset folder: {classes_txt}")
+        source = self.source_name if self.source_name in SOURCE_TABLES else None
+        self.lut = lookup_table(read_classes_txt(classes_txt), source)
+
+        image_dir = self.root / "images" / split
+        label_dir = self.root / "labels" / split
+        if not image_dir.is_dir():
+            raise FileNotFoundError(f"no image folder for split {split!r}: {image_dir}")
+        self.image_paths = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.image_paths:
+            raise FileNotFoundError(f"no images (*.jpg, *.png) in {image_dir}")
+        labels = {p.name for p in label_dir.glob("*.png")} if label_dir.is_dir() else set()
+        missing = [p for p in self.image_paths if f"{p.stem}.png" not in labels]
+        if missing:
+            raise FileNotFoundError(
+                f"{len(missing)} image(s) without a label, e.g. {missing[0]}: expected "
+                f"{label_dir / (missing[0].stem + '.png')}"
+            )
+        self.stems = [p.stem for p in self.image_paths]
+        self.label_paths = [label_dir / f"{stem}.png" for stem in self.stems]
+
+    def __len__(self) -> int:
+        return len(self.image_paths)
+
+    def __getitem__(self, index: int) -> Sample:
+        image_path, label_path = self.image_paths[index], self.label_paths[index]
+        with Image.open(image_path) as im:
+            rgb = np.asarray(im.convert("RGB"))
+        with Image.open(label_path) as lab:
+            if lab.mode not in ("L", "P"):
+                raise ValueError(f"label is not an 8-bit class-id image (mode {lab.mode}): {label_path}")
+            raw = np.asarray(lab)
+        if raw.shape != rgb.shape[:2]:
+            raise ValueError(
+                f"label size {raw.shape[1]}x{raw.shape[0]} differs from image size "
+                f"{rgb.shape[1]}x{rgb.shape[0]}: {label_path}"
+            )
+        image = tv_tensors.Image(torch.from_numpy(rgb).permute(2, 0, 1))
+        mask = tv_tensors.Mask(torch.from_numpy(self.lut[raw]).long())
+        if self.transform is not None:
+            image, mask = self.transform(image, mask)
+        return image, mask
+
+
+def train_transform(crop_size: int, base_size: int | None = None) -> v2.Compose:
+    """Training augmentation applied jointly to image and mask (mmseg's ADE20K recipe).
+
+    Random resize of the short side to 0.5-2.0 x ``base_size`` (default ``crop_size``), random
+    ``crop_size`` crop (padding the image with 0 and the mask with IGNORE_INDEX where the
+    image is smaller), horizontal flip, and photometric distortion: brightness, contrast,
+    saturation and hue jitter, each applied with probability 0.5 (close to mmseg's
+    PhotoMetricDistortion; brightness is a factor here, a +-32 offset there). Returns uint8
+    images; normalisation belongs to the model.
+    """
+    base = base_size or crop_size
+    return v2.Compose(
+        [
+            v2.RandomResize(base // 2, 2 * base + 1),
+            v2.RandomCrop(
+                crop_size, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}
+            ),
+            v2.RandomHorizontalFlip(),
+            v2.RandomApply([v2.ColorJitter(brightness=32 / 255)]),
+            v2.RandomApply([v2.ColorJitter(contrast=0.5)]),
+            v2.RandomApply([v2.ColorJitter(saturation=0.5)]),
+            v2.RandomApply([v2.ColorJitter(hue=18 / 180)]),
+        ]
+    )
+
+
+def eval_transform() -> v2.Compose:
+    """Evaluation transform: none; images are evaluated at their label's full resolution."""
+    return v2.Compose([v2.Identity()])
+
+
+def collate(batch: Sequence[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack same-size samples into (B, 3, H, W) uint8 images and (B, H, W) int64 masks.
+
+    Full-resolution evaluation images differ in size: evaluate those with batch size 1.
+    """
+    sizes = {tuple(image.shape[-2:]) for image, _ in batch}
+    if len(sizes) > 1:
+        raise ValueError(f"cannot batch images of different sizes {sorted(sizes)}; use batch_size=1")
+    images = torch.stack([image.as_subclass(torch.Tensor) for image, _ in batch])
+    masks = torch.stack([mask.as_subclass(torch.Tensor) for _, mask in batch])
+    return images, masks
