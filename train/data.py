@@ -18,8 +18,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from train.classes import IGNORE_INDEX, SOURCE_TABLES, lookup_table, read_classes_txt
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+from train.prepare import IMAGE_SUFFIXES
 
 Sample = tuple[tv_tensors.Image, tv_tensors.Mask]
 Transform = Callable[[tv_tensors.Image, tv_tensors.Mask], Sample]
@@ -41,6 +40,8 @@ class SegmentationFolder(Dataset):
         self.transform = transform
         self.source_name = self.root.resolve().name
         classes_txt = self.root / "classes.txt"
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"dataset folder not found: {self.root}")
         if not classes_txt.is_file():
             raise FileNotFoundError(f"no classes.txt in dataset folder: {classes_txt}")
         source = self.source_name if self.source_name in SOURCE_TABLES else None
@@ -69,7 +70,7 @@ class SegmentationFolder(Dataset):
     def __getitem__(self, index: int) -> Sample:
         image_path, label_path = self.image_paths[index], self.label_paths[index]
         with Image.open(image_path) as im:
-            rgb = np.asarray(im.convert("RGB"))
+            rgb = np.array(im.convert("RGB"))
         with Image.open(label_path) as lab:
             if lab.mode not in ("L", "P"):
                 raise ValueError(f"label is not an 8-bit class-id image (mode {lab.mode}): {label_path}")
@@ -100,9 +101,7 @@ def train_transform(crop_size: int, base_size: int | None = None) -> v2.Compose:
     return v2.Compose(
         [
             v2.RandomResize(base // 2, 2 * base + 1),
-            v2.RandomCrop(
-                crop_size, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}
-            ),
+            v2.RandomCrop(crop_size, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}),
             v2.RandomHorizontalFlip(),
             v2.RandomApply([v2.ColorJitter(brightness=32 / 255)]),
             v2.RandomApply([v2.ColorJitter(contrast=0.5)]),
@@ -112,9 +111,9 @@ def train_transform(crop_size: int, base_size: int | None = None) -> v2.Compose:
     )
 
 
-def eval_transform() -> v2.Compose:
+def eval_transform() -> v2.Transform:
     """Evaluation transform: none; images are evaluated at their label's full resolution."""
-    return v2.Compose([v2.Identity()])
+    return v2.Identity()
 
 
 def collate(batch: Sequence[Sample]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,230 @@
+"""Training, evaluation and export on real data: resume equivalence, DDP, overfitting, metrics by hand."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from torchmetrics.classification import MulticlassJaccardIndex
+
+from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer, load_checkpoint
+from segformer.predict import normalise
+from train import evaluate as evaluate_cli
+from train.classes import CLASS_NAMES, IGNORE_INDEX
+from train.data import SegmentationFolder
+from train.evaluate import combine, evaluate
+from train.export import export
+from train.metrics import confusion_matrix, scores
+from train.prepare import prepare
+from train.train import TrainConfig, build_optimizer, lr_factor, train
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = ROOT.parent / "shared" / "datasets"
+SOURCES = ("sift-flow", "msrc-v2", "camvid")
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4 train and 4 val images of each real source, short side 96."""
+    out = tmp_path_factory.mktemp("data") / "tiny"
+    prepare(out, 96, {name: DATASETS / name for name in SOURCES}, limit=4, workers=1)
+    return out
+
+
+def tiny_config(data: Path, out: Path, **changes: object) -> TrainConfig:
+    base = dict(data=(str(data),), out=str(out), crop_size=64, batch_size=4, epochs=2, lr=1e-3, warmup_iters=2,
+                workers=0, seed=3)
+    return TrainConfig(**{**base, **changes})
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "full"
+    train(tiny_config(tiny_data, out))
+    return out
+
+
+def test_confusion_matrix_and_scores_match_a_hand_computed_example() -> None:
+    target = torch.tensor([[0, 0, 1], [1, 2, IGNORE_INDEX]])
+    pred = torch.tensor([[0, 1, 1], [1, 2, 3]])
+    confusion = confusion_matrix(pred, target, 4)
+    assert confusion.tolist() == [[1, 1, 0, 0], [0, 2, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]]
+    result = scores(confusion, list(CLASS_NAMES))
+    # IoU = TP / (TP + FP + FN): background 1/2, plant 2/3, person/animal 1/1, vehicle absent (not averaged).
+    assert result["per_class_iou"] == pytest.approx(
+        {"background": 0.5, "plant": 2 / 3, "person/animal": 1.0, "vehicle": None}
+    )
+    assert result["miou"] == pytest.approx((0.5 + 2 / 3 + 1.0) / 3)
+    assert result["pixel_acc"] == pytest.approx(4 / 5)  # the ignored pixel predicted as 3 does not count
+
+
+def test_dataset_wide_miou_agrees_with_torchmetrics_on_real_labels() -> None:
+    data = SegmentationFolder(DATASETS / "camvid", "val")
+    generator = torch.Generator().manual_seed(0)
+    metric = MulticlassJaccardIndex(num_classes=4, ignore_index=IGNORE_INDEX, average=None)
+    confusion = torch.zeros(4, 4, dtype=torch.int64)
+    for index in range(5):
+        _, mask = data[index]
+        mask = mask.as_subclass(torch.Tensor)
+        # A prediction that is right on most pixels and wrong on a random 30%.
+        noise = torch.randint(0, 4, mask.shape, generator=generator)
+        pred = torch.where(torch.rand(mask.shape, generator=generator) < 0.3, noise, mask.clamp(max=3))
+        confusion += confusion_matrix(pred, mask, 4)
+        metric.update(pred[None], mask[None])
+    ours = scores(confusion, list(CLASS_NAMES))["per_class_iou"]
+    theirs = metric.compute().tolist()
+    assert [ours[name] for name in CLASS_NAMES] == pytest.approx(theirs, abs=1e-6)
+
+
+def test_lr_schedule_warms_up_linearly_then_decays_polynomially_to_zero() -> None:
+    cfg = TrainConfig(warmup_iters=100, warmup_ratio=1e-6, poly_power=1.0)
+    total = 10_000
+    assert lr_factor(0, total, cfg) == pytest.approx(1e-6)
+    assert lr_factor(50, total, cfg) == pytest.approx((0.5 + 0.5e-6) * (1 - 50 / total))
+    assert lr_factor(100, total, cfg) == pytest.approx(1 - 100 / total)
+    assert lr_factor(total, total, cfg) == 0.0
+
+
+def test_decoder_head_learns_at_ten_times_the_rate_and_norms_skip_weight_decay() -> None:
+    model = SegFormer.from_preset("b0", 4)
+    optimizer = build_optimizer(model, TrainConfig())
+    by_param = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert by_param[id(named["decoder.fuse.weight"])]["lr"] == pytest.approx(6e-4)
+    assert by_param[id(named["encoder.blocks.0.0.attention.query.weight"])]["lr"] == pytest.approx(6e-5)
+    assert by_param[id(named["encoder.blocks.0.0.norm1.weight"])]["weight_decay"] == 0.0
+    assert by_param[id(named["encoder.blocks.0.0.attention.query.weight"])]["weight_decay"] == 0.01
+
+
+def test_training_writes_checkpoints_history_and_curves(trained_run: Path) -> None:
+    model, meta = load_checkpoint(trained_run / "last")
+    assert [h["epoch"] for h in meta["history"]] == [1, 2]
+    for record in meta["history"]:
+        assert set(record["val_per_class_iou"]) == set(CLASS_NAMES)
+        assert 0.0 <= record["val_miou"] <= 1.0 and record["train_loss"] > 0 and record["val_loss"] > 0
+    assert meta["classes"] == list(CLASS_NAMES) and meta["recipe"]["crop_size"] == 64
+    assert (trained_run / "best.safetensors").is_file() and (trained_run / "curves.png").stat().st_size > 10_000
+    assert not [p for p in trained_run.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_two_epochs_equal_one_epoch_plus_resume(tiny_data: Path, trained_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "resumed"
+    train(tiny_config(tiny_data, out, stop_after=1))
+    assert len(json.loads((out / "last.json").read_text())["history"]) == 1
+    train(tiny_config(tiny_data, out, resume=True))
+    full, resumed = load_file(trained_run / "last.safetensors"), load_file(out / "last.safetensors")
+    for key in full:
+        torch.testing.assert_close(resumed[key], full[key], rtol=0, atol=1e-6, msg=key)
+    full_history = json.loads((trained_run / "last.json").read_text())["history"]
+    resumed_history = json.loads((out / "last.json").read_text())["history"]
+    assert len(resumed_history) == len(full_history) == 2
+    for resumed_record, full_record in zip(resumed_history, full_history, strict=True):
+        for key, value in full_record.items():
+            if key != "train_images_per_s":  # a timing
+                assert resumed_record[key] == pytest.approx(value), key
+
+
+def test_resume_refuses_changed_settings_and_fresh_run_refuses_existing_output(
+    tiny_data: Path, trained_run: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(trained_run, copy)
+    with pytest.raises(ValueError, match="lr"):
+        train(tiny_config(tiny_data, copy, resume=True, lr=5e-3))
+    with pytest.raises(ValueError, match="--resume"):
+        train(tiny_config(tiny_data, copy))
+
+
+def test_overfits_a_handful_of_real_images(tmp_path: Path) -> None:
+    """Four real MSRC-v2 images, no augmentation: the model must learn them nearly perfectly."""
+    torch.manual_seed(0)
+    data = SegmentationFolder(DATASETS / "msrc-v2", "train")
+    pairs = [data[i] for i in range(4)]
+    size = (64, 96)
+    images = torch.stack([F.interpolate(im[None].float(), size=size, mode="bilinear")[0] for im, _ in pairs])
+    masks = torch.stack([F.interpolate(m[None, None].float(), size=size, mode="nearest")[0, 0] for _, m in pairs])
+    masks = masks.long()
+    model = SegFormer.from_preset("b0", 4)
+    cfg = TrainConfig(lr=1e-3, head_lr_mult=1.0, weight_decay=0.0)
+    optimizer = build_optimizer(model, cfg)
+    x = normalise(images, IMAGENET_MEAN, IMAGENET_STD)
+    for _ in range(150):
+        logits = F.interpolate(model(x), size=size, mode="bilinear", align_corners=False)
+        loss = F.cross_entropy(logits, masks, ignore_index=IGNORE_INDEX)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        pred = F.interpolate(model(x), size=size, mode="bilinear", align_corners=False).argmax(1)
+    result = scores(confusion_matrix(pred, masks, 4), list(CLASS_NAMES))
+    assert result["miou"] > 0.9, result
+
+
+def test_evaluate_cli_maps_raw_source_folders_like_prepared_ones(
+    trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A raw source folder (mapped by class names) and its prepared copy score the same."""
+    prepared = tmp_path / "msrc"
+    prepare(prepared, 256, {"msrc-v2": DATASETS / "msrc-v2"}, limit=59, workers=1)  # 213 px: no resize
+    results = []
+    for folder in (DATASETS / "msrc-v2", prepared):
+        evaluate_cli.main(["--checkpoint", str(trained_run / "best"), "--data", str(folder), "--json"])
+        results.append(json.loads(capsys.readouterr().out))
+    raw, prep = results
+    assert raw["images"] == prep["images"] == 59
+    assert set(raw["per_class_iou"]) == set(CLASS_NAMES)
+    assert raw["miou"] == pytest.approx(prep["miou"]) and raw["pixel_acc"] == pytest.approx(prep["pixel_acc"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--data", "no/such/folder"], "no/such/folder"),
+        (["--checkpoint", "no/such/checkpoint"], "no/such/checkpoint"),
+    ],
+)
+def test_evaluate_cli_names_what_is_missing(trained_run: Path, args: list[str], message: str) -> None:
+    base = {"--checkpoint": str(trained_run / "best"), "--data": str(DATASETS / "msrc-v2")}
+    base.update(dict(zip(args[::2], args[1::2], strict=True)))
+    with pytest.raises(SystemExit, match=message):
+        evaluate_cli.main([item for pair in base.items() for item in pair])
+
+
+def test_ddp_on_two_cpu_processes_matches_single_process_evaluation(tiny_data: Path, tmp_path: Path) -> None:
+    """torchrun with 2 gloo ranks trains, only rank 0 writes, and the reduced metrics equal a 1-process eval."""
+    out = tmp_path / "ddp"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "train.train", "--data", str(tiny_data), "--out", str(out), "--epochs", "1", "--crop-size", "64",
+        "--batch-size", "2", "--workers", "0",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    model, meta = load_checkpoint(out / "last")
+    assert meta["recipe"]["world_size"] == 2 and len(meta["history"]) == 1
+    per_source = [
+        evaluate(model, SegmentationFolder(tiny_data, "val"), mean=IMAGENET_MEAN, std=IMAGENET_STD, progress=False)
+    ]
+    single = combine(per_source, CLASS_NAMES)
+    assert meta["history"][0]["val_miou"] == pytest.approx(single["miou"], abs=1e-9)
+    assert meta["history"][0]["val_loss"] == pytest.approx(single["loss"], rel=1e-5)
+
+
+def test_export_writes_fp16_under_10_mb_that_predicts_like_the_original(trained_run: Path, tmp_path: Path) -> None:
+    weights = export(trained_run, tmp_path / "shipped")
+    assert weights.stat().st_size < 10 * 2**20
+    assert all(t.dtype in (torch.float16, torch.int64) for t in load_file(weights).values())
+    original, _ = load_checkpoint(trained_run / "best")
+    shipped, meta = load_checkpoint(tmp_path / "shipped")
+    assert meta["dtype"] == "float16" and meta["history"] and (tmp_path / "shipped.curves.png").is_file()
+    x = torch.randn(1, 3, 96, 128)
+    with torch.no_grad():
+        torch.testing.assert_close(shipped(x), original(x), atol=2e-2, rtol=1e-2)

@@ -1,0 +1,111 @@
+"""Evaluate a checkpoint: dataset-wide confusion matrix -> mIoU, per-class IoU, pixel accuracy.
+
+    python -m train.evaluate --checkpoint checkpoints/segformer-b0-4class --data ../shared/datasets/camvid \\
+        --split val [--json]
+
+``--data`` is any folder in the shared layout (images/<split>, labels/<split>, classes.txt): a raw source, whose
+labels are mapped to the task classes by name, or a folder written by ``train.prepare``. Predictions go through
+the one prediction path (logits upsampled to the label's full resolution, then argmax); ignore pixels are
+excluded.
+"""
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from segformer import load_checkpoint
+from segformer.predict import normalise
+from train.classes import CLASS_NAMES, IGNORE_INDEX
+from train.data import SegmentationFolder
+from train.metrics import confusion_matrix, scores
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    class_names: Sequence[str] = CLASS_NAMES,
+    progress: bool = True,
+) -> dict:
+    """Scores of ``model`` on every image of ``dataset`` at full resolution, plus the mean cross-entropy.
+
+    Under torch.distributed each rank takes every world-th image and the confusion matrix and loss sums are
+    reduced, so the result is the same as on one process.
+    """
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    num_classes = len(class_names)
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+    loss_sum = torch.zeros(2, dtype=torch.float64, device=device)  # summed pixel losses, pixels
+    indices = range(rank, len(dataset), world)
+    for index in tqdm(indices, desc="evaluate", disable=not progress or rank != 0, leave=False):
+        image, mask = dataset[index]
+        image, mask = image[None].to(device), mask[None].to(device)
+        logits = model(normalise(image, tuple(mean), tuple(std))).float()
+        size = (mask.shape[-2], mask.shape[-1])
+        full = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)  # as segformer.predict does
+        loss_sum[0] += F.cross_entropy(full, mask, ignore_index=IGNORE_INDEX, reduction="sum")
+        loss_sum[1] += (mask != IGNORE_INDEX).sum()
+        confusion += confusion_matrix(full.argmax(1), mask, num_classes, IGNORE_INDEX)
+    if world > 1:
+        dist.all_reduce(confusion)
+        dist.all_reduce(loss_sum)
+    model.train(was_training)
+    result = scores(confusion.cpu(), list(class_names))
+    result["loss"] = (loss_sum[0] / loss_sum[1].clamp(min=1)).item()
+    result["images"] = len(dataset)
+    result["confusion"] = confusion.cpu().tolist()
+    return result
+
+
+def combine(results: Sequence[dict], class_names: Sequence[str]) -> dict:
+    """Scores over several evaluated datasets together: their confusion matrices and losses summed."""
+    confusion = sum(torch.tensor(r["confusion"]) for r in results)
+    result = scores(confusion, list(class_names))
+    result["loss"] = sum(r["loss"] * r["pixels"] for r in results) / max(result["pixels"], 1)
+    result["images"] = sum(r["images"] for r in results)
+    result["confusion"] = confusion.tolist()
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", required=True, help="checkpoint stem or its .safetensors/.json file")
+    parser.add_argument("--data", type=Path, required=True, help="dataset folder in the shared layout")
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    try:
+        model, meta = load_checkpoint(args.checkpoint)
+        dataset = SegmentationFolder(args.data, args.split)
+    except (FileNotFoundError, ValueError) as err:
+        sys.exit(f"error: {err}")
+    result = evaluate(
+        model, dataset, mean=meta["mean"], std=meta["std"], class_names=meta["classes"], progress=not args.json
+    )
+    result = {"checkpoint": str(args.checkpoint), "data": str(args.data), "split": args.split, **result}
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"{args.data} [{args.split}], {result['images']} images")
+    print(f"mIoU {result['miou']:.4f}   pixel accuracy {result['pixel_acc']:.4f}   loss {result['loss']:.4f}")
+    for name, iou in result["per_class_iou"].items():
+        print(f"  {name:<15} {'n/a' if iou is None else f'{iou:.4f}'}")
+
+
+if __name__ == "__main__":
+    main()
