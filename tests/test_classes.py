@@ -11,8 +11,6 @@ from train.classes import (
     CLASS_NAMES,
     GENERIC_TABLE,
     IGNORE_INDEX,
-    NORMALIZE_MEAN,
-    NORMALIZE_STD,
     PALETTE,
     PERSON_ANIMAL,
     PLANT,
@@ -36,7 +34,6 @@ def test_task_constants() -> None:
     assert IGNORE_INDEX == 255
     assert len(PALETTE) == len(CLASS_NAMES) == len(set(PALETTE))
     assert all(len(c) == 3 and all(0 <= v <= 255 for v in c) for c in PALETTE)
-    assert len(NORMALIZE_MEAN) == len(NORMALIZE_STD) == 3
 
 
 @pytest.mark.parametrize("source", FOLDER_SOURCES + ("ade20k",))

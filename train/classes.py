@@ -25,10 +25,6 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
     (0, 130, 200),  # vehicle: blue
 )
 
-#: ImageNet statistics for images scaled to [0, 1].
-NORMALIZE_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-NORMALIZE_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-
 # Source class name -> task id. Names not listed map to BACKGROUND; ids missing from a
 # source's class list map to IGNORE_INDEX.
 #
