@@ -2,8 +2,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: app test lint
+.PHONY: app test lint browser
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +20,14 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 app: $(VENV)/.runtime
 	$(PY) app.py
 
-test: $(VENV)/.dev
+# Chromium for tests/test_app_browser.py, from Debian (Playwright cannot download its browsers here).
+# Without apt-get (not Debian/Ubuntu) it only says so: the browser test then skips, naming the reason.
+browser:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif command -v apt-get >/dev/null; then \
+		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "make browser: no $(CHROMIUM) and no apt-get; the browser test will be skipped" >&2; fi
+
+test: $(VENV)/.dev browser
 	$(PY) -m ruff check .
 	$(PY) -m pytest

@@ -7,7 +7,7 @@ history and data summary. No pickle anywhere.
 
 import json
 import os
-import tempfile
+import uuid
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -30,13 +30,13 @@ def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
 def atomic_write(path: Path, write: Any) -> None:
     """Call ``write(tmp_path)`` then rename over ``path``: readers see the old file or the new, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    # A fresh name in the same folder (so the rename is atomic), created by ``write`` with the usual permissions.
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        write(Path(tmp))
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

@@ -1,0 +1,133 @@
+"""Latency of the app's /segment endpoint end to end (gradio_client -> `python app.py`), against the bare model.
+
+    python bench/bench_app.py [--runs 20] [--checkpoint checkpoints/segformer-b0-4class]
+
+Both are measured in the same run on the same 1024x768 photo, interleaved (bare, endpoint, bare, ...) so that a
+change in the machine's load affects both alike, never at the same time: the bare time is segformer.predict at
+the app's working size (longer side 1024, here the photo's own size) in this process; the end-to-end time adds
+the upload, decoding, class shares, the overlay, the mask PNG and downloading the results.
+Prints JSON with the medians, the p95 and the ratio of the end-to-end median to the bare median (goal: < 2).
+"""
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from gradio_client import Client, handle_file
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import app_helpers  # noqa: E402
+import segformer  # noqa: E402
+
+SIZE = (1024, 768)
+GOAL = 2.0
+
+
+def interleaved(calls: dict[str, Callable[[], object]], runs: int, warmup: int = 2) -> dict[str, list[float]]:
+    """Seconds per call of each of ``calls``, taken in turn ``runs`` times after ``warmup`` untimed rounds."""
+    seconds: dict[str, list[float]] = {name: [] for name in calls}
+    for round_ in range(warmup + runs):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            if round_ >= warmup:
+                seconds[name].append(time.perf_counter() - start)
+    return seconds
+
+
+def start_app(checkpoint: str, log: Path) -> tuple[subprocess.Popen, str]:
+    """`python app.py` on a free port; returns (process, url) once it serves."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "app.py", "--checkpoint", checkpoint, "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"bench_app: app.py exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return process, url
+        except OSError:
+            time.sleep(0.5)
+    process.kill()
+    raise SystemExit(f"bench_app: app.py did not serve {url} within 180 s")
+
+
+def main() -> None:
+    """Measure and print the JSON report."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=20, help="timed calls of each kind")
+    parser.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "segformer-b0-4class"))
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        photo = Path(tmp) / "photo.jpg"
+        with Image.open(ROOT / "examples" / "photos" / "ade20k__ADE_val_00000001.jpg") as source:
+            source.convert("RGB").resize(SIZE, Image.Resampling.BICUBIC).save(photo, quality=90)
+
+        loaded = app_helpers.load_model(args.checkpoint)
+        image = torch.from_numpy(np.array(Image.open(photo).convert("RGB"))).permute(2, 0, 1)
+        process, url = start_app(args.checkpoint, Path(tmp) / "app.log")
+        try:
+            client = Client(url, verbose=False, download_files=str(Path(tmp) / "downloads"))
+            seconds = interleaved(
+                {
+                    "bare": lambda: segformer.predict(
+                        loaded.model, image, mean=loaded.mean, std=loaded.std, max_side=app_helpers.MAX_SIDE
+                    ),
+                    "endpoint": lambda: client.predict(handle_file(str(photo)), 0.55, api_name="/segment"),
+                },
+                args.runs,
+            )
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+    bare, end_to_end = seconds["bare"], seconds["endpoint"]
+    p50, p95 = statistics.median(end_to_end), float(np.percentile(end_to_end, 95))
+    bare_p50 = statistics.median(bare)
+    report = {
+        "photo": f"{SIZE[0]}x{SIZE[1]} JPEG",
+        "runs": args.runs,
+        "segment_endpoint_p50_s": round(p50, 4),
+        "segment_endpoint_p95_s": round(p95, 4),
+        "bare_predict_p50_s": round(bare_p50, 4),
+        "bare_predict_p95_s": round(float(np.percentile(bare, 95)), 4),
+        "ratio_p50_over_bare": round(p50 / bare_p50, 3),
+        "goal": f"ratio < {GOAL}",
+        "meets_goal": p50 / bare_p50 < GOAL,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average": os.getloadavg(),
+    }
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

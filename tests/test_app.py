@@ -1,0 +1,350 @@
+"""The app, started for real (`python app.py` in a subprocess) and called through gradio_client.
+
+One server on the default checkpoint serves most tests; a second one loads the same checkpoint as
+``hf://ORG/REPO/NAME`` from an offline Hugging Face cache folder. Both start in parallel, once per module.
+Checkpoints that cannot be used are tried with app.main in this process, and one in a subprocess (its stderr).
+"""
+
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.request
+import zlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+import app
+import app_helpers
+import segformer
+
+ROOT = Path(__file__).parents[1]
+CHECKPOINT = ROOT / "checkpoints" / "segformer-b0-4class"
+PHOTO = ROOT / "examples" / "photos" / "ade20k__ADE_val_00000001.jpg"
+VALIDATION = ROOT / "examples" / "validation" / "images" / "val"
+HF_REPO, HF_NAME = "segformer-test/b0-4class", "segformer-b0-4class"
+ABSENT = "hf://segformer-test/absent/model"
+NUM_CLASSES = 4
+START_TIMEOUT_S = 120
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def app_env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **extra}
+
+
+def hf_cache(root: Path) -> Path:
+    """A Hugging Face cache folder holding the default checkpoint as HF_REPO at revision main."""
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    repo = root / f"models--{HF_REPO.replace('/', '--')}"
+    snapshot = repo / "snapshots" / sha
+    snapshot.mkdir(parents=True)
+    for suffix in (".safetensors", ".json"):
+        shutil.copyfile(CHECKPOINT.with_name(CHECKPOINT.name + suffix), snapshot / f"{HF_NAME}{suffix}")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(sha)
+    return root
+
+
+class Server:
+    """`python app.py ...` in a subprocess, with its output in a log file."""
+
+    def __init__(self, args: list[str], env: dict[str, str], port: int, log: Path) -> None:
+        self.url = f"http://127.0.0.1:{port}/"
+        self.log = log
+        with open(log, "wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "app.py", *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+
+    def wait(self) -> str:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"app.py exited with {self.process.returncode}:\n{self.log.read_text()}")
+            try:
+                with urllib.request.urlopen(self.url, timeout=5):
+                    return self.url
+            except OSError:
+                time.sleep(0.5)
+        pytest.fail(f"app.py did not serve {self.url} within {START_TIMEOUT_S} s:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+@pytest.fixture(scope="module")
+def absent_hub_run(tmp_path_factory: pytest.TempPathFactory) -> subprocess.Popen:
+    """app.py on an hf:// checkpoint that the (offline, empty) Hub cache lacks; started early to overlap."""
+    tmp = tmp_path_factory.mktemp("absent-hub")
+    return subprocess.Popen(
+        [sys.executable, "app.py", "--checkpoint", ABSENT, "--port", str(free_port())],
+        cwd=ROOT,
+        env=app_env(HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(tmp / "hub"), HF_HOME=str(tmp / "home")),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory, absent_hub_run: subprocess.Popen) -> Iterator[dict[str, Server]]:
+    tmp = tmp_path_factory.mktemp("servers")
+    port, hf_port = free_port(), free_port()
+    cache = hf_cache(tmp / "hub")
+    started = {
+        # The default checkpoint; the port from gradio's environment variable.
+        "main": Server([], app_env(GRADIO_SERVER_PORT=str(port)), port, tmp / "main.log"),
+        # The same checkpoint from the Hub, offline from a local cache; the port from --port.
+        "hf": Server(
+            ["--checkpoint", f"hf://{HF_REPO}/{HF_NAME}", "--port", str(hf_port)],
+            app_env(HF_HUB_CACHE=str(cache), HF_HUB_OFFLINE="1", HF_HOME=str(tmp / "hf-home")),
+            hf_port,
+            tmp / "hf.log",
+        ),
+    }
+    yield started
+    for server in started.values():
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def client(servers: dict[str, Server]) -> Client:
+    return Client(servers["main"].wait(), verbose=False)
+
+
+@pytest.fixture(scope="module")
+def model() -> tuple[torch.nn.Module, dict]:
+    return segformer.load_checkpoint(CHECKPOINT)
+
+
+def mask_of(result: tuple) -> np.ndarray:
+    """The full-size class-id mask from a /segment result (a palette PNG: pixel values are class ids)."""
+    with Image.open(result[3]) as mask:
+        assert mask.mode == "P"
+        return np.asarray(mask)
+
+
+def segment(client: Client, path: Path) -> tuple:
+    return client.predict(handle_file(str(path)), 0.5, api_name="/segment")
+
+
+# ---------------------------------------------------------------------------- a real photo
+
+
+def test_photo_mask_is_full_size_and_equals_predict(client: Client, model: tuple) -> None:
+    result = segment(client, PHOTO)
+    mask = mask_of(result)
+    with Image.open(PHOTO) as photo:
+        rgb = np.asarray(photo.convert("RGB"))
+    assert mask.shape == rgb.shape[:2]
+    assert mask.max() < NUM_CLASSES
+    net, meta = model
+    image = torch.from_numpy(rgb).permute(2, 0, 1)
+    expected = segformer.predict(net, image, mean=meta["mean"], std=meta["std"], max_side=1024).numpy()
+    np.testing.assert_array_equal(mask, expected)
+    overlay, shares, info, _ = result
+    assert Path(overlay["image"]).is_file() and overlay["annotations"]
+    assert {a["label"] for a in overlay["annotations"]} <= set(meta["classes"])
+    total = sum(c["confidence"] for c in shares["confidences"])
+    assert total == pytest.approx(1.0, abs=1e-6)
+    assert "Inference" in info and "683×512" in info
+
+
+def test_validation_example(client: Client) -> None:
+    name = sorted(VALIDATION.glob("msrc-v2__*.jpg"))[0].stem
+    image, truth, prediction, wrong, table, summary = client.predict(name, api_name="/validation_example")
+    sizes = {Image.open(path).size for path in (image, truth, prediction, wrong)}
+    assert sizes == {Image.open(VALIDATION / f"{name}.jpg").size}
+    assert [row[0] for row in table["data"]] == ["background", "plant", "person/animal", "vehicle"]
+    assert "pixel accuracy" in summary
+    with pytest.raises(AppError):
+        client.predict("no-such-example", api_name="/validation_example")
+
+
+def test_attention(client: Client, model: tuple) -> None:
+    maps, info = client.predict(handle_file(str(PHOTO)), None, None, "mean over heads", api_name="/attention")
+    assert len(maps) == 4 and "centre" in info
+    assert [m["caption"].split(",")[0] for m in maps] == [f"Stage {s}" for s in range(1, 5)]
+    assert "96×128 queries attend to 12×16 keys" in maps[0]["caption"]  # 683x512 -> 512x384 working size
+    maps, info = client.predict(handle_file(str(PHOTO)), 600, 100, "each head", api_name="/attention")
+    assert len(maps) == sum(model[0].config.heads) and "(600, 100)" in info
+
+
+def test_attention_maps_grids() -> None:
+    """Grid sizes on an odd working size; weights spread over pixels, zero where no key reaches."""
+    loaded = app_helpers.load_model(str(CHECKPOINT))
+    image = np.random.default_rng(0).integers(0, 256, (300, 500, 3), dtype=np.uint8)
+    stages = app_helpers.attention_maps(loaded, image, (499.0, 0.0))
+    assert [(s.grid, s.keys) for s in stages] == [
+        ((75, 125), (9, 15)),
+        ((38, 63), (9, 15)),
+        ((19, 32), (9, 16)),
+        ((10, 16), (10, 16)),
+    ]
+    assert [s.query for s in stages] == [(0, 124), (0, 62), (0, 31), (0, 15)]
+    config = loaded.model.config
+    assert [s.maps.shape[0] for s in stages] == list(config.heads)
+    assert [s.block for s in stages] == list(config.depths)  # the last block of each stage
+    assert all(s.maps.shape[1:] == (300, 500) for s in stages)
+    first = stages[0].maps
+    assert first[:, 9 * 32 :].max() == 0 and first[:, :, 15 * 32 :].max() == 0 and first.min() >= 0
+
+
+def test_attention_working_size_keeps_the_short_side() -> None:
+    """At most 512 on the long side, unless the short side would drop below what the network accepts."""
+    assert app_helpers.working_image(np.zeros((768, 1024, 3), np.uint8), 512).shape == (384, 512, 3)
+    assert app_helpers.working_image(np.zeros((32, 1024, 3), np.uint8), 512).shape == (32, 1024, 3)
+    assert app_helpers.working_image(np.zeros((100, 1600, 3), np.uint8), 512).shape == (32, 512, 3)
+
+
+# ---------------------------------------------------------------------------- bad input
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height (8-bit grey) with almost no pixel data."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def photo(size: tuple[int, int] = (96, 64)) -> Image.Image:
+    with Image.open(PHOTO) as im:
+        return im.convert("RGB").resize(size)
+
+
+def write_exif_rotated(path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    photo((96, 64)).save(path, exif=exif)
+
+
+def write_truncated(path: Path) -> None:
+    data = PHOTO.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+
+
+def write_16_bit(path: Path) -> None:
+    ramp = np.linspace(0, 65535, 96 * 64).reshape(64, 96).astype(np.uint16)
+    Image.fromarray(ramp).save(path)
+
+
+def write_palette_transparent(path: Path) -> None:
+    photo().convert("P").save(path, transparency=0)
+
+
+BAD_INPUTS: dict[str, tuple[str, Callable[[Path], None], str | tuple[int, int]]] = {
+    # name: (file name, writer, expected error text or mask (height, width))
+    "truncated JPEG": ("cut.jpg", write_truncated, "damaged or truncated"),
+    "not an image": ("notes.jpg", lambda p: p.write_text("not an image\n"), "not an image format"),
+    "empty file": ("empty.png", lambda p: p.write_bytes(b""), "not an image format"),
+    "1x1": ("dot.png", lambda p: Image.new("RGB", (1, 1), "red").save(p), "at least 32 pixels"),
+    "too elongated": ("strip.png", lambda p: Image.new("RGB", (4000, 40)).save(p), "too elongated"),
+    "bomb beyond Pillow's limit": ("bomb.png", lambda p: p.write_bytes(png_header(40000, 40000)), "megapixels"),
+    "bomb beyond the app's limit": ("big.png", lambda p: p.write_bytes(png_header(11000, 11000)), "megapixels"),
+    "grayscale": ("grey.png", lambda p: photo().convert("L").save(p), (64, 96)),
+    "RGBA": ("alpha.png", lambda p: photo().convert("RGBA").save(p), (64, 96)),
+    "palette with transparency": ("palette.png", write_palette_transparent, (64, 96)),
+    "16-bit grayscale": ("deep.png", write_16_bit, (64, 96)),
+    "CMYK JPEG": ("cmyk.jpg", lambda p: photo().convert("CMYK").save(p), (64, 96)),
+    "EXIF-rotated": ("rotated.jpg", write_exif_rotated, (96, 64)),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input(client: Client, tmp_path: Path, case: str) -> None:
+    name, write, expected = BAD_INPUTS[case]
+    path = tmp_path / name
+    write(path)
+    if isinstance(expected, str):
+        with pytest.raises(AppError, match=expected):
+            segment(client, path)
+    else:
+        mask = mask_of(segment(client, path))
+        assert mask.shape == expected and mask.max() < NUM_CLASSES
+
+
+def test_huge_photo(client: Client, tmp_path: Path) -> None:
+    """12000 x 9000: the network runs at 1024 x 768, the mask comes back at 12000 x 9000."""
+    path = tmp_path / "huge.jpg"
+    photo((1200, 900)).resize((12000, 9000), Image.Resampling.NEAREST).save(path, quality=80)
+    start = time.perf_counter()
+    result = segment(client, path)
+    seconds = time.perf_counter() - start
+    assert "network ran at 1024×768" in result[2]
+    mask = mask_of(result)
+    assert mask.shape == (9000, 12000) and mask.max() < NUM_CLASSES
+    assert seconds < 120
+
+
+def test_parallel_clients(servers: dict[str, Server], client: Client) -> None:
+    """8 clients at once: all are queued and answered (after the bad inputs: the server still serves)."""
+    paths = sorted(VALIDATION.glob("*.jpg"))[:8]
+
+    def call(path: Path) -> tuple[int, int]:
+        own = Client(servers["main"].url, verbose=False)
+        return mask_of(segment(own, path)).shape
+
+    with ThreadPoolExecutor(len(paths)) as pool:
+        shapes = list(pool.map(call, paths))
+    assert shapes == [Image.open(p).size[::-1] for p in paths]
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+
+def test_hub_checkpoint(servers: dict[str, Server]) -> None:
+    hub = Client(servers["hf"].wait(), verbose=False)
+    mask = mask_of(segment(hub, PHOTO))
+    assert mask.shape == (512, 683)
+
+
+def test_absent_hub_checkpoint_stops_with_a_message(absent_hub_run: subprocess.Popen) -> None:
+    out, err = absent_hub_run.communicate(timeout=START_TIMEOUT_S)
+    assert absent_hub_run.returncode == 1, out + err
+    assert ABSENT in err and "Traceback" not in err, err
+
+
+def test_missing_checkpoint_stops_with_a_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEGFORMER_CHECKPOINT", str(tmp_path / "nowhere"))
+    with pytest.raises(SystemExit) as stop:
+        app.main([])
+    assert "cannot load checkpoint" in str(stop.value.code) and "nowhere" in str(stop.value.code)
+
+
+def test_incompatible_checkpoint_stops_with_a_message(tmp_path: Path) -> None:
+    wrong = tmp_path / "wrong"
+    shutil.copyfile(CHECKPOINT.with_suffix(".safetensors"), wrong.with_suffix(".safetensors"))
+    metadata = json.loads(CHECKPOINT.with_suffix(".json").read_text())
+    wrong.with_suffix(".json").write_text(json.dumps({**metadata, "num_classes": 5}))
+    with pytest.raises(SystemExit) as stop:
+        app.main(["--checkpoint", str(wrong)])
+    assert "wrong.safetensors" in str(stop.value.code)
+    wrong.with_suffix(".json").write_text(json.dumps({**metadata, "classes": ["a", "b"]}))
+    with pytest.raises(SystemExit) as stop:
+        app.main(["--checkpoint", str(wrong)])
+    assert "does not fit the app" in str(stop.value.code)

@@ -1,0 +1,110 @@
+"""The app in a real browser: headless Chromium (Playwright) against the page served from a thread.
+
+Screenshots go to tests/artifacts/ (gitignored). Chromium comes from Debian (`make browser`, run by `make test`);
+the test is skipped only when /usr/bin/chromium is missing.
+"""
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).parent / "artifacts"
+PHOTO = Path(__file__).parents[1] / "examples" / "photos" / "ade20k__ADE_val_00000001.jpg"
+TIMEOUT_MS = 60_000
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed (run `make browser` or apt-get install chromium)"
+)
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    """The real page (app.build_demo with the default checkpoint) served on a free port from a thread."""
+    import app
+    import app_helpers
+
+    demo = app.build_demo(app_helpers.load_model(str(app.DEFAULT_CHECKPOINT)))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    app.serve(demo, host="127.0.0.1", port=port, block=False)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def page(url: str) -> Iterator:
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(url)
+        yield page
+        browser.close()
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+
+
+def test_upload_shows_overlay(page) -> None:
+    page.locator("#segment-photo input[type=file]").set_input_files(str(PHOTO))
+    # The overlay: the base photo plus one mask layer per class present, and the legend.
+    page.locator("#overlay img").nth(1).wait_for(state="visible")
+    assert page.locator("#overlay img").count() >= 2
+    assert page.get_by_text("Inference").first.is_visible()
+    page.screenshot(path=ARTIFACTS / "1-segment.png", full_page=True)
+
+
+def test_validation_example_shows_three_panels(page) -> None:
+    open_tab(page, "Validation examples")
+    page.locator("#validation-gallery button.thumbnail-item").nth(4).click()
+    panels = page.locator("#validation-panels img")
+    panels.nth(2).wait_for(state="visible")
+    assert panels.count() == 3
+    page.get_by_text("pixel accuracy").first.wait_for(state="visible")
+    page.screenshot(path=ARTIFACTS / "2-validation.png", full_page=True)
+
+
+def test_curves_tab(page) -> None:
+    open_tab(page, "Training curves")
+    page.locator("#curves").first.wait_for(state="visible")
+    page.screenshot(path=ARTIFACTS / "3-curves.png", full_page=True)
+
+
+def test_attention_click(page) -> None:
+    open_tab(page, "Attention maps")
+    page.locator("#attention-photo input[type=file]").set_input_files(str(PHOTO))
+    maps = page.locator("#attention-maps img")
+    maps.nth(3).wait_for(state="visible")
+    info = page.locator("#attention-info")
+    info.get_by_text("the centre").wait_for(state="visible")
+    # Click the photo at a quarter of its width and height: the query point follows.
+    photo = page.locator("#attention-photo img").first
+    box = photo.bounding_box()
+    photo.click(position={"x": box["width"] / 4, "y": box["height"] / 4})
+    info.get_by_text("Query point: (").wait_for(state="visible")
+    assert maps.count() == 4
+    page.screenshot(path=ARTIFACTS / "4-attention.png", full_page=True)
+
+
+def test_about_tab(page) -> None:
+    open_tab(page, "About")
+    page.get_by_text("parameters").first.wait_for(state="visible")
+    page.screenshot(path=ARTIFACTS / "5-about.png", full_page=True)

@@ -1,0 +1,154 @@
+"""Build the app's bundled examples from the shared datasets (small enough to commit and ship in a Space).
+
+    python -m train.make_examples [--datasets ../shared/datasets] [--out examples] [--per-source 7]
+
+Writes::
+
+    OUT/photos/<source>__<stem>.jpg            a few real validation photos, copied as they are (tab 1, 4)
+    OUT/validation/classes.txt                 the 4 task classes (SegmentationFolder reads the folder)
+    OUT/validation/images/val/<source>__<stem>.jpg   short side <= 256, JPEG
+    OUT/validation/labels/val/<source>__<stem>.png   task ids 0..3, 255 = ignore, palette PNG (viewable)
+    OUT/validation/manifest.json               where each example comes from
+    OUT/DATASETS.md                            provenance and licences from the datasets README (About tab)
+
+Validation examples are picked deterministically: per source, in turn for plant, person/animal and
+vehicle, the image that has at least 2% of that class, then the most task classes present, then the
+largest share of that class, among those not within len/(count+1) positions (in file order) of an image
+already picked, so that near-identical video frames (CamVid) are not picked twice. ADE20K contributes
+its three samples.
+"""
+
+import argparse
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from app_helpers import palette_png
+from train.classes import (
+    BACKGROUND,
+    CLASS_NAMES,
+    IGNORE_INDEX,
+    lookup_table,
+    read_ade_object_info,
+    task_classes_txt,
+)
+from train.data import SegmentationFolder
+from train.prepare import resized_size
+
+FOLDER_SOURCES = ("sift-flow", "msrc-v2", "camvid")
+ADE_DIR = Path("ade20k-samples/ADEChallengeData2016")
+SHORT_SIDE = 256
+JPEG_QUALITY = 90
+#: Validation images copied whole into photos/ besides the ADE20K samples: the first pick of these sources.
+PHOTO_SOURCES = ("camvid", "msrc-v2")
+
+
+def licence_notes(readme: str) -> str:
+    """Markdown with the provenance/licence parts of the datasets README: its table and the ADE20K samples' note."""
+    table = [line for line in readme.splitlines() if line.startswith("|")]
+    _, _, ade = readme.partition("## ade20k-samples")
+    ade_note = " ".join(ade.split("\n## ")[0].split())
+    return "\n".join(table) + (f"\n\n**ADE20K samples.** {ade_note}\n" if ade_note else "\n")
+
+
+def class_shares(mask: np.ndarray) -> np.ndarray:
+    """Share of each task class among the labelled pixels of ``mask`` (zeros when none is labelled)."""
+    counts = np.bincount(mask[mask != IGNORE_INDEX].ravel(), minlength=len(CLASS_NAMES))[: len(CLASS_NAMES)]
+    return counts / max(int(counts.sum()), 1)
+
+
+def pick(shares: Sequence[np.ndarray], count: int) -> list[int]:
+    """Indices of ``count`` examples, taking the foreground classes in turn (see the module docstring)."""
+    foreground = [c for c in range(len(CLASS_NAMES)) if c != BACKGROUND]
+    gap = len(shares) // (count + 1)
+    chosen: list[int] = []
+    for turn in range(min(count, len(shares))):
+        cls = foreground[turn % len(foreground)]
+        rest = [i for i in range(len(shares)) if all(abs(i - j) > gap for j in chosen)]
+        rest = rest or [i for i in range(len(shares)) if i not in chosen]
+        chosen.append(
+            max(rest, key=lambda i: (shares[i][cls] >= 0.02, int((shares[i] >= 0.01).sum()), shares[i][cls], -i))
+        )
+    return chosen
+
+
+def write_pair(image: Image.Image, mask: np.ndarray, out: Path, name: str) -> tuple[int, int]:
+    """Save the image (JPEG) and mask (PNG) with the short side at most SHORT_SIDE; return the saved size."""
+    size = resized_size(image.width, image.height, SHORT_SIDE)
+    label = palette_png(mask)
+    if size != image.size:
+        image = image.resize(size, Image.Resampling.BILINEAR)
+        label = label.resize(size, Image.Resampling.NEAREST)
+    image.save(out / "images" / "val" / f"{name}.jpg", quality=JPEG_QUALITY, optimize=True)
+    label.save(out / "labels" / "val" / f"{name}.png", optimize=True)
+    return size
+
+
+def ade_pairs(root: Path) -> list[tuple[Path, Image.Image, np.ndarray]]:
+    """The ADE20K sample pairs: (image path, RGB image, mask of task ids)."""
+    lut = lookup_table(read_ade_object_info(root / "objectInfo150.csv"), "ade20k")
+    pairs = []
+    for path in sorted((root / "images" / "validation").glob("*.jpg")):
+        with Image.open(path) as im, Image.open(root / "annotations" / "validation" / f"{path.stem}.png") as lab:
+            pairs.append((path, im.convert("RGB"), lut[np.asarray(lab)]))
+    return pairs
+
+
+def make_examples(datasets: Path, out: Path, per_source: int) -> list[dict]:
+    """Rebuild ``out`` from ``datasets``; return the manifest entries of the validation examples."""
+    for sub in ("photos", "validation"):
+        shutil.rmtree(out / sub, ignore_errors=True)
+    validation = out / "validation"
+    for kind in ("images", "labels"):
+        (validation / kind / "val").mkdir(parents=True)
+    (out / "photos").mkdir(parents=True)
+    (validation / "classes.txt").write_text(task_classes_txt())
+    (out / "DATASETS.md").write_text(licence_notes((datasets / "README.md").read_text()))
+
+    entries = []
+
+    def add(source: str, path: Path, image: Image.Image, mask: np.ndarray) -> None:
+        name = f"{source}__{path.stem}"
+        width, height = write_pair(image, mask, validation, name)
+        entries.append(
+            {"name": name, "source": source, "original": str(path.relative_to(datasets)), "size": [width, height]}
+        )
+
+    for source in FOLDER_SOURCES:
+        folder = SegmentationFolder(datasets / source, "val")
+        masks = [folder[i][1].numpy().astype(np.uint8) for i in range(len(folder))]
+        chosen = pick([class_shares(m) for m in masks], per_source)
+        for index in chosen:
+            with Image.open(folder.image_paths[index]) as im:
+                add(source, folder.image_paths[index], im.convert("RGB"), masks[index])
+        if source in PHOTO_SOURCES:
+            first = folder.image_paths[chosen[0]]
+            shutil.copyfile(first, out / "photos" / f"{source}__{first.name}")
+    for path, image, mask in ade_pairs(datasets / ADE_DIR):
+        add("ade20k", path, image, mask)
+        shutil.copyfile(path, out / "photos" / f"ade20k__{path.name}")
+
+    (validation / "manifest.json").write_text(json.dumps({"short_side": SHORT_SIDE, "examples": entries}, indent=1))
+    return entries
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(prog="python -m train.make_examples", description=__doc__.split("\n")[0])
+    parser.add_argument("--datasets", type=Path, default=Path("../shared/datasets"), help="shared datasets folder")
+    parser.add_argument("--out", type=Path, default=Path("examples"), help="output folder")
+    parser.add_argument("--per-source", type=int, default=7, help="validation examples per folder source")
+    args = parser.parse_args(argv)
+    if not (args.datasets / "README.md").is_file():
+        raise SystemExit(f"make_examples: {args.datasets} is not the shared datasets folder (no README.md)")
+    entries = make_examples(args.datasets, args.out, args.per_source)
+    total = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
+    print(f"wrote {len(entries)} validation examples and photos to {args.out} ({total / 1e6:.2f} MB)")
+
+
+if __name__ == "__main__":
+    main()
