@@ -12,15 +12,36 @@ weight is split into its four C x C blocks W_i, folded into the per-stage weight
 (A_i = W_i L_i, a C x C_i matrix applied at each stage's own resolution) and the results are
 upsampled and summed. The parameters are the paper's (and transformers' layout); only the order of
 evaluation changes. In eval mode BatchNorm is folded into the same matrices.
+
+Bilinear upsampling is separable, Upsample(X) = R_h X R_w^T with two interpolation matrices, so each
+stage's term is widened by one matrix product and then added into F by a second one (``baddbmm_``):
+no upsampled copy of any stage is ever materialised, and the backward pass is matrix products too.
+F is kept channels-last (tokens), which is also what the classifier's matrix product wants.
 """
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segformer.overlap_patch_merging import grid_to_tokens
+
+
+def interpolation_matrix(size_in: int, size_out: int, like: torch.Tensor) -> torch.Tensor:
+    """(size_out, size_in) matrix R with R @ v == F.interpolate(v, size_out, bilinear, align_corners=False).
+
+    Taken from F.interpolate itself, so its weights are exactly those of the direct upsampling.
+    """
+    eye = torch.eye(size_in, device=like.device)[None, None]
+    matrix = F.interpolate(eye, size=(size_out, size_in), mode="bilinear", align_corners=False)[0, 0]
+    return matrix.to(like.dtype)
+
 
 class AllMLPDecoder(nn.Module):
-    """Maps the four MiT feature maps to class logits at 1/4 of the input resolution (Eq. 4)."""
+    """Maps the four MiT feature maps to class logits at 1/4 of the input resolution (Eq. 4).
+
+    ``dropout`` before the classifier drops whole channels per sample (``Dropout2d``, as the reference
+    implementation's decode head), which lets the mask act on the classifier's weights instead of on the map.
+    """
 
     def __init__(self, in_channels: tuple[int, ...], dim: int, num_classes: int, *, dropout: float) -> None:
         super().__init__()
@@ -28,28 +49,57 @@ class AllMLPDecoder(nn.Module):
         # The paper concatenates the upsampled maps deepest stage first: fuse input block 0 is stage 4.
         self.fuse = nn.Conv2d(dim * len(in_channels), dim, 1, bias=False)
         self.norm = nn.BatchNorm2d(dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = dropout
         self.classifier = nn.Conv2d(dim, num_classes, 1)
 
     def _folded(self) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Per-stage matrices A_i (dim x C_i) and the summed bias, with eval-mode BatchNorm folded in."""
-        dim = self.norm.num_features
-        blocks = self.fuse.weight.flatten(1).split(dim, dim=1)[::-1]  # block i now belongs to stage i
-        weights = [w @ linear.weight for w, linear in zip(blocks, self.linear, strict=True)]
-        bias = sum(w @ linear.bias for w, linear in zip(blocks, self.linear, strict=True))
+        fuse = self.fuse.weight.flatten(1)
         if not self.training:
             scale = self.norm.weight * torch.rsqrt(self.norm.running_var + self.norm.eps)
-            weights = [scale[:, None] * w for w in weights]
-            bias = scale * (bias - self.norm.running_mean) + self.norm.bias
+            fuse = scale[:, None] * fuse
+        blocks = fuse.split(self.norm.num_features, dim=1)[::-1]  # block i now belongs to stage i
+        weights = [w @ linear.weight for w, linear in zip(blocks, self.linear, strict=True)]
+        bias = fuse @ torch.cat([linear.bias for linear in self.linear[::-1]])
+        if not self.training:
+            bias = bias + (self.norm.bias - scale * self.norm.running_mean)
         return weights, bias
 
-    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+    def _fused(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """F before BatchNorm (after it, in eval) as a channels-last (B, dim, H/4, W/4) map."""
         weights, bias = self._folded()
-        size = features[0].shape[-2:]
-        fused = F.conv2d(features[0], weights[0][:, :, None, None], bias)
-        for feature, weight in zip(features[1:], weights[1:], strict=True):
-            projected = F.conv2d(feature, weight[:, :, None, None])
-            fused = fused + F.interpolate(projected, size=size, mode="bilinear", align_corners=False)
+        batch, _, height, width = features[0].shape
+        dim = bias.shape[0]
+        # Stages 4, 3, 2 accumulate into rows (B, H/4, W/4 * dim), in place on a tensor of their own (not a view,
+        # which autograd would copy); upsampling keeps constants, so the bias joins the smallest map, stage 4's.
+        rows = None
+        for feature, weight in zip(features[:0:-1], weights[:0:-1], strict=True):
+            h, w = feature.shape[-2:]
+            projected = F.linear(grid_to_tokens(feature), weight, bias if rows is None else None)
+            widened = torch.matmul(interpolation_matrix(w, width, bias), projected.view(batch * h, w, dim))
+            upsample_rows = interpolation_matrix(h, height, bias).expand(batch, height, h)
+            widened = widened.view(batch, h, width * dim)
+            rows = torch.bmm(upsample_rows, widened) if rows is None else rows.baddbmm_(upsample_rows, widened)
+        # Stage 1 needs no upsampling: its term is added by a product on the tokens (B, H/4 * W/4, dim), a view of
+        # rows: in place unless autograd records it (it would copy the gradient twice, more than the out-of-place
+        # product costs).
+        tokens, stage1 = rows.view(batch, height * width, dim), weights[0].T.expand(batch, -1, -1)
+        if torch.is_grad_enabled():
+            tokens = torch.baddbmm(tokens, grid_to_tokens(features[0]), stage1)
+        else:
+            tokens.baddbmm_(grid_to_tokens(features[0]), stage1)
+        return tokens.view(batch, height, width, dim).permute(0, 3, 1, 2)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        fused = self._fused(features)
         if self.training:
             fused = self.norm(fused)
-        return self.classifier(self.dropout(F.relu(fused)))
+        fused = F.relu(fused, inplace=True)
+        batch, dim, height, width = fused.shape
+        weight = self.classifier.weight.flatten(1).T.expand(batch, -1, -1)  # (B, dim, classes)
+        if self.training and self.dropout > 0:
+            keep = 1.0 - self.dropout
+            weight = weight * fused.new_empty(batch, dim, 1).bernoulli_(keep).div_(keep)
+        # In the tokens' layout, so that the backward pass hands F a gradient in its own (channels-last) layout.
+        logits = torch.baddbmm(self.classifier.bias, grid_to_tokens(fused), weight)  # (B, H*W, classes)
+        return logits.view(batch, height, width, -1).permute(0, 3, 1, 2).contiguous()

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segformer.overlap_patch_merging import grid_to_tokens, tokens_to_grid
+
 
 class EfficientSelfAttention(nn.Module):
     """Multi-head attention with spatially reduced keys and values (Eq. 1-2).
@@ -30,7 +32,8 @@ class EfficientSelfAttention(nn.Module):
         self.key = nn.Linear(dim, dim)
         self.value = nn.Linear(dim, dim)
         if sr_ratio > 1:
-            self.reduction = nn.Conv2d(dim, dim, sr_ratio, stride=sr_ratio)
+            # Stored channels-last like the tokens it reads, so that it is not reordered at every call.
+            self.reduction = nn.Conv2d(dim, dim, sr_ratio, stride=sr_ratio).to(memory_format=torch.channels_last)
             self.reduction_norm = nn.LayerNorm(dim)
         self.out = nn.Linear(dim, dim)
         self.dropout = dropout
@@ -38,8 +41,7 @@ class EfficientSelfAttention(nn.Module):
     def _reduce(self, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
         if self.sr_ratio == 1:
             return x
-        grid = x.transpose(1, 2).unflatten(2, (height, width))
-        return self.reduction_norm(self.reduction(grid).flatten(2).transpose(1, 2))
+        return self.reduction_norm(grid_to_tokens(self.reduction(tokens_to_grid(x, height, width))))
 
     def forward(
         self, x: torch.Tensor, height: int, width: int, return_attention: bool = False

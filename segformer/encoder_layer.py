@@ -19,9 +19,7 @@ def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
 class MixTransformerEncoderLayer(nn.Module):
     """Pre-norm block: x + DropPath(Attn(LN(x))), then x + DropPath(MixFFN(LN(x))) (Eq. 1, Eq. 3)."""
 
-    def __init__(
-        self, dim: int, *, heads: int, sr_ratio: int, mlp_ratio: int, drop_path_rate: float
-    ) -> None:
+    def __init__(self, dim: int, *, heads: int, sr_ratio: int, mlp_ratio: int, drop_path_rate: float) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
         self.attention = EfficientSelfAttention(dim, heads=heads, sr_ratio=sr_ratio)

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segformer.overlap_patch_merging import grid_to_tokens, tokens_to_grid
+
 
 class MixFFN(nn.Module):
     """Linear -> 3x3 depthwise conv (padding 'same') -> GELU -> Linear, on tokens (B, H*W, C)."""
@@ -20,7 +22,6 @@ class MixFFN(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        x = self.fc1(x)
-        grid = x.transpose(1, 2).unflatten(2, (height, width))
-        x = F.gelu(self.dwconv(grid).flatten(2).transpose(1, 2))
+        x = self.dwconv(tokens_to_grid(self.fc1(x), height, width))
+        x = F.gelu(grid_to_tokens(x))
         return self.dropout(self.fc2(self.dropout(x)))

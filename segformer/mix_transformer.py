@@ -1,18 +1,21 @@
 """The hierarchical Mix Transformer encoder, MiT (paper Section 3.1)."""
 
+import itertools
+
 import torch
 from torch import nn
 
 from segformer.config import MiTConfig
 from segformer.encoder_layer import MixTransformerEncoderLayer
-from segformer.overlap_patch_merging import OverlapPatchMerging
+from segformer.overlap_patch_merging import OverlapPatchMerging, tokens_to_grid
 
 
 class MixTransformer(nn.Module):
     """Four stages, each: overlapped patch merging, ``depth`` encoder layers, LayerNorm.
 
     Returns the feature maps F_i of shape (B, C_i, H / 2^(i+1), W / 2^(i+1)) for i = 1..4 (grid sizes are
-    rounded up: stage 1 has ceil(H / 4) rows), and, on request, every block's attention probabilities.
+    rounded up: stage 1 has ceil(H / 4) rows; channels-last views of the stage's tokens), and, on request, every
+    block's attention probabilities.
     """
 
     def __init__(self, config: MiTConfig, in_channels: int = 3) -> None:
@@ -24,6 +27,10 @@ class MixTransformer(nn.Module):
             OverlapPatchMerging(c_in, c_out, patch_size=k, stride=s)
             for c_in, c_out, k, s in zip(channels, config.widths, config.patch_sizes, config.strides, strict=True)
         )
+        # Stages 2-4 read the previous stage's tokens, a channels-last grid: their kernels are stored the same way
+        # so that they are not reordered at every call (stage 1 reads the image, as it comes).
+        for merge in self.patch_merging[1:]:
+            merge.to(memory_format=torch.channels_last)
         self.blocks = nn.ModuleList()
         for stage, depth in enumerate(config.depths):
             first = sum(config.depths[:stage])
@@ -41,10 +48,28 @@ class MixTransformer(nn.Module):
             )
         self.norms = nn.ModuleList(nn.LayerNorm(width) for width in config.widths)
 
+    def _fits(self, height: int, width: int) -> bool:
+        """Whether every stage's grid is at least as large as its key reduction ratio R (Eq. 2)."""
+        for merge, blocks in zip(self.patch_merging, self.blocks, strict=True):
+            height, width = merge.grid_size(height, width)
+            if min(height, width) < blocks[0].attention.sr_ratio:
+                return False
+        return True
+
+    def check_input_size(self, height: int, width: int) -> None:
+        """ValueError naming the smallest usable size when a (height, width) input is too small."""
+        if not self._fits(height, width):
+            smallest = next(n for n in itertools.count(1) if self._fits(n, n))
+            raise ValueError(
+                f"input of {height}x{width} pixels is too small: the spatial reduction of the keys (Eq. 2) needs "
+                f"a height and width of at least {smallest}x{smallest}"
+            )
+
     def forward(
         self, x: torch.Tensor, return_attentions: bool = False
     ) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
         """Return (features, attentions); ``attentions[stage][block]`` is empty unless requested."""
+        self.check_input_size(*x.shape[-2:])
         features: list[torch.Tensor] = []
         attentions: list[list[torch.Tensor]] = []
         for merge, blocks, norm in zip(self.patch_merging, self.blocks, self.norms, strict=True):
@@ -54,7 +79,7 @@ class MixTransformer(nn.Module):
                 tokens, probs = block(tokens, height, width, return_attentions)
                 if probs is not None:
                     stage_attentions.append(probs)
-            x = norm(tokens).transpose(1, 2).unflatten(2, (height, width))
+            x = tokens_to_grid(norm(tokens), height, width)
             features.append(x)
             attentions.append(stage_attentions)
         return features, attentions

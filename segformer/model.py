@@ -31,8 +31,10 @@ class SegFormer(nn.Module):
     def forward(
         self, x: torch.Tensor, return_attentions: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, list[list[torch.Tensor]]]:
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"expected a float tensor of shape (batch, 3, height, width), got {tuple(x.shape)}")
+        if x.ndim != 4 or x.shape[1] != 3 or not x.is_floating_point():
+            raise ValueError(
+                f"expected a float tensor of shape (batch, 3, height, width), got {x.dtype} of shape {tuple(x.shape)}"
+            )
         features, attentions = self.encoder(x, return_attentions)
         logits = self.decoder(features)
         return (logits, attentions) if return_attentions else logits

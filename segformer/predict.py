@@ -7,6 +7,7 @@ Evaluation and the app both call :func:`predict`; logits are always upsampled be
 import torch
 import torch.nn.functional as F
 
+from segformer.all_mlp_decoder import interpolation_matrix
 from segformer.model import SegFormer
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -25,10 +26,12 @@ def normalise(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, .
     return (x - mean_t) / std_t
 
 
-def _interpolation_matrix(size_in: int, size_out: int, device: torch.device) -> torch.Tensor:
-    """(size_out, size_in) matrix R with R @ v == bilinear (align_corners=False) resampling of v."""
-    eye = torch.eye(size_in, device=device)[None, None]
-    return F.interpolate(eye, size=(size_out, size_in), mode="bilinear", align_corners=False)[0, 0]
+def class_argmax(logits: torch.Tensor) -> torch.Tensor:
+    """Index of the largest logit along dim 1 (the first on ties, as argmax).
+
+    ``max(1).indices`` gives the same indices as ``argmax(1)`` but is several times faster on CPU for few classes.
+    """
+    return logits.max(1).indices
 
 
 def upsampled_argmax(logits: torch.Tensor, size: tuple[int, int], band: int = 256) -> torch.Tensor:
@@ -41,13 +44,14 @@ def upsampled_argmax(logits: torch.Tensor, size: tuple[int, int], band: int = 25
     height, width = size
     if batch * classes * height * width <= _BAND_THRESHOLD:
         full = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-        return full.argmax(1).to(torch.uint8)
-    rows = _interpolation_matrix(h, height, logits.device)
-    cols = _interpolation_matrix(w, width, logits.device)
-    horizontal = logits.float() @ cols.T  # (B, K, h, W)
+        return class_argmax(full).to(torch.uint8)
+    logits = logits.float()
+    rows = interpolation_matrix(h, height, logits)
+    cols = interpolation_matrix(w, width, logits)
+    horizontal = logits @ cols.T  # (B, K, h, W)
     labels = torch.empty(batch, height, width, dtype=torch.uint8, device=logits.device)
     for start in range(0, height, band):
-        labels[:, start : start + band] = (rows[start : start + band] @ horizontal).argmax(1)
+        labels[:, start : start + band] = class_argmax(rows[start : start + band] @ horizontal)
     return labels
 
 

@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from segformer import load_checkpoint
-from segformer.predict import normalise
+from segformer.predict import class_argmax, normalise
 from train.classes import CLASS_NAMES, IGNORE_INDEX
 from train.data import SegmentationFolder
 from train.metrics import confusion_matrix, scores
@@ -60,7 +60,7 @@ def evaluate(
         full = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)  # as segformer.predict does
         loss_sum[0] += F.cross_entropy(full, mask, ignore_index=IGNORE_INDEX, reduction="sum")
         loss_sum[1] += (mask != IGNORE_INDEX).sum()
-        confusion += confusion_matrix(full.argmax(1), mask, num_classes, IGNORE_INDEX)
+        confusion += confusion_matrix(class_argmax(full), mask, num_classes, IGNORE_INDEX)
     if world > 1:
         dist.all_reduce(confusion)
         dist.all_reduce(loss_sum)

@@ -1,0 +1,100 @@
+"""The prediction path: normalise -> forward -> upsample the logits -> argmax, on a real image."""
+
+import importlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer, predict
+from segformer.predict import upsampled_argmax
+
+DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+# The module, not the function of the same name that the package exports.
+PREDICT_MODULE = importlib.import_module("segformer.predict")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    """Values, not speed, are tested: one intra-op thread is much faster on a shared, busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def model() -> SegFormer:
+    torch.manual_seed(0)
+    return SegFormer.from_preset("b0", 6).eval()
+
+
+@pytest.fixture(scope="module")
+def image() -> torch.Tensor:
+    """A real CamVid street scene, uint8 (3, 360, 480)."""
+    path = sorted((DATASETS / "camvid" / "images" / "val").glob("*.jpg"))[0]
+    with Image.open(path) as im:
+        return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)
+
+
+def test_predict_normalises_upsamples_the_logits_then_takes_the_argmax(model: SegFormer, image: torch.Tensor) -> None:
+    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    x = ((image.float() / 255 - mean) / std)[None]
+    with torch.no_grad():
+        logits = model(x)
+    expected = F.interpolate(logits, size=image.shape[1:], mode="bilinear", align_corners=False).argmax(1)[0]
+    labels = predict(model, image)
+    assert labels.shape == image.shape[1:] and labels.dtype == torch.uint8
+    assert torch.equal(labels.long(), expected)
+    # Not the cheaper argmax-then-upsample: that gives a different (blockier) mask.
+    blocky = F.interpolate(logits.argmax(1, keepdim=True).float(), size=image.shape[1:], mode="nearest")[0, 0]
+    assert not torch.equal(labels.long(), blocky.long())
+
+
+def test_predict_takes_batches_and_float_images(model: SegFormer, image: torch.Tensor) -> None:
+    single = predict(model, image)
+    batch = predict(model, torch.stack([image, image.flip(-1)]))
+    assert batch.shape == (2, *image.shape[1:])
+    assert torch.equal(batch[0], single)
+    assert torch.equal(predict(model, image.float() / 255), single)
+
+
+def test_predict_rejects_images_of_the_wrong_shape(model: SegFormer) -> None:
+    with pytest.raises(ValueError, match=r"expected images of shape \(batch, 3, height, width\)"):
+        predict(model, torch.zeros(1, 4, 64, 64, dtype=torch.uint8))
+
+
+def test_max_side_bounds_the_working_size_but_not_the_mask(model: SegFormer, image: torch.Tensor) -> None:
+    seen = []
+    handle = model.register_forward_pre_hook(lambda _module, args: seen.append(tuple(args[0].shape)))
+    try:
+        labels = predict(model, image, max_side=160)
+    finally:
+        handle.remove()
+    assert seen == [(1, 3, 120, 160)]
+    assert labels.shape == image.shape[1:]
+    # Most pixels agree with the full-size prediction: the same scene, seen smaller.
+    assert (labels == predict(model, image)).float().mean() > 0.5
+
+
+def test_banded_argmax_equals_the_direct_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The band-by-band path for huge masks (separable resampling) gives the direct path's labels."""
+    logits = torch.randn(2, 7, 23, 31, generator=torch.Generator().manual_seed(0))
+    size = (181, 247)  # not a multiple of the band, nor of the logits' size
+    direct = F.interpolate(logits, size=size, mode="bilinear", align_corners=False).argmax(1).to(torch.uint8)
+    assert torch.equal(upsampled_argmax(logits, size), direct)  # below the threshold: the direct path
+    monkeypatch.setattr(PREDICT_MODULE, "_BAND_THRESHOLD", 0)
+    for band in (1, 16, 1000):
+        assert torch.equal(upsampled_argmax(logits, size, band=band), direct), f"band {band}"
+
+
+def test_a_huge_mask_is_predicted_in_bands(model: SegFormer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a lowered threshold predict() itself takes the banded path, and gives the same mask."""
+    image = torch.randint(0, 256, (3, 200, 150), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    direct = predict(model, image, max_side=64)
+    monkeypatch.setattr(PREDICT_MODULE, "_BAND_THRESHOLD", 1000)
+    assert torch.equal(predict(model, image, max_side=64), direct)
