@@ -2,7 +2,6 @@
 
 import json
 import pickle
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,15 +12,6 @@ import segformer.checkpoint
 from segformer import SegFormer, load_checkpoint, read_metadata, save_checkpoint
 
 METADATA = {"classes": ["background", "plant", "person/animal", "vehicle"], "palette": [[0, 0, 0]] * 4}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Values, not speed, are tested: one intra-op thread is much faster on a shared, busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """The SegFormer model on its own: sizes against the paper, shapes, input errors, gradients, learning a real image."""
 
 import math
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,16 +15,6 @@ from segformer.predict import normalise
 from train.classes import IGNORE_INDEX, lookup_table, read_classes_txt
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """These tests check values, not speed: one intra-op thread keeps them fast on a shared, busy machine, where
-    a parallel region waits for any of its threads that the OS has parked (10x slower seen on 2 loaded cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def count(module: torch.nn.Module) -> int:

@@ -1,7 +1,6 @@
 """The prediction path: normalise -> forward -> upsample the logits -> argmax, on a real image."""
 
 import importlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,15 +15,6 @@ from segformer.predict import upsampled_argmax
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 # The module, not the function of the same name that the package exports.
 PREDICT_MODULE = importlib.import_module("segformer.predict")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Values, not speed, are tested: one intra-op thread is much faster on a shared, busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ test of that format (transformers keeps another layout in memory).
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import huggingface_hub
@@ -22,15 +21,6 @@ from segformer.checkpoint import load_tensors
 from segformer.transformers_weights import config_from_transformers, load_transformers_weights
 
 TOL = 1e-4
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Values, not speed, are tested: one intra-op thread is much faster on a shared, busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def hf_config(name: str, num_labels: int, **changes: object) -> SegformerConfig:
