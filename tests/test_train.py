@@ -228,3 +228,14 @@ def test_export_writes_fp16_under_10_mb_that_predicts_like_the_original(trained_
     x = torch.randn(1, 3, 96, 128)
     with torch.no_grad():
         torch.testing.assert_close(shipped(x), original(x), atol=2e-2, rtol=1e-2)
+
+
+def test_init_from_a_checkpoint_continues_its_history(tiny_data: Path, trained_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "continued"
+    train(tiny_config(tiny_data, out, epochs=1, init=str(trained_run / "last")))
+    _, meta = load_checkpoint(out / "last")
+    earlier = json.loads((trained_run / "last.json").read_text())["history"]
+    assert [h["epoch"] for h in meta["history"]] == [1, 2, 3] and meta["inherited_epochs"] == 2
+    assert meta["history"][:2] == earlier and meta["recipe"]["init"] == str(trained_run / "last")
+    with pytest.raises(ValueError, match="different model"):
+        train(tiny_config(tiny_data, tmp_path / "other", preset="b1", init=str(trained_run / "last")))

@@ -9,7 +9,9 @@ ignore index 255. Every epoch appends train loss, val loss, val mIoU, per-class 
 learning rate to a history saved with the checkpoint and drawn as curves.png. ``OUT/last`` and ``OUT/best``
 (by val mIoU) are checkpoints (safetensors + JSON); ``OUT/last-optimizer`` holds the optimizer and
 scheduler state so that ``--resume`` continues exactly: 2 epochs == 1 epoch + resume 1 epoch. Each epoch
-reseeds every random generator from (seed, epoch), so no RNG state needs saving.
+reseeds every random generator from (seed, epoch), so no RNG state needs saving. ``--init`` starts from the
+weights of an earlier checkpoint (whose history this run continues) or of a transformers-layout Hub repo, such as
+the paper's ImageNet-pretrained encoder ``hf:nvidia/mit-b0``.
 """
 
 import argparse
@@ -33,6 +35,7 @@ from tqdm import tqdm
 from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer, load_checkpoint, save_checkpoint
 from segformer.checkpoint import checkpoint_paths, load_tensors, save_json, save_tensors
 from segformer.predict import normalise
+from segformer.transformers_weights import load_transformers_weights
 from train.classes import CLASS_NAMES, IGNORE_INDEX, PALETTE
 from train.curves import save_curves
 from train.data import SegmentationFolder, collate, train_transform
@@ -58,6 +61,9 @@ class TrainConfig:
     workers: int = 2
     seed: int = 0
     limit: int | None = None  # use only the first N training images (tests, quick runs)
+    # Start from these weights: a checkpoint of this project (path) or a Hub repo in the transformers layout
+    # (hf:ORG/NAME, e.g. hf:nvidia/mit-b0 for the paper's ImageNet-pretrained encoder).
+    init: str | None = None
     resume: bool = False
     stop_after: int | None = None  # end this process after that many epochs of the schedule (resume later)
 
@@ -116,6 +122,23 @@ def load_training_state(stem: Path, optimizer: torch.optim.Optimizer) -> tuple[i
     return meta["epoch"], meta["step"]
 
 
+def initialise(model: SegFormer, source: str) -> list[dict]:
+    """Load starting weights from a checkpoint of this project (returning its history, which the run continues)
+    or, for ``hf:ORG/NAME``, from a transformers-layout Hub repo (an encoder-only repo fills the encoder and
+    leaves the decoder freshly initialised; no history)."""
+    if source.startswith("hf:"):
+        from huggingface_hub import hf_hub_download
+
+        repo = source.removeprefix("hf:")
+        load_transformers_weights(model, load_tensors(Path(hf_hub_download(repo, "model.safetensors"))), repo)
+        return []
+    start, meta = load_checkpoint(source)
+    if start.config != model.config or start.num_classes != model.num_classes:
+        raise ValueError(f"--init {source} is a different model (preset or classes) than this run's")
+    model.load_state_dict(start.state_dict())
+    return meta.get("history", [])
+
+
 def code_version() -> str:
     try:
         return subprocess.run(
@@ -157,9 +180,11 @@ def train(cfg: TrainConfig) -> dict:
     rank, world, device = setup_distributed()
     out = Path(cfg.out)
     torch.manual_seed(cfg.seed)
-    model = SegFormer.from_preset(cfg.preset, len(CLASS_NAMES)).to(device)
+    model = SegFormer.from_preset(cfg.preset, len(CLASS_NAMES))
+    history: list[dict] = initialise(model, cfg.init) if cfg.init is not None else []
+    inherited = len(history)  # epochs of the --init run, continued by this one
+    model = model.to(device)
     optimizer = build_optimizer(model, cfg)
-    history: list[dict] = []
     start_epoch, step = 0, 0
     if (out / "last.json").is_file() and not cfg.resume:
         raise ValueError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
@@ -167,9 +192,9 @@ def train(cfg: TrainConfig) -> dict:
         resumed, meta = load_checkpoint(out / "last", device=device)
         model.load_state_dict(resumed.state_dict())
         start_epoch, step = load_training_state(out / "last-optimizer", optimizer)
-        if start_epoch != len(meta["history"]):
+        history, inherited = meta["history"], meta.get("inherited_epochs", 0)
+        if start_epoch != len(history) - inherited:
             raise ValueError(f"{out}: last checkpoint and optimizer state disagree on the epoch; delete one")
-        history = meta["history"]
         now = json.loads(json.dumps(asdict(cfg)))
         changed = [k for k, v in now.items() if k not in RESUMABLE_CHANGES and meta["recipe"].get(k, v) != v]
         if changed:
@@ -242,7 +267,7 @@ def train(cfg: TrainConfig) -> dict:
         }
         overall = combine(list(per_source.values()), CLASS_NAMES)
         record = {
-            "epoch": epoch + 1,
+            "epoch": inherited + epoch + 1,
             "step": step,
             "train_loss": (loss_sum[0] / loss_sum[1]).item(),
             "val_loss": overall["loss"],
@@ -264,13 +289,14 @@ def train(cfg: TrainConfig) -> dict:
                 "std": list(IMAGENET_STD),
                 "input_size": cfg.crop_size,
                 "history": history,
+                "inherited_epochs": inherited,
                 "recipe": {**asdict(cfg), "world_size": world, "device": device.type},
                 "data": data_summary(cfg.data),
                 "code_version": code_version(),
             }
             save_training_state(out / "last-optimizer", optimizer, epoch + 1, step)
             save_checkpoint(out / "last", model, metadata)
-            if record["val_miou"] >= max(h["val_miou"] for h in history):
+            if record["val_miou"] >= max(h["val_miou"] for h in history[inherited:]):
                 save_checkpoint(out / "best", model, metadata)
             save_curves(history, out / "curves.png")
     if world > 1:
@@ -288,6 +314,8 @@ def parse_args(argv: Sequence[str] | None) -> TrainConfig:
             parser.add_argument(flag, nargs="+", default=list(default), help="dataset folders (shared layout)")
         elif f.name in ("limit", "stop_after"):
             parser.add_argument(flag, type=int, default=None)
+        elif f.name == "init":
+            parser.add_argument(flag, default=None, help="starting weights: checkpoint path or hf:ORG/NAME")
         elif f.name == "resume":
             parser.add_argument(flag, action="store_true", help="continue the run in --out from its last epoch")
         else:
