@@ -20,7 +20,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -31,23 +30,13 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from interleave import interleaved  # noqa: E402  (bench/ is on sys.path when run as a script)
+
 import app_helpers  # noqa: E402
 import segformer  # noqa: E402
 
 SIZE = (1024, 768)
 GOAL = 2.0
-
-
-def interleaved(calls: dict[str, Callable[[], object]], runs: int, warmup: int = 2) -> dict[str, list[float]]:
-    """Seconds per call of each of ``calls``, taken in turn ``runs`` times after ``warmup`` untimed rounds."""
-    seconds: dict[str, list[float]] = {name: [] for name in calls}
-    for round_ in range(warmup + runs):
-        for name, call in calls.items():
-            start = time.perf_counter()
-            call()
-            if round_ >= warmup:
-                seconds[name].append(time.perf_counter() - start)
-    return seconds
 
 
 def start_app(checkpoint: str, log: Path) -> tuple[subprocess.Popen, str]:

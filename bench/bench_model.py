@@ -25,7 +25,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,6 +33,8 @@ import torch.nn.functional as F
 from transformers import SegformerConfig, SegformerForSemanticSegmentation
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from interleave import interleaved  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 from segformer.checkpoint import load_tensors  # noqa: E402
 from segformer.model import SegFormer  # noqa: E402
@@ -58,14 +59,7 @@ def forward(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def interleaved_medians(steps: dict[str, Callable[[], None]], runs: int, warmup: int) -> dict[str, float]:
     """Median seconds per call of each step, the steps called in turn so that load affects them alike."""
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for i in range(warmup + runs):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            if i >= warmup:
-                times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return {name: statistics.median(t) for name, t in interleaved(steps, runs, warmup).items()}
 
 
 def line(case: str, metric: str, ours: float, theirs: float, goal: str | None, **extra: object) -> None:

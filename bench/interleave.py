@@ -1,0 +1,16 @@
+"""Timing shared by the benchmarks: calls taken in turn, so that a change in the machine's load hits them alike."""
+
+import time
+from collections.abc import Callable
+
+
+def interleaved(calls: dict[str, Callable[[], object]], runs: int, warmup: int = 2) -> dict[str, list[float]]:
+    """Seconds per call of each of ``calls``, taken in turn ``runs`` times after ``warmup`` untimed rounds."""
+    seconds: dict[str, list[float]] = {name: [] for name in calls}
+    for round_ in range(warmup + runs):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            if round_ >= warmup:
+                seconds[name].append(time.perf_counter() - start)
+    return seconds
