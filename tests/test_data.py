@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 from torchvision import tv_tensors
 
 from train.classes import IGNORE_INDEX, PERSON_ANIMAL, VEHICLE, task_classes_txt
-from train.data import SegmentationFolder, collate, eval_transform, train_transform
+from train.data import SegmentationFolder, collate, train_transform
 from train.prepare import main as prepare_main
 
 DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
@@ -118,9 +118,9 @@ def test_train_transform_pads_mask_with_ignore(tmp_path: Path) -> None:
     assert padded_seen >= 5  # short side 16..64 < 64 in most draws
 
 
-def test_eval_transform_and_collate(tmp_path: Path) -> None:
+def test_untransformed_items_and_collate(tmp_path: Path) -> None:
     masks = {"a": block_mask(24, 32, 8, 2), "b": block_mask(24, 32, 8, 3), "c": block_mask(20, 32, 8, 4)}
-    dataset = SegmentationFolder(make_folder(tmp_path / "data", masks), "train", eval_transform())
+    dataset = SegmentationFolder(make_folder(tmp_path / "data", masks), "train")
     image, mask = dataset[0]
     assert image.shape == (3, 24, 32) and torch.equal(mask, torch.from_numpy(masks["a"]))
     images, batch_masks = next(iter(DataLoader(dataset, batch_size=2, collate_fn=collate)))

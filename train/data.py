@@ -111,11 +111,6 @@ def train_transform(crop_size: int, base_size: int | None = None) -> v2.Compose:
     )
 
 
-def eval_transform() -> v2.Transform:
-    """Evaluation transform: none; images are evaluated at their label's full resolution."""
-    return v2.Identity()
-
-
 def collate(batch: Sequence[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack same-size samples into (B, 3, H, W) uint8 images and (B, H, W) int64 masks.
 
