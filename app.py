@@ -90,12 +90,12 @@ def segment_tab(loaded: helpers.LoadedModel) -> None:
             shutil.rmtree(recent.popleft(), ignore_errors=True)
         return path
 
-    def overlay(view: tuple[np.ndarray, np.ndarray] | None, opacity: float) -> tuple | None:
-        """gr.AnnotatedImage value: the (display-size) photo and one translucent layer per class present."""
+    def overlay(view: tuple[np.ndarray, np.ndarray] | None, opacity: float) -> np.ndarray | None:
+        """The display-size photo blended with its class colours (one JPEG to send, however many classes)."""
         if view is None:
             return None
         rgb, mask = view
-        return rgb, helpers.class_layers(mask, loaded.classes, opacity)
+        return helpers.blend(rgb, mask, loaded.palette, opacity)
 
     def segment_photo(image: dict | None, opacity: float) -> tuple:
         """Overlay, class shares, timing text, full-size mask PNG, and the display-size view kept for recolouring."""
@@ -129,13 +129,8 @@ def segment_tab(loaded: helpers.LoadedModel) -> None:
             photos = sorted((EXAMPLES / "photos").glob("*.jpg"))
             gr.Examples([[str(p)] for p in photos], inputs=[photo], label="Example photos (validation images)")
         with gr.Column(scale=3):
-            result = gr.AnnotatedImage(
-                label="Segmentation (hover a class in the legend to highlight it)",
-                color_map={n: hex_colour(c) for n, c in zip(loaded.classes, loaded.palette.tolist(), strict=True)},
-                format="jpeg",
-                height=400,
-                elem_id="overlay",
-            )
+            result = gr.Image(label="Segmentation", format="jpeg", height=400, interactive=False, elem_id="overlay")
+            gr.HTML(legend_html(loaded), elem_id="overlay-legend")
             shares = gr.Label(label="Share of the image per class", show_heading=False)
             info = gr.Markdown()
             mask_file = gr.File(label="Mask at the photo's resolution (PNG; pixel value = class id)")

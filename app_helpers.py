@@ -194,10 +194,19 @@ def downscale(rgb: np.ndarray, mask: np.ndarray, max_side: int) -> tuple[np.ndar
     return np.asarray(image), np.asarray(Image.fromarray(mask).resize(size, Image.Resampling.NEAREST))
 
 
-def class_layers(mask: np.ndarray, classes: tuple[str, ...], opacity: float) -> list[tuple[np.ndarray, str]]:
-    """gr.AnnotatedImage annotations: one (alpha mask, class name) per class present in ``mask``."""
-    present = np.flatnonzero(np.bincount(mask.ravel(), minlength=256)[: len(classes)])
-    return [((mask == c).astype(np.float32) * opacity, classes[c]) for c in present]
+def blend(rgb: np.ndarray, mask: np.ndarray, palette: np.ndarray, opacity: float) -> np.ndarray:
+    """The photo with each pixel mixed toward its class colour: (1 - opacity) * photo + opacity * colour.
+
+    Ids outside the palette (the ignore label) leave the photo as it is. Integer arithmetic in 1/256 steps keeps
+    this to a few milliseconds at 1024 px, so the opacity slider can recolour without running the network.
+    """
+    alpha = np.zeros(256, dtype=np.uint16)
+    alpha[: len(palette)] = round(min(max(opacity, 0.0), 1.0) * 256)
+    colours = np.zeros((256, 3), dtype=np.uint16)
+    colours[: len(palette)] = palette
+    weight = alpha[mask][..., None]
+    mixed = rgb.astype(np.uint16) * (256 - weight) + colours[mask] * weight + 128
+    return (mixed >> 8).astype(np.uint8)
 
 
 def palette_png(mask: np.ndarray, palette: Sequence[Sequence[int]] = PALETTE) -> Image.Image:
@@ -272,7 +281,7 @@ def working_image(rgb: np.ndarray, max_side: int) -> np.ndarray:
         return rgb
     scale = max_side / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))
+    return np.array(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))
 
 
 @torch.inference_mode()

@@ -157,7 +157,7 @@ def test_photo_mask_is_full_size_and_equals_predict(client: Client, model: tuple
     result = segment(client, PHOTO)
     mask = mask_of(result)
     with Image.open(PHOTO) as photo:
-        rgb = np.asarray(photo.convert("RGB"))
+        rgb = np.array(photo.convert("RGB"))
     assert mask.shape == rgb.shape[:2]
     assert mask.max() < NUM_CLASSES
     net, meta = model
@@ -165,11 +165,27 @@ def test_photo_mask_is_full_size_and_equals_predict(client: Client, model: tuple
     expected = segformer.predict(net, image, mean=meta["mean"], std=meta["std"], max_side=1024).numpy()
     np.testing.assert_array_equal(mask, expected)
     overlay, shares, info, _ = result
-    assert Path(overlay["image"]).is_file() and overlay["annotations"]
-    assert {a["label"] for a in overlay["annotations"]} <= set(meta["classes"])
+    with Image.open(overlay) as picture:
+        assert picture.format == "JPEG"
+        shown = np.asarray(picture.convert("RGB"), dtype=np.float64)
+    # The page shows the photo blended half-way toward the class colours (JPEG-compressed, hence the tolerance).
+    blended = app_helpers.blend(rgb, expected, np.asarray(meta["palette"], dtype=np.uint8), 0.5)
+    assert np.abs(shown - blended).mean() < 4.0
+    assert np.abs(shown - rgb).mean() > 4 * np.abs(shown - blended).mean()
     total = sum(c["confidence"] for c in shares["confidences"])
     assert total == pytest.approx(1.0, abs=1e-6)
     assert "Inference" in info and "683×512" in info
+
+
+def test_blend_by_hand() -> None:
+    """Each pixel moves ``opacity`` of the way to its class colour; ids beyond the palette stay as they were."""
+    rgb = np.array([[[200, 100, 0], [10, 20, 30], [255, 255, 255]]], dtype=np.uint8)
+    mask = np.array([[0, 1, 255]], dtype=np.uint8)
+    palette = np.array([[0, 0, 0], [250, 120, 130]], dtype=np.uint8)
+    assert app_helpers.blend(rgb, mask, palette, 0.5).tolist() == [[[100, 50, 0], [130, 70, 80], [255, 255, 255]]]
+    assert app_helpers.blend(rgb, mask, palette, 0.0).tolist() == rgb.tolist()
+    assert app_helpers.blend(rgb, mask, palette, 1.0).tolist() == [[[0, 0, 0], [250, 120, 130], [255, 255, 255]]]
+    assert app_helpers.blend(rgb, mask, palette, 0.25)[0, 1].tolist() == [70, 45, 55]  # 10 + 0.25 * (250 - 10), ...
 
 
 def test_validation_example(client: Client) -> None:
