@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from safetensors.torch import load_file
 from torchmetrics.classification import MulticlassJaccardIndex
 
@@ -22,7 +24,7 @@ from train.evaluate import combine, evaluate
 from train.export import export
 from train.metrics import confusion_matrix, scores
 from train.prepare import prepare
-from train.train import TrainConfig, build_optimizer, lr_factor, train
+from train.train import TrainConfig, build_optimizer, class_weights, lr_factor, train
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
@@ -38,8 +40,17 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def tiny_config(data: Path, out: Path, **changes: object) -> TrainConfig:
-    base = dict(data=(str(data),), out=str(out), crop_size=64, batch_size=4, epochs=2, lr=1e-3, warmup_iters=2,
-                workers=0, seed=3)
+    base = dict(
+        data=(str(data),),
+        out=str(out),
+        crop_size=64,
+        batch_size=4,
+        epochs=2,
+        lr=1e-3,
+        warmup_iters=2,
+        workers=0,
+        seed=3,
+    )
     return TrainConfig(**{**base, **changes})
 
 
@@ -89,6 +100,27 @@ def test_lr_schedule_warms_up_linearly_then_decays_polynomially_to_zero() -> Non
     assert lr_factor(50, total, cfg) == pytest.approx((0.5 + 0.5e-6) * (1 - 50 / total))
     assert lr_factor(100, total, cfg) == pytest.approx(1 - 100 / total)
     assert lr_factor(total, total, cfg) == 0.0
+
+
+def test_class_weights_follow_the_training_pixel_counts(tiny_data: Path) -> None:
+    """Counted here from the label PNGs themselves: w_c = k / sqrt(f_c), with sum_c f_c w_c = 1."""
+    counts = np.zeros(256, dtype=np.int64)
+    for label in (tiny_data / "labels" / "train").glob("*.png"):
+        counts += np.bincount(np.asarray(Image.open(label)).ravel(), minlength=256)
+    frequency = counts[: len(CLASS_NAMES)] / counts[: len(CLASS_NAMES)].sum()
+    expected = frequency**-0.5 / (frequency * frequency**-0.5).sum()
+    torch.testing.assert_close(class_weights([str(tiny_data)], 0.5), torch.tensor(expected, dtype=torch.float32))
+    assert class_weights([str(tiny_data)], 0.0) is None
+    with pytest.raises(FileNotFoundError, match="manifest.json"):
+        class_weights([str(DATASETS / "camvid")], 0.5)
+
+
+def test_class_weights_change_what_training_learns(tiny_data: Path, tmp_path: Path) -> None:
+    plain = train(tiny_config(tiny_data, tmp_path / "plain", epochs=1))
+    weighted = train(tiny_config(tiny_data, tmp_path / "weighted", epochs=1, class_weight_power=0.5))
+    assert plain["train_loss"] != pytest.approx(weighted["train_loss"], rel=1e-3)
+    recipe = load_checkpoint(tmp_path / "weighted" / "last")[1]["recipe"]
+    assert recipe["class_weight_power"] == 0.5
 
 
 def test_decoder_head_learns_at_ten_times_the_rate_and_norms_skip_weight_decay() -> None:

@@ -5,13 +5,13 @@
 
 Defaults are the paper's: AdamW, lr 6e-5 with the decoder head at 10x, weight decay 0.01, linear warmup then
 poly decay (power 1.0), random resize 0.5-2.0, random crop, flip, photometric distortion, cross-entropy with
-ignore index 255. Every epoch appends train loss, val loss, val mIoU, per-class IoU, pixel accuracy and the
-learning rate to a history saved with the checkpoint and drawn as curves.png. ``OUT/last`` and ``OUT/best``
-(by val mIoU) are checkpoints (safetensors + JSON); ``OUT/last-optimizer`` holds the optimizer and
-scheduler state so that ``--resume`` continues exactly: 2 epochs == 1 epoch + resume 1 epoch. Each epoch
-reseeds every random generator from (seed, epoch), so no RNG state needs saving. ``--init`` starts from the
-weights of an earlier checkpoint (whose history this run continues) or of a transformers-layout Hub repo, such as
-the paper's ImageNet-pretrained encoder ``hf:nvidia/mit-b0``.
+ignore index 255 (``--class-weight-power`` > 0 weights it toward rare classes). Every epoch appends train loss,
+val loss, val mIoU, per-class IoU, pixel accuracy and the learning rate to a history saved with the checkpoint
+and drawn as curves.png. ``OUT/last`` and ``OUT/best`` (by val mIoU) are checkpoints (safetensors + JSON);
+``OUT/last-optimizer`` holds the optimizer and scheduler state so that ``--resume`` continues exactly: 2 epochs
+== 1 epoch + resume 1 epoch. Each epoch reseeds every random generator from (seed, epoch), so no RNG state needs
+saving. ``--init`` starts from the weights of an earlier checkpoint (whose history this run continues) or of a
+transformers-layout Hub repo, such as the paper's ImageNet-pretrained encoder ``hf:nvidia/mit-b0``.
 """
 
 import argparse
@@ -58,6 +58,8 @@ class TrainConfig:
     warmup_iters: int = 1500
     warmup_ratio: float = 1e-6
     poly_power: float = 1.0
+    # Cross-entropy weight of class c proportional to frequency_c ** -power (0: unweighted, as the paper).
+    class_weight_power: float = 0.0
     workers: int = 2
     seed: int = 0
     limit: int | None = None  # use only the first N training images (tests, quick runs)
@@ -162,6 +164,30 @@ def data_summary(folders: Sequence[str]) -> dict:
     return summary
 
 
+def class_weights(folders: Sequence[str], power: float) -> torch.Tensor | None:
+    """Cross-entropy class weights w_c = k * f_c ** -power, f_c the class's share of the labelled training pixels.
+
+    k makes the mean weight of a training pixel, sum_c f_c w_c, equal to 1. Power 0 gives None (plain
+    cross-entropy); 0.5 is inverse square-root frequency. The pixel counts come from the folders' manifests
+    (train.prepare), so a raw folder cannot be weighted.
+    """
+    if power == 0:
+        return None
+    pixels = torch.zeros(len(CLASS_NAMES), dtype=torch.float64)
+    for folder in folders:
+        manifest = Path(folder) / "manifest.json"
+        if not manifest.is_file():
+            raise FileNotFoundError(f"{manifest}: class weights need the pixel counts of a folder from train.prepare")
+        for counts in json.loads(manifest.read_text())["class_pixels"].values():
+            pixels += torch.tensor([counts["train"][name] for name in CLASS_NAMES], dtype=torch.float64)
+    if (pixels == 0).any():
+        absent = [name for name, n in zip(CLASS_NAMES, pixels.tolist(), strict=True) if n == 0]
+        raise ValueError(f"class weights: no training pixels of {', '.join(absent)}")
+    frequency = pixels / pixels.sum()
+    weights = frequency**-power
+    return (weights / (frequency * weights).sum()).float()
+
+
 def setup_distributed() -> tuple[int, int, torch.device]:
     """Join the torchrun process group if there is one; return (rank, world size, device)."""
     cuda = torch.cuda.is_available()
@@ -215,6 +241,8 @@ def train(cfg: TrainConfig) -> dict:
     total = batches_per_epoch * cfg.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, cfg), last_epoch=step - 1)
 
+    weights = class_weights(cfg.data, cfg.class_weight_power)
+    weights = None if weights is None else weights.to(device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     record: dict = history[-1] if history else {}
     end_epoch = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, cfg.stop_after)
@@ -248,7 +276,7 @@ def train(cfg: TrainConfig) -> dict:
             with autocast:
                 logits = net(images)
             full = F.interpolate(logits.float(), size=masks.shape[-2:], mode="bilinear", align_corners=False)
-            loss = F.cross_entropy(full, masks, ignore_index=IGNORE_INDEX)
+            loss = F.cross_entropy(full, masks, weight=weights, ignore_index=IGNORE_INDEX)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
