@@ -30,10 +30,14 @@ def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
 def atomic_write(path: Path, write: Any) -> None:
     """Call ``write(tmp_path)`` then rename over ``path``: readers see the old file or the new, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A fresh name in the same folder (so the rename is atomic), created by ``write`` with the usual permissions.
+    # A fresh name in the same folder (so the rename is atomic). Touching it first gives it the permissions a new
+    # file gets here (umask applied); they are restored after ``write``, since some writers (safetensors) use 0600.
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
+        tmp.touch(exist_ok=False)
+        mode = tmp.stat().st_mode
         write(tmp)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

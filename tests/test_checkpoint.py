@@ -46,6 +46,15 @@ def test_round_trip_float32(tmp_path: Path, model: SegFormer, x: torch.Tensor) -
         assert torch.equal(loaded(x), model(x))
 
 
+def test_checkpoint_files_get_the_permissions_of_any_new_file(tmp_path: Path, model: SegFormer) -> None:
+    """Not safetensors' private 0600: a checkpoint written for a Space or a colleague must be readable."""
+    (tmp_path / "plain.txt").write_text("")
+    usual = (tmp_path / "plain.txt").stat().st_mode
+    save_checkpoint(tmp_path / "best", model, METADATA)
+    assert (tmp_path / "best.safetensors").stat().st_mode == usual
+    assert (tmp_path / "best.json").stat().st_mode == usual
+
+
 def test_round_trip_float16_export(tmp_path: Path, model: SegFormer, x: torch.Tensor) -> None:
     save_checkpoint(tmp_path / "half", model, METADATA, dtype=torch.float16)
     stored = load_file(tmp_path / "half.safetensors")
