@@ -19,6 +19,7 @@ from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer, load_checkpoint
 from segformer.predict import normalise
 from train import evaluate as evaluate_cli
 from train.classes import CLASS_NAMES, IGNORE_INDEX
+from train.curves import save_curves
 from train.data import SegmentationFolder
 from train.evaluate import combine, evaluate
 from train.export import export
@@ -256,10 +257,21 @@ def test_export_writes_fp16_under_10_mb_that_predicts_like_the_original(trained_
     assert all(t.dtype in (torch.float16, torch.int64) for t in load_file(weights).values())
     original, _ = load_checkpoint(trained_run / "best")
     shipped, meta = load_checkpoint(tmp_path / "shipped")
-    assert meta["dtype"] == "float16" and meta["history"] and (tmp_path / "shipped.curves.png").is_file()
+    assert meta["dtype"] == "float16" and meta["history"] == load_checkpoint(trained_run / "best")[1]["history"]
     x = torch.randn(1, 3, 96, 128)
     with torch.no_grad():
         torch.testing.assert_close(shipped(x), original(x), atol=2e-2, rtol=1e-2)
+
+
+def test_exported_curves_end_at_the_epoch_of_the_exported_weights(trained_run: Path, tmp_path: Path) -> None:
+    """A best checkpoint from epoch 1 of 2 ships the curves of epoch 1, not the run's curves.png (2 epochs)."""
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    best = json.loads((run / "best.json").read_text())
+    (run / "best.json").write_text(json.dumps({**best, "history": best["history"][:1]}))
+    export(run, tmp_path / "shipped")
+    save_curves(best["history"][:1], tmp_path / "expected.png")
+    assert (tmp_path / "shipped.curves.png").read_bytes() == (tmp_path / "expected.png").read_bytes()
 
 
 def test_init_from_a_checkpoint_continues_its_history(tiny_data: Path, trained_run: Path, tmp_path: Path) -> None:

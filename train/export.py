@@ -1,11 +1,10 @@
 """Export a run's best checkpoint for shipping: fp16 safetensors (+ JSON metadata with the full history) and
-the curves PNG, e.g. into ``checkpoints/`` where the app finds it.
+the curves PNG of that history, e.g. into ``checkpoints/`` where the app finds it.
 
     python -m train.export --run runs/b0-256 --out checkpoints/segformer-b0-4class
 """
 
 import argparse
-import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,23 +12,26 @@ from pathlib import Path
 import torch
 
 from segformer import load_checkpoint, save_checkpoint
-from segformer.checkpoint import atomic_write, checkpoint_paths
+from segformer.checkpoint import checkpoint_paths
+from train.curves import save_curves
 
 # A Hugging Face Space rejects files over 10 MB without Git LFS.
 MAX_BYTES = 10 * 1024 * 1024
 
 
 def export(run: Path, out: Path, which: str = "best") -> Path:
-    """Write ``run/which`` as fp16 to ``out`` and the run's curves beside it; return the weights path."""
+    """Write ``run/which`` as fp16 to ``out`` and its curves beside it; return the weights path.
+
+    The curves are drawn from the exported checkpoint's own history, which ends at the epoch of its weights (the
+    run's curves.png may go on past the best epoch).
+    """
     model, meta = load_checkpoint(run / which)
     meta = {key: value for key, value in meta.items() if key not in ("config", "num_classes", "dtype")}
     save_checkpoint(out, model, meta, dtype=torch.float16)
     weights, _ = checkpoint_paths(out)
     if weights.stat().st_size > MAX_BYTES:
         raise ValueError(f"{weights} is {weights.stat().st_size / 2**20:.1f} MiB, over the 10 MiB a Space takes")
-    curves = run / "curves.png"
-    if curves.is_file():
-        atomic_write(out.with_name(out.name + ".curves.png"), lambda tmp: shutil.copyfile(curves, tmp))
+    save_curves(meta["history"], out.with_name(out.name + ".curves.png"))
     return weights
 
 
