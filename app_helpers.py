@@ -202,10 +202,8 @@ def blend(rgb: np.ndarray, mask: np.ndarray, palette: np.ndarray, opacity: float
     """
     alpha = np.zeros(256, dtype=np.uint16)
     alpha[: len(palette)] = round(min(max(opacity, 0.0), 1.0) * 256)
-    colours = np.zeros((256, 3), dtype=np.uint16)
-    colours[: len(palette)] = palette
-    weight = alpha[mask][..., None]
-    mixed = rgb.astype(np.uint16) * (256 - weight) + colours[mask] * weight + 128
+    weight = alpha[mask][..., None]  # 0 for ids outside the palette, so colourise's IGNORE_COLOUR has no effect
+    mixed = rgb.astype(np.uint16) * (256 - weight) + colourise(mask, palette).astype(np.uint16) * weight + 128
     return (mixed >> 8).astype(np.uint8)
 
 
