@@ -216,6 +216,32 @@ def test_evaluate_cli_maps_raw_source_folders_like_prepared_ones(
     assert raw["miou"] == pytest.approx(prep["miou"]) and raw["pixel_acc"] == pytest.approx(prep["pixel_acc"])
 
 
+def test_evaluate_cli_scores_several_folders_each_and_together(
+    trained_run: Path, tiny_data: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """With several --data folders, each is scored as on its own and "overall" sums their confusion matrices."""
+    folders = [str(DATASETS / "msrc-v2"), str(tiny_data)]
+    checkpoint = ["--checkpoint", str(trained_run / "best"), "--json"]
+    singles = []
+    for folder in folders:
+        evaluate_cli.main([*checkpoint, "--data", folder])
+        singles.append(json.loads(capsys.readouterr().out))
+    evaluate_cli.main([*checkpoint, "--data", *folders])
+    report = json.loads(capsys.readouterr().out)
+    assert list(report["per_source"]) == folders
+    for single, folder in zip(singles, folders, strict=True):
+        assert report["per_source"][folder]["confusion"] == single["confusion"]
+    summed = np.array(singles[0]["confusion"]) + np.array(singles[1]["confusion"])
+    assert report["overall"]["confusion"] == summed.tolist()
+    assert report["overall"]["images"] == 59 + 12
+    diagonal, rows, cols = np.diag(summed), summed.sum(1), summed.sum(0)
+    by_hand = [d / (r + c - d) for d, r, c in zip(diagonal, rows, cols, strict=True) if r + c > 0]
+    assert report["overall"]["miou"] == pytest.approx(np.mean(by_hand))
+    evaluate_cli.main(checkpoint[:2] + ["--data", *folders])
+    table = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in table[1:]] == [*folders, "overall"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -1,12 +1,13 @@
 """Evaluate a checkpoint: dataset-wide confusion matrix -> mIoU, per-class IoU, pixel accuracy.
 
     python -m train.evaluate --checkpoint checkpoints/segformer-b0-4class --data ../shared/datasets/camvid \\
-        --split val [--json]
+        [more folders ...] --split val [--json]
 
 ``--data`` is any folder in the shared layout (images/<split>, labels/<split>, classes.txt): a raw source, whose
-labels are mapped to the task classes by name, or a folder written by ``train.prepare``. Predictions go through
-the one prediction path (logits upsampled to the label's full resolution, then argmax); ignore pixels are
-excluded.
+labels are mapped to the task classes by name, or a folder written by ``train.prepare``. Given several folders,
+each is scored and so are all of them together (their confusion matrices summed, as training's val mIoU is).
+Predictions go through the one prediction path (logits upsampled to the label's full resolution, then argmax);
+ignore pixels are excluded.
 """
 
 import argparse
@@ -85,26 +86,42 @@ def combine(results: Sequence[dict], class_names: Sequence[str]) -> dict:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", required=True, help="checkpoint stem or its .safetensors/.json file")
-    parser.add_argument("--data", type=Path, required=True, help="dataset folder in the shared layout")
+    parser.add_argument(
+        "--data", type=Path, nargs="+", required=True, help="dataset folders in the shared layout (one or more)"
+    )
     parser.add_argument("--split", default="val")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     try:
         model, meta = load_checkpoint(args.checkpoint)
-        dataset = SegmentationFolder(args.data, args.split)
+        datasets = {str(folder): SegmentationFolder(folder, args.split) for folder in args.data}
     except (FileNotFoundError, ValueError) as err:
         sys.exit(f"error: {err}")
-    result = evaluate(
-        model, dataset, mean=meta["mean"], std=meta["std"], class_names=meta["classes"], progress=not args.json
-    )
-    result = {"checkpoint": str(args.checkpoint), "data": str(args.data), "split": args.split, **result}
+    per_source = {
+        name: evaluate(
+            model, dataset, mean=meta["mean"], std=meta["std"], class_names=meta["classes"], progress=not args.json
+        )
+        for name, dataset in datasets.items()
+    }
+    head = {"checkpoint": str(args.checkpoint), "split": args.split}
+    if len(per_source) == 1:
+        [(name, result)] = per_source.items()
+        report = {**head, "data": name, **result}
+    else:
+        report = {**head, "per_source": per_source, "overall": combine(list(per_source.values()), meta["classes"])}
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(report))
         return
-    print(f"{args.data} [{args.split}], {result['images']} images")
-    print(f"mIoU {result['miou']:.4f}   pixel accuracy {result['pixel_acc']:.4f}   loss {result['loss']:.4f}")
-    for name, iou in result["per_class_iou"].items():
-        print(f"  {name:<15} {'n/a' if iou is None else f'{iou:.4f}'}")
+    rows = {**per_source, "overall": report["overall"]} if len(per_source) > 1 else per_source
+    label = f"data [{args.split}]"
+    width = max(len(name) for name in (*rows, label))
+    columns = {cls: max(len(cls), 6) for cls in meta["classes"]}
+    print(f"{label:<{width}}  images  mIoU    pixel acc  " + "  ".join(f"{c:<{w}}" for c, w in columns.items()))
+    for name, result in rows.items():
+        ious = (("n/a" if iou is None else f"{iou:.4f}") for iou in result["per_class_iou"].values())
+        cells = "  ".join(f"{iou:<{w}}" for iou, w in zip(ious, columns.values(), strict=True))
+        numbers = f"{result['images']:>6}  {result['miou']:.4f}  {result['pixel_acc']:.4f}"
+        print(f"{name:<{width}}  {numbers}     {cells}".rstrip())
 
 
 if __name__ == "__main__":
