@@ -87,6 +87,42 @@ def test_prepare_keeps_small_images_and_maps_labels(tmp_path: Path) -> None:
     assert np.all(label[raw == 2] == 1)  # grass -> plant
 
 
+def test_jpeg_quality_reencodes_every_image_smaller_and_keeps_labels(tmp_path: Path) -> None:
+    """--jpeg-quality re-encodes even images that would be copied (SIFT Flow is already 256x256)."""
+    source = (
+        "--short-side",
+        "256",
+        "--limit",
+        "3",
+        "--workers",
+        "1",
+        "--sources",
+        f"sift-flow={DATASETS / 'sift-flow'}",
+    )
+    copied, small = run(tmp_path / "copied", *source), run(tmp_path / "small", *source, "--jpeg-quality", "60")
+    assert (copied["jpeg_quality"], copied["reencoded_all"]) == (95, False)
+    assert (small["jpeg_quality"], small["reencoded_all"]) == (60, True)
+    for split in ("train", "val"):
+        names = files(tmp_path / "copied" / "images" / split)
+        assert names == files(tmp_path / "small" / "images" / split) and len(names) == 3
+        for name in names:
+            original = (DATASETS / "sift-flow" / "images" / split / name.removeprefix("sift-flow__")).read_bytes()
+            a, b = (tmp_path / d / "images" / split / name for d in ("copied", "small"))
+            assert a.read_bytes() == original and len(b.read_bytes()) < len(original)
+            assert Image.open(b).size == Image.open(a).size
+            lab = name.replace(".jpg", ".png")
+            la, lb = (np.asarray(Image.open(tmp_path / d / "labels" / split / lab)) for d in ("copied", "small"))
+            assert np.array_equal(la, lb)
+    assert copied["class_pixels"] == small["class_pixels"]
+
+
+def test_jpeg_quality_out_of_range_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "x"), "--jpeg-quality", "100", "--sources", f"msrc-v2={DATASETS / 'msrc-v2'}"])
+    assert "JPEG quality from 1 to 95" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
 def test_ade20k_from_folder_and_from_zip_agree(tmp_path: Path) -> None:
     from_dir = run(tmp_path / "a", "--short-side", "256", "--workers", "1", "--sources", f"ade20k={ADE_SAMPLES}")
     archive = make_ade_zip(tmp_path / "ADEChallengeData2016.zip")

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -159,7 +160,7 @@ def test_two_epochs_equal_one_epoch_plus_resume(tiny_data: Path, trained_run: Pa
     assert len(resumed_history) == len(full_history) == 2
     for resumed_record, full_record in zip(resumed_history, full_history, strict=True):
         for key, value in full_record.items():
-            if key != "train_images_per_s":  # a timing
+            if key not in ("train_images_per_s", "epoch_seconds"):  # timings
                 assert resumed_record[key] == pytest.approx(value), key
 
 
@@ -309,3 +310,39 @@ def test_init_from_a_checkpoint_continues_its_history(tiny_data: Path, trained_r
     assert meta["history"][:2] == earlier and meta["recipe"]["init"] == str(trained_run / "last")
     with pytest.raises(ValueError, match="different model"):
         train(tiny_config(tiny_data, tmp_path / "other", preset="b1", init=str(trained_run / "last")))
+
+
+def test_lent_gpu_script_fits_its_epochs_to_the_budget_and_brings_back_the_export(
+    tiny_data: Path, trained_run: Path, tmp_path: Path
+) -> None:
+    """train/lent_gpu.sh (run here on the CPU, on tiny data): probe, fitted run, fp16 export, files in $OUT."""
+    out = tmp_path / "out"
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHON": sys.executable,
+        "DATA": str(tiny_data),
+        "INIT": str(trained_run / "best"),
+        "BATCH": "4",
+        "WORKERS": "0",
+        "BUDGET_S": "45",
+        "OUT": str(out),
+        "RUNS": str(tmp_path / "runs"),
+    }
+    done = subprocess.run(["bash", "train/lent_gpu.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "last.json", "log.txt", "segformer-b0-4class.curves.png", "segformer-b0-4class.json",
+        "segformer-b0-4class.safetensors", "stderr-tail.txt",
+    ]  # fmt: skip
+    probe = re.search(
+        r"^probe: ([\d.]+) s an epoch; (-?\d+) s left -> (\d+) epochs$", (out / "log.txt").read_text(), re.M
+    )
+    assert probe is not None
+    epoch_s, left, epochs = float(probe[1]), int(probe[2]), int(probe[3])
+    assert epochs == max(1, int(left / epoch_s)) and left + 30 <= 45
+    _, meta = load_checkpoint(out / "segformer-b0-4class")
+    run = json.loads((out / "last.json").read_text())
+    assert meta["dtype"] == "float16" and run["recipe"]["epochs"] == epochs >= 1
+    assert len(run["history"]) == 2 + epochs and run["inherited_epochs"] == 2  # continues INIT's 2 epochs
+    assert meta["history"] == run["history"][: len(meta["history"])]

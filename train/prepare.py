@@ -246,10 +246,13 @@ def resized_size(width: int, height: int, short_side: int) -> tuple[int, int]:
 class Converter:
     """Converts Items into the output folder; one per process (it caches open zip archives)."""
 
-    def __init__(self, out: Path, short_side: int, luts: dict[str, np.ndarray]) -> None:
+    def __init__(
+        self, out: Path, short_side: int, luts: dict[str, np.ndarray], jpeg_quality: int | None = None
+    ) -> None:
         self.out = out
         self.short_side = short_side
         self.luts = luts
+        self.jpeg_quality = jpeg_quality
         self.archives: dict[str, zipfile.ZipFile] = {}
 
     def _read(self, path: str, archive: str | None) -> io.BytesIO:
@@ -287,16 +290,16 @@ class Converter:
             return Result(item, "filtered")
         size = resized_size(image.width, image.height, self.short_side)
         label = Image.fromarray(mask)
-        if size == image.size and is_rgb_jpeg:  # copied as it is: no second generation of JPEG loss
+        if size == image.size and is_rgb_jpeg and self.jpeg_quality is None:  # no second generation of JPEG loss
             jpeg = image_bytes.getvalue()
         else:
             if size != image.size:
                 image = image.resize(size, Image.Resampling.BILINEAR)
                 label = label.resize(size, Image.Resampling.NEAREST)
-            jpeg = _encode(image, "JPEG", quality=JPEG_QUALITY)
+            jpeg = _encode(image, "JPEG", quality=self.jpeg_quality or JPEG_QUALITY)
         name = f"{item.source}__{item.stem}"
         # The label goes first: an interrupted run can leave a label without image, never the reverse.
-        _write_atomic(self.out / "labels" / item.split / f"{name}.png", _encode(label, "PNG"))
+        _write_atomic(self.out / "labels" / item.split / f"{name}.png", _encode(label, "PNG", optimize=True))
         _write_atomic(self.out / "images" / item.split / f"{name}.jpg", jpeg)
         return Result(item, "written", pixels=np.bincount(np.asarray(label).ravel(), minlength=256))
 
@@ -309,9 +312,9 @@ class Converter:
 _CONVERTER: Converter | None = None
 
 
-def _init_worker(out: Path, short_side: int, luts: dict[str, np.ndarray]) -> None:
+def _init_worker(out: Path, short_side: int, luts: dict[str, np.ndarray], jpeg_quality: int | None) -> None:
     global _CONVERTER
-    _CONVERTER = Converter(out, short_side, luts)
+    _CONVERTER = Converter(out, short_side, luts, jpeg_quality)
 
 
 def _convert_in_worker(item: Item) -> Result:
@@ -320,16 +323,21 @@ def _convert_in_worker(item: Item) -> Result:
 
 
 def _convert_all(
-    items: Sequence[Item], out: Path, short_side: int, luts: dict[str, np.ndarray], workers: int
+    items: Sequence[Item],
+    out: Path,
+    short_side: int,
+    luts: dict[str, np.ndarray],
+    workers: int,
+    jpeg_quality: int | None,
 ) -> Iterable[Result]:
     if workers <= 1:
-        converter = Converter(out, short_side, luts)
+        converter = Converter(out, short_side, luts, jpeg_quality)
         try:
             yield from map(converter, items)
         finally:
             converter.close()
         return
-    with multiprocessing.Pool(workers, _init_worker, (out, short_side, luts)) as pool:
+    with multiprocessing.Pool(workers, _init_worker, (out, short_side, luts, jpeg_quality)) as pool:
         yield from pool.imap_unordered(_convert_in_worker, items, chunksize=8)
 
 
@@ -357,8 +365,13 @@ def prepare(
     limit: int | None = None,
     workers: int = 2,
     overwrite: bool = False,
+    jpeg_quality: int | None = None,
 ) -> dict:
-    """Convert ``sources`` ({name: path}) into ``out``; return the manifest (also written)."""
+    """Convert ``sources`` ({name: path}) into ``out``; return the manifest (also written).
+
+    Images already at their output size are copied byte for byte unless ``jpeg_quality`` is given: then every
+    image is re-encoded at that quality, which keeps the folder small enough to carry (e.g. to a lent GPU).
+    """
     if not sources:
         raise SystemExit("prepare: no sources given (use --sources NAME=PATH ... or --download)")
     items: list[Item] = []
@@ -372,7 +385,7 @@ def prepare(
     filtered = {name: dict.fromkeys(SPLITS, 0) for name in sources}
     pixels = {name: {split: np.zeros(256, dtype=np.int64) for split in SPLITS} for name in sources}
     skipped = []
-    results = _convert_all(items, out, short_side, luts, workers)
+    results = _convert_all(items, out, short_side, luts, workers, jpeg_quality)
     for result in tqdm(results, total=len(items), desc="prepare", unit="img"):
         item = result.item
         if result.status == "skipped":
@@ -386,6 +399,8 @@ def prepare(
 
     manifest = {
         "short_side": short_side,
+        "jpeg_quality": jpeg_quality or JPEG_QUALITY,
+        "reencoded_all": jpeg_quality is not None,
         "classes": list(CLASS_NAMES),
         "ignore_index": IGNORE_INDEX,
         "sources": {name: str(path) for name, path in sources.items()},
@@ -422,6 +437,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _quality(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 95:
+        raise argparse.ArgumentTypeError(f"expected a JPEG quality from 1 to 95, got {text}")
+    return value
+
+
 def _parse_source(text: str) -> tuple[str, Path]:
     name, sep, path = text.partition("=")
     if not sep or name not in SOURCE_TABLES:
@@ -452,6 +474,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--limit", type=_positive_int, help="at most N images per source and split (quick runs, tests)")
     parser.add_argument("--workers", type=_positive_int, default=2, help="worker processes")
     parser.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
+    parser.add_argument(
+        "--jpeg-quality",
+        type=_quality,
+        help=f"re-encode every image at this JPEG quality (default: copy where possible, else {JPEG_QUALITY})",
+    )
     args = parser.parse_args(argv)
 
     sources = dict(args.sources)
@@ -461,7 +488,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if "ade20k" in sources:
             parser.error("--download and --sources ade20k=PATH are exclusive")
         sources["ade20k"] = download(args.ade20k_url, args.download_dir / f"{ADE20K_DIR}.zip")
-    manifest = prepare(args.out, args.short_side, sources, args.limit, args.workers, args.overwrite)
+    manifest = prepare(args.out, args.short_side, sources, args.limit, args.workers, args.overwrite, args.jpeg_quality)
     for name, by_split in manifest["counts"].items():
         print(f"{name}: " + ", ".join(f"{split} {n}" for split, n in by_split.items()))
     print(f"skipped {len(manifest['skipped'])}; wrote {args.out}")

@@ -305,6 +305,7 @@ def train(cfg: TrainConfig) -> dict:
             "val_miou_per_source": {name: r["miou"] for name, r in per_source.items()},
             "lr": scheduler.get_last_lr()[0],
             "train_images_per_s": batches_per_epoch * cfg.batch_size * world / train_seconds,
+            "epoch_seconds": time.perf_counter() - started,  # training and validation
         }
         history.append(record)
         if rank == 0:
