@@ -26,6 +26,7 @@ from train.evaluate import combine, evaluate
 from train.export import export
 from train.metrics import confusion_matrix, scores
 from train.prepare import prepare
+from train.soup import soup
 from train.train import TrainConfig, build_optimizer, class_weights, lr_factor, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -299,6 +300,42 @@ def test_exported_curves_end_at_the_epoch_of_the_exported_weights(trained_run: P
     export(run, tmp_path / "shipped")
     save_curves(best["history"][:1], tmp_path / "expected.png")
     assert (tmp_path / "shipped.curves.png").read_bytes() == (tmp_path / "expected.png").read_bytes()
+
+
+def test_soup_averages_every_float_tensor_of_its_ingredients_and_records_them(
+    tiny_data: Path, trained_run: Path, tmp_path: Path
+) -> None:
+    """Two runs from one starting point (plain and class-weighted): the soup is their element-wise mean."""
+    weighted = tmp_path / "weighted"
+    train(tiny_config(tiny_data, weighted, epochs=1, class_weight_power=0.25, init=str(trained_run / "last")))
+    ingredients = [trained_run / "last", weighted / "last"]
+    weights = soup(ingredients, tmp_path / "soup" / "best")
+    a, b = (load_file(path.with_suffix(".safetensors")) for path in ingredients)
+    mixed = load_file(weights)
+    assert mixed.keys() == a.keys()
+    for name, tensor in mixed.items():
+        expected = (a[name] + b[name]) / 2 if tensor.is_floating_point() else a[name]
+        torch.testing.assert_close(tensor, expected, rtol=0, atol=1e-7)
+    assert any(not torch.equal(a[name], b[name]) for name in a)  # the two ingredients really differ
+    _, meta = load_checkpoint(tmp_path / "soup" / "best")
+    histories = [json.loads(path.with_suffix(".json").read_text())["history"] for path in ingredients]
+    assert [part["checkpoint"] for part in meta["soup"]] == [str(path) for path in ingredients]
+    assert [part["history"] for part in meta["soup"]] == histories and meta["history"] == histories[0]
+    model = load_checkpoint(tmp_path / "soup" / "best")[0]
+    result = evaluate(model, SegmentationFolder(tiny_data, "val"), mean=IMAGENET_MEAN, std=IMAGENET_STD, progress=False)
+    assert result["images"] == 12 and 0 <= result["miou"] <= 1
+
+
+def test_soup_refuses_checkpoints_that_cannot_be_averaged(trained_run: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    shutil.copy(trained_run / "last.safetensors", other.with_suffix(".safetensors"))
+    meta = json.loads((trained_run / "last.json").read_text())
+    other.with_suffix(".json").write_text(json.dumps({**meta, "classes": ["a", "b", "c", "d"]}))
+    with pytest.raises(ValueError, match="differs .* in classes"):
+        soup([trained_run / "last", other], tmp_path / "out" / "best")
+    with pytest.raises(ValueError, match="at least two"):
+        soup([trained_run / "last"], tmp_path / "out" / "best")
+    assert not (tmp_path / "out").exists()
 
 
 def test_init_from_a_checkpoint_continues_its_history(tiny_data: Path, trained_run: Path, tmp_path: Path) -> None:
