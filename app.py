@@ -245,6 +245,18 @@ def curves_tab(loaded: helpers.LoadedModel) -> None:
             f"**{last['val_pixel_acc']:.1%}**, validation loss {last['val_loss']:.3f} (train loss "
             f"{last['train_loss']:.3f}). Best validation mIoU {best['val_miou']:.3f} at epoch {best['epoch']}."
         )
+        soup = loaded.metadata.get("soup")
+        if soup:
+            parts = ", ".join(
+                f"`{part['checkpoint']}` (epoch {part['history'][-1]['epoch']}, validation mIoU "
+                f"{part['history'][-1]['val_miou']:.3f})"
+                for part in soup
+                if part["history"]
+            )
+            gr.Markdown(
+                f"These weights are the **average of {len(soup)} checkpoints** (a uniform model soup, "
+                f"`train/soup.py`): {parts}. The curves and figures on this tab are those of the first."
+            )
         figure = history_figure(history)
         gr.Plot(figure, label="Training curves", elem_id="curves")
         plt.close(figure)

@@ -86,6 +86,13 @@ def test_validation_example_shows_three_panels(page) -> None:
 def test_curves_tab(page) -> None:
     open_tab(page, "Training curves")
     page.locator("#curves").first.wait_for(state="visible")
+    import app
+    from segformer import read_metadata
+
+    soup = read_metadata(app.DEFAULT_CHECKPOINT).get("soup")
+    if soup:  # the shipped checkpoint is a weight average: the tab says so and names its ingredients
+        page.get_by_text(f"average of {len(soup)} checkpoints").wait_for(state="visible")
+        page.get_by_text(soup[0]["checkpoint"]).first.wait_for(state="visible")
     page.screenshot(path=ARTIFACTS / "3-curves.png", full_page=True)
 
 
