@@ -317,11 +317,10 @@ def test_soup_averages_every_float_tensor_of_its_ingredients_and_records_them(
         expected = (a[name] + b[name]) / 2 if tensor.is_floating_point() else a[name]
         torch.testing.assert_close(tensor, expected, rtol=0, atol=1e-7)
     assert any(not torch.equal(a[name], b[name]) for name in a)  # the two ingredients really differ
-    _, meta = load_checkpoint(tmp_path / "soup" / "best")
+    model, meta = load_checkpoint(tmp_path / "soup" / "best")
     histories = [json.loads(path.with_suffix(".json").read_text())["history"] for path in ingredients]
     assert [part["checkpoint"] for part in meta["soup"]] == [str(path) for path in ingredients]
     assert [part["history"] for part in meta["soup"]] == histories and meta["history"] == histories[0]
-    model = load_checkpoint(tmp_path / "soup" / "best")[0]
     result = evaluate(model, SegmentationFolder(tiny_data, "val"), mean=IMAGENET_MEAN, std=IMAGENET_STD, progress=False)
     assert result["images"] == 12 and 0 <= result["miou"] <= 1
 

@@ -26,8 +26,7 @@ def export(run: Path, out: Path, which: str = "best") -> Path:
     run's curves.png may go on past the best epoch).
     """
     model, meta = load_checkpoint(run / which)
-    meta = {key: value for key, value in meta.items() if key not in ("config", "num_classes", "dtype")}
-    save_checkpoint(out, model, meta, dtype=torch.float16)
+    save_checkpoint(out, model, meta, dtype=torch.float16)  # it rewrites config, num_classes and dtype
     weights, _ = checkpoint_paths(out)
     if weights.stat().st_size > MAX_BYTES:
         raise ValueError(f"{weights} is {weights.stat().st_size / 2**20:.1f} MiB, over the 10 MiB a Space takes")

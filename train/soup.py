@@ -40,8 +40,7 @@ def soup(checkpoints: Sequence[str | Path], out: Path) -> Path:
         {"checkpoint": str(path), "history": m.get("history", [])}
         for path, (_, m) in zip(checkpoints, loaded, strict=True)
     ]
-    kept = {key: value for key, value in meta.items() if key not in ("config", "num_classes", "dtype", "soup")}
-    save_checkpoint(out, model, {**kept, "soup": ingredients})
+    save_checkpoint(out, model, {**meta, "soup": ingredients})  # it rewrites config, num_classes and dtype
     return checkpoint_paths(out)[0]
 
 
