@@ -10,7 +10,8 @@
 # On CUDA the training loop uses bf16 autocast and channels-last by itself.
 #
 # The data is the prepared 4-class set at short side 256; if DATA does not hold one yet, it is prepared from
-# the raw datasets under DATASETS first. Score the export on the raw val splits before using it:
+# the raw datasets under DATASETS first (within the budget, which counts from the start). Score the export on
+# the raw val splits before using it:
 #   python -m train.evaluate --checkpoint runs/gpu/segformer-b0-4class --split val \
 #       --data ../shared/datasets/sift-flow ../shared/datasets/msrc-v2 ../shared/datasets/camvid
 #
@@ -36,7 +37,7 @@ fi
 # weights, as the CPU recipe's later stages are.
 recipe=(--data "$DATA" --init "$INIT" --batch-size "${BATCH:-16}" --lr "${LR:-4e-4}" --head-lr-mult 1
     --warmup-iters "${WARMUP:-200}" --workers "${WORKERS:-12}")
-rm -rf "$RUNS" && mkdir -p "$RUNS" "$OUT"
+rm -rf "$RUNS/probe" "$RUNS/run" "$RUNS/probe.err" "$RUNS/run.err" && mkdir -p "$RUNS" "$OUT" # a rerun starts afresh
 { nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true; } | tee "$OUT/log.txt"
 
 $PY -m train.train "${recipe[@]}" --out "$RUNS/probe" --epochs 2 2>>"$RUNS/probe.err" | tee -a "$OUT/log.txt"
