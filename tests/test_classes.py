@@ -12,12 +12,16 @@ from train.classes import (
     GENERIC_TABLE,
     IGNORE_INDEX,
     PALETTE,
+    PARTIAL_IDS,
     PERSON_ANIMAL,
     PLANT,
     SOURCE_TABLES,
     VEHICLE,
+    admissible_classes,
+    admissible_table,
     canonical_name,
     keep_image,
+    label_id,
     lookup_table,
     read_ade_object_info,
     read_classes_txt,
@@ -26,7 +30,10 @@ from train.classes import (
 
 DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 ADE = DATASETS / "ade20k-samples" / "ADEChallengeData2016"
-FOLDER_SOURCES = ("sift-flow", "msrc-v2", "camvid")
+FOLDER_SOURCES = ("sift-flow", "msrc-v2", "camvid", "feral-cats")
+FIELD = label_id(frozenset({BACKGROUND, PLANT}))
+RIDER = label_id(frozenset({PERSON_ANIMAL, VEHICLE}))
+NOT_A_CAT = label_id(frozenset({BACKGROUND, PLANT, VEHICLE}))
 
 
 def test_task_constants() -> None:
@@ -56,7 +63,7 @@ def test_ade20k_mapping_on_real_samples() -> None:
     ids = {canonical_name(name): i for i, name in names.items()}
     lut = lookup_table(names, "ade20k")
     expected = {"wall": BACKGROUND, "tree": PLANT, "grass": PLANT, "plant": PLANT, "car": VEHICLE}
-    expected |= {"bus": VEHICLE, "van": VEHICLE, "road": BACKGROUND, "field": BACKGROUND}
+    expected |= {"bus": VEHICLE, "van": VEHICLE, "road": BACKGROUND, "field": FIELD}
     assert lut[0] == IGNORE_INDEX
     assert lut[ids["person"]] == lut[ids["animal"]] == PERSON_ANIMAL
     seen = set()
@@ -78,11 +85,11 @@ def test_ade20k_mapping_on_real_samples() -> None:
         ("camvid", "car", VEHICLE),
         ("camvid", "unlabelled", IGNORE_INDEX),
         ("camvid", "pedestrian", PERSON_ANIMAL),
-        ("camvid", "bicyclist", IGNORE_INDEX),
+        ("camvid", "bicyclist", RIDER),
         ("camvid", "tree", PLANT),
         ("camvid", "road", BACKGROUND),
         ("sift-flow", "tree", PLANT),
-        ("sift-flow", "field", BACKGROUND),
+        ("sift-flow", "field", FIELD),
         ("sift-flow", "unlabeled", IGNORE_INDEX),
         ("sift-flow", "bus", VEHICLE),
         ("sift-flow", "cow", PERSON_ANIMAL),
@@ -92,6 +99,8 @@ def test_ade20k_mapping_on_real_samples() -> None:
         ("msrc-v2", "flower", PLANT),
         ("msrc-v2", "aeroplane", VEHICLE),
         ("msrc-v2", "building", BACKGROUND),
+        ("feral-cats", "cat", PERSON_ANIMAL),
+        ("feral-cats", "not a cat", NOT_A_CAT),
     ],
 )
 def test_source_mapping(source: str, name: str, task_id: int) -> None:
@@ -111,10 +120,23 @@ def test_lookup_table_edge_cases() -> None:
         lookup_table({300: "tree"}, None)
 
 
+def test_partial_label_values_encode_their_class_sets() -> None:
+    assert (FIELD, RIDER, NOT_A_CAT) == (16 + 0b0011, 16 + 0b1100, 16 + 0b1011)
+    assert admissible_classes(NOT_A_CAT) == {BACKGROUND, PLANT, VEHICLE}
+    assert label_id(frozenset({PLANT})) == PLANT and label_id(frozenset(range(4))) == IGNORE_INDEX
+    assert len(PARTIAL_IDS) == 10 and all(label_id(admissible_classes(v)) == v for v in PARTIAL_IDS)
+    table = admissible_table()
+    assert table[:4].tolist() == np.eye(4, dtype=bool).tolist()
+    assert not table[IGNORE_INDEX].any() and table[RIDER].tolist() == [False, False, True, True]
+    with pytest.raises(ValueError, match="not a set of task classes"):
+        label_id(frozenset({4}))
+
+
 def test_task_class_list_maps_to_itself_by_name(tmp_path: Path) -> None:
     (tmp_path / "classes.txt").write_text(task_classes_txt())
     lut = lookup_table(read_classes_txt(tmp_path / "classes.txt"), "camvid")
     assert list(lut[:4]) == [0, 1, 2, 3] and lut[255] == IGNORE_INDEX
+    assert all(lut[v] == v for v in PARTIAL_IDS)  # partial labels of a prepared folder keep their values
     shuffled = {0: "vehicle", 1: "background", 2: "plant", 3: "person/animal"}
     assert list(lookup_table(shuffled, None)[:4]) == [VEHICLE, BACKGROUND, PLANT, PERSON_ANIMAL]
 
@@ -137,3 +159,5 @@ def test_keep_image() -> None:
     assert not keep_image(ignored)  # nothing labelled
     ignored[0, :2] = (BACKGROUND, PERSON_ANIMAL)  # ignore pixels do not count
     assert keep_image(ignored)
+    field = np.full((10, 10), FIELD, dtype=np.uint8)
+    assert not keep_image(field)  # field (background or plant) is not foreground either

@@ -14,7 +14,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from train.classes import CLASS_NAMES, IGNORE_INDEX, task_classes_txt
+from train.classes import (
+    BACKGROUND,
+    CLASS_NAMES,
+    IGNORE_INDEX,
+    PARTIAL_IDS,
+    PERSON_ANIMAL,
+    PLANT,
+    VEHICLE,
+    label_id,
+    task_classes_txt,
+)
+from train.data import SegmentationFolder
 from train.prepare import main, resized_size
 
 DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
@@ -70,7 +81,7 @@ def test_prepare_subset_of_every_source(tmp_path: Path) -> None:
             label = Image.open(out / "labels" / split / name)
             image = Image.open(out / "images" / split / name.replace(".png", ".jpg"))
             assert label.mode == "L" and label.size == image.size and min(image.size) == 128
-            assert set(np.unique(np.asarray(label))) <= {0, 1, 2, 3, IGNORE_INDEX}
+            assert set(np.unique(np.asarray(label))) <= {0, 1, 2, 3, *PARTIAL_IDS, IGNORE_INDEX}
     pixels = manifest["class_pixels"]["camvid"]["val"]
     assert sum(pixels.values()) == 2 * 128 * 171  # 480x360 -> 171x128
 
@@ -85,6 +96,34 @@ def test_prepare_keeps_small_images_and_maps_labels(tmp_path: Path) -> None:
     assert (out / "images" / "train" / "msrc-v2__10_11_s.jpg").read_bytes() == source_jpeg  # copied
     assert np.all(label[raw == 0] == IGNORE_INDEX)  # void
     assert np.all(label[raw == 2] == 1)  # grass -> plant
+
+
+def test_prepare_feral_cats_keeps_not_a_cat_as_a_partial_label(tmp_path: Path) -> None:
+    """feral-cats labels only cats: its 0 becomes the partial label {background, plant, vehicle}, counted apart."""
+    out = tmp_path / "prepared"
+    run(
+        out,
+        "--short-side",
+        "256",
+        "--limit",
+        "2",
+        "--workers",
+        "1",
+        "--sources",
+        f"feral-cats={DATASETS / 'feral-cats'}",
+    )
+    not_a_cat = label_id(frozenset({BACKGROUND, PLANT, VEHICLE}))
+    manifest = json.loads((out / "manifest.json").read_text())
+    for name in files(out / "labels" / "val"):
+        raw = np.asarray(Image.open(DATASETS / "feral-cats" / "labels" / "val" / name.removeprefix("feral-cats__")))
+        label = np.asarray(Image.open(out / "labels" / "val" / name))
+        assert label.shape == (256, 256) and set(np.unique(label)) <= {PERSON_ANIMAL, not_a_cat}
+        # nearest-neighbour resizing keeps the cat's share of the picture
+        assert abs((label == PERSON_ANIMAL).mean() - (raw == 1).mean()) < 0.01
+    pixels = manifest["class_pixels"]["feral-cats"]["val"]
+    assert pixels["background|plant|vehicle"] > 0 and pixels["person/animal"] > 0 and pixels["background"] == 0
+    _, mask = SegmentationFolder(out, "val")[0]
+    assert set(mask.unique().tolist()) <= {PERSON_ANIMAL, not_a_cat}  # read back as they were written
 
 
 def test_jpeg_quality_reencodes_every_image_smaller_and_keeps_labels(tmp_path: Path) -> None:

@@ -25,8 +25,59 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
     (0, 130, 200),  # vehicle: blue
 )
 
-# Source class name -> task id. Names not listed map to BACKGROUND; ids missing from a
-# source's class list map to IGNORE_INDEX.
+#: A pixel that a source labels only as "one of these task classes" (a partial label) is stored as
+#: PARTIAL_BASE + the set's bit mask, bit c for class c: "not a cat" = {background, plant, vehicle} is
+#: 16 + 0b1011 = 27. Training gives such pixels the marginal loss -log sum_{c in S} p_c
+#: (train.losses.partial_cross_entropy); evaluation scores only single-class pixels.
+PARTIAL_BASE = 16
+Label = int | frozenset[int]
+
+
+def label_id(label: Label) -> int:
+    """The 8-bit label value of a task class or of a set of admissible task classes.
+
+    A one-class set is that class; the set of all classes says nothing and is IGNORE_INDEX.
+    """
+    if isinstance(label, int):
+        return label
+    if not label or not label <= set(range(NUM_CLASSES)):
+        raise ValueError(f"not a set of task classes: {sorted(label)}")
+    if len(label) == 1:
+        return next(iter(label))
+    if len(label) == NUM_CLASSES:
+        return IGNORE_INDEX
+    return PARTIAL_BASE + sum(1 << c for c in label)
+
+
+def admissible_classes(value: int) -> frozenset[int]:
+    """The task classes a label value admits: one class, a partial set, or none (ignore)."""
+    if value < NUM_CLASSES:
+        return frozenset({value})
+    if PARTIAL_BASE < value < PARTIAL_BASE + (1 << NUM_CLASSES) - 1:
+        return frozenset(c for c in range(NUM_CLASSES) if (value - PARTIAL_BASE) >> c & 1)
+    return frozenset()
+
+
+def admissible_table() -> np.ndarray:
+    """(256, NUM_CLASSES) bool: row v marks the classes label value v admits (all False for ignore)."""
+    table = np.zeros((256, NUM_CLASSES), dtype=bool)
+    for value in range(256):
+        table[value, sorted(admissible_classes(value))] = True
+    return table
+
+
+def partial_name(value: int) -> str:
+    """Name of a partial label value in a prepared ``classes.txt``: its classes joined by '|'."""
+    return "|".join(CLASS_NAMES[c] for c in sorted(admissible_classes(value)))
+
+
+#: Every partial label value (sets of 2 to NUM_CLASSES - 1 classes).
+PARTIAL_IDS: tuple[int, ...] = tuple(
+    v for v in range(PARTIAL_BASE, PARTIAL_BASE + (1 << NUM_CLASSES)) if 1 < len(admissible_classes(v)) < NUM_CLASSES
+)
+
+# Source class name -> task id, or the set of task ids the name admits (a partial label). Names not listed
+# map to BACKGROUND; ids missing from a source's class list map to IGNORE_INDEX.
 #
 # Borderline decisions:
 # * ADE20K id 0 ("other", i.e. not annotated) is absent from objectInfo150.csv, so it maps
@@ -35,21 +86,28 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
 #   often bare or ploughed soil), both sources label lawns/grass separately as "grass", and
 #   the ADE20K list of plant classes given for the task does not include it; keeping it
 #   background everywhere keeps the sources consistent with each other.
-# * CamVid "bicyclist" -> IGNORE_INDEX. The label covers the rider *and* the bicycle, which
-#   the task splits into person/animal and vehicle (ADE20K and MSRC label them separately),
-#   so any single task class would be wrong for part of its pixels. Ignoring it neither
-#   teaches nor scores the ambiguous pixels.
+# * "field" (ADE20K, SIFT Flow) -> {background, plant}, a partial label. It is a land-use class:
+#   meadow and crops, but also bare or ploughed soil, and both sources label lawns separately as
+#   "grass". It is never a person, animal or vehicle, which is what the partial label teaches.
+# * CamVid "bicyclist" -> {person/animal, vehicle}. The label covers the rider *and* the bicycle,
+#   which the task splits (ADE20K and MSRC label them separately), so any single task class would
+#   be wrong for part of its pixels; the partial label says "one of the two, not background".
+# * feral-cats "not a cat" -> {background, plant, vehicle}: the source labels cats only, and its
+#   label 0 covers plants, pavement and cars alike. It is taken as "not person/animal", which
+#   holds for these street and garden photos of cats (a rare person or dog would be mislabelled).
 # * MSRC "body" and "face" are person parts -> person/animal.
 # * ADE20K "pot" (flowerpot), "apparel", "sculpture" and "plaything" stay background: they
 #   are objects, not the plants/people/animals themselves.
 _IGNORE_NAMES = ("unlabeled", "unlabelled", "void")
-SOURCE_TABLES: dict[str, dict[str, int]] = {
+_FIELD = frozenset({BACKGROUND, PLANT})
+SOURCE_TABLES: dict[str, dict[str, Label]] = {
     "ade20k": {
         "tree": PLANT,
         "grass": PLANT,
         "plant": PLANT,
         "flower": PLANT,
         "palm": PLANT,
+        "field": _FIELD,
         "person": PERSON_ANIMAL,
         "animal": PERSON_ANIMAL,
         "car": VEHICLE,
@@ -67,6 +125,7 @@ SOURCE_TABLES: dict[str, dict[str, int]] = {
         "tree": PLANT,
         "grass": PLANT,
         "plant": PLANT,
+        "field": _FIELD,
         "person": PERSON_ANIMAL,
         "bird": PERSON_ANIMAL,
         "cow": PERSON_ANIMAL,
@@ -96,13 +155,17 @@ SOURCE_TABLES: dict[str, dict[str, int]] = {
         "unlabelled": IGNORE_INDEX,
         "tree": PLANT,
         "pedestrian": PERSON_ANIMAL,
-        "bicyclist": IGNORE_INDEX,
+        "bicyclist": frozenset({PERSON_ANIMAL, VEHICLE}),
         "car": VEHICLE,
+    },
+    "feral-cats": {
+        "not a cat": frozenset({BACKGROUND, PLANT, VEHICLE}),
+        "cat": PERSON_ANIMAL,
     },
 }
 
 #: Table for folders of unknown origin: every source's names (they never disagree).
-GENERIC_TABLE: dict[str, int] = {name: IGNORE_INDEX for name in _IGNORE_NAMES} | {
+GENERIC_TABLE: dict[str, Label] = {name: IGNORE_INDEX for name in _IGNORE_NAMES} | {
     name: task_id for table in SOURCE_TABLES.values() for name, task_id in table.items()
 }
 
@@ -115,21 +178,29 @@ def canonical_name(name: str) -> str:
     return name.split(";")[0].strip().lower()
 
 
+#: Names of a prepared folder's ``classes.txt``: the task classes, then the partial labels.
+_PREPARED_NAMES: dict[str, int] = {name: i for i, name in enumerate(CLASS_NAMES)} | {
+    partial_name(v): v for v in PARTIAL_IDS
+}
+
+
 def is_task_classes(names_by_id: Mapping[int, str]) -> bool:
-    """True when the names are exactly the task classes (a prepared dataset)."""
-    return sorted(canonical_name(n) for n in names_by_id.values()) == sorted(CLASS_NAMES)
+    """True when the names are the task classes, possibly with partial labels (a prepared dataset)."""
+    names = {canonical_name(n) for n in names_by_id.values()}
+    return set(CLASS_NAMES) <= names <= set(_PREPARED_NAMES)
 
 
 def lookup_table(names_by_id: Mapping[int, str], source: str | None = None) -> np.ndarray:
-    """Return a uint8 array of 256 entries mapping raw label ids to task ids.
+    """Return a uint8 array of 256 entries mapping raw label ids to task ids or partial label values.
 
     ``source`` selects the table in SOURCE_TABLES; ``None`` uses GENERIC_TABLE. A class list
     that is exactly the task classes maps each name to itself whatever the source. Listed
     names missing from the table map to background, ids not in ``names_by_id`` to
     IGNORE_INDEX.
     """
+    table: Mapping[str, Label]
     if is_task_classes(names_by_id):
-        table = {name: i for i, name in enumerate(CLASS_NAMES)}
+        table = _PREPARED_NAMES
     elif source is None:
         table = GENERIC_TABLE
     elif source in SOURCE_TABLES:
@@ -140,7 +211,7 @@ def lookup_table(names_by_id: Mapping[int, str], source: str | None = None) -> n
     for class_id, name in names_by_id.items():
         if not 0 <= class_id <= 255:
             raise ValueError(f"class id {class_id} ({name!r}) does not fit an 8-bit label")
-        lut[class_id] = table.get(canonical_name(name), BACKGROUND)
+        lut[class_id] = label_id(table.get(canonical_name(name), BACKGROUND))
     return lut
 
 
@@ -171,8 +242,8 @@ def read_ade_object_info(csv_path: Path) -> dict[int, str]:
 
 
 def task_classes_txt() -> str:
-    """The ``classes.txt`` content of a prepared dataset."""
-    return "".join(f"{i} {name}\n" for i, name in enumerate(CLASS_NAMES))
+    """The ``classes.txt`` content of a prepared dataset: task classes, then partial labels."""
+    return "".join(f"{value} {name}\n" for name, value in _PREPARED_NAMES.items())
 
 
 def keep_image(mask: np.ndarray) -> bool:
@@ -185,5 +256,5 @@ def keep_image(mask: np.ndarray) -> bool:
     """
     labelled = mask != IGNORE_INDEX
     n_labelled = int(np.count_nonzero(labelled))
-    n_foreground = int(np.count_nonzero(labelled & (mask != BACKGROUND)))
+    n_foreground = int(np.count_nonzero(labelled & (mask != BACKGROUND) & (mask != label_id(_FIELD))))
     return n_labelled > 0 and n_foreground > 0.01 * n_labelled

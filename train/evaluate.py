@@ -7,7 +7,9 @@
 labels are mapped to the task classes by name, or a folder written by ``train.prepare``. Given several folders,
 each is scored and so are all of them together (their confusion matrices summed, as training's val mIoU is).
 Predictions go through the one prediction path (logits upsampled to the label's full resolution, then argmax);
-ignore pixels are excluded.
+ignore pixels are excluded, and pixels with a partial label (e.g. feral-cats' "not a cat") are scored apart: mIoU
+counts single-class pixels only, ``outside_admissible`` is the share of partial pixels predicted outside their set,
+and ``per_class_iou_with_partial`` counts those predictions as false positives (see train.metrics).
 """
 
 import argparse
@@ -25,9 +27,10 @@ from tqdm import tqdm
 
 from segformer import load_checkpoint
 from segformer.predict import class_argmax, normalise
-from train.classes import CLASS_NAMES, IGNORE_INDEX
+from train.classes import CLASS_NAMES, IGNORE_INDEX, PARTIAL_IDS
 from train.data import SegmentationFolder
-from train.metrics import confusion_matrix, scores
+from train.losses import partial_cross_entropy
+from train.metrics import confusion_matrix, partial_counts, scores
 
 
 @torch.no_grad()
@@ -51,6 +54,7 @@ def evaluate(
     device = next(model.parameters()).device
     num_classes = len(class_names)
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+    partial = torch.zeros(len(PARTIAL_IDS), num_classes, dtype=torch.int64, device=device)
     loss_sum = torch.zeros(2, dtype=torch.float64, device=device)  # summed pixel losses, pixels
     indices = range(rank, len(dataset), world)
     for index in tqdm(indices, desc="evaluate", disable=not progress or rank != 0, leave=False):
@@ -59,25 +63,30 @@ def evaluate(
         logits = model(normalise(image, tuple(mean), tuple(std))).float()
         size = (mask.shape[-2], mask.shape[-1])
         full = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)  # as segformer.predict does
-        loss_sum[0] += F.cross_entropy(full, mask, ignore_index=IGNORE_INDEX, reduction="sum")
+        loss_sum[0] += partial_cross_entropy(full, mask, reduction="sum")
         loss_sum[1] += (mask != IGNORE_INDEX).sum()
-        confusion += confusion_matrix(class_argmax(full), mask, num_classes, IGNORE_INDEX)
+        pred = class_argmax(full)
+        confusion += confusion_matrix(pred, mask, num_classes, IGNORE_INDEX)
+        partial += partial_counts(pred, mask, num_classes)
     if world > 1:
-        dist.all_reduce(confusion)
-        dist.all_reduce(loss_sum)
+        for total in (confusion, partial, loss_sum):
+            dist.all_reduce(total)
     model.train(was_training)
-    result = scores(confusion.cpu(), list(class_names))
+    result = scores(confusion.cpu(), list(class_names), partial.cpu())
     result["loss"] = (loss_sum[0] / loss_sum[1].clamp(min=1)).item()
     result["images"] = len(dataset)
     result["confusion"] = confusion.cpu().tolist()
+    result["partial"] = partial.cpu().tolist()
     return result
 
 
 def combine(results: Sequence[dict], class_names: Sequence[str]) -> dict:
     """Scores over several evaluated datasets together: their confusion matrices and losses summed."""
     confusion = sum(torch.tensor(r["confusion"]) for r in results)
-    result = scores(confusion, list(class_names))
-    result["loss"] = sum(r["loss"] * r["pixels"] for r in results) / max(result["pixels"], 1)
+    partial = sum(torch.tensor(r["partial"]) for r in results)
+    result = scores(confusion, list(class_names), partial)
+    labelled = [r["pixels"] + r["partial_pixels"] for r in results]
+    result["loss"] = sum(r["loss"] * n for r, n in zip(results, labelled, strict=True)) / max(sum(labelled), 1)
     result["images"] = sum(r["images"] for r in results)
     result["confusion"] = confusion.tolist()
     return result

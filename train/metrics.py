@@ -1,6 +1,14 @@
-"""Mean IoU done right: one confusion matrix over the whole dataset, IoU per class from it."""
+"""Mean IoU done right: one confusion matrix over the whole dataset, IoU per class from it.
+
+Pixels with a partial label (train.classes: "one of these classes") have no single true class, so they are left
+out of the confusion matrix and of mIoU. They are still informative: a prediction outside the admissible set is
+wrong, so they are counted separately (``partial_counts``) for the rate of such predictions and for an IoU whose
+false positives include them (on feral-cats, the person/animal IoU of a cat-or-not labelling).
+"""
 
 import torch
+
+from train.classes import PARTIAL_IDS, admissible_classes
 
 
 def confusion_matrix(
@@ -8,30 +16,59 @@ def confusion_matrix(
 ) -> torch.Tensor:
     """(num_classes, num_classes) int64 counts; row = true class, column = predicted class.
 
-    Pixels whose target is ``ignore_index`` are excluded.
+    Only single-class pixels count: ``ignore_index`` and partial label values (>= num_classes) are excluded.
     """
     if pred.shape != target.shape:
         raise ValueError(f"prediction shape {tuple(pred.shape)} differs from target shape {tuple(target.shape)}")
     target = target.reshape(-1).long()
-    keep = target != ignore_index
+    keep = (target != ignore_index) & (target < num_classes)
     index = target[keep] * num_classes + pred.reshape(-1).long()[keep]
     return torch.bincount(index, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
-def scores(confusion: torch.Tensor, class_names: list[str]) -> dict:
-    """mIoU, per-class IoU and pixel accuracy of a dataset-wide confusion matrix.
+def partial_counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(len(PARTIAL_IDS), num_classes) int64: row i counts the predicted classes of pixels labelled PARTIAL_IDS[i]."""
+    rows = torch.full((256,), -1, dtype=torch.long, device=target.device)
+    rows[list(PARTIAL_IDS)] = torch.arange(len(PARTIAL_IDS), device=target.device)
+    row = rows[target.reshape(-1).long()]
+    keep = row >= 0
+    index = row[keep] * num_classes + pred.reshape(-1).long()[keep]
+    return torch.bincount(index, minlength=len(PARTIAL_IDS) * num_classes).reshape(len(PARTIAL_IDS), num_classes)
+
+
+def scores(confusion: torch.Tensor, class_names: list[str], partial: torch.Tensor | None = None) -> dict:
+    """mIoU, per-class IoU and pixel accuracy of a dataset-wide confusion matrix (single-class pixels).
 
     IoU_c = TP / (TP + FP + FN). A class absent from both truth and prediction has no IoU (NaN, reported as
-    None) and is left out of the mean, as in mmsegmentation.
+    None) and is left out of the mean, as in mmsegmentation. Given the ``partial_counts`` of the same pixels, also
+    ``partial_pixels``, ``outside_admissible`` (the share of partial pixels predicted outside their set; None
+    without partial pixels) and ``per_class_iou_with_partial``: IoU_c with the partial pixels that exclude c but
+    are predicted c added to its false positives.
     """
     confusion = confusion.double()
     true_positive = confusion.diag()
     union = confusion.sum(0) + confusion.sum(1) - true_positive
     iou = true_positive / union  # NaN where union == 0
     total = confusion.sum()
-    return {
+    result = {
         "miou": iou.nanmean().item(),
         "pixel_acc": (true_positive.sum() / total).item() if total > 0 else float("nan"),
-        "per_class_iou": {name: None if v.isnan() else v.item() for name, v in zip(class_names, iou, strict=True)},
+        "per_class_iou": _named(iou, class_names),
         "pixels": int(total.item()),
     }
+    if partial is not None:
+        partial = partial.double()
+        num_classes = len(class_names)
+        excluded = torch.tensor(
+            [[c not in admissible_classes(v) for c in range(num_classes)] for v in PARTIAL_IDS], dtype=torch.bool
+        )
+        wrong = torch.where(excluded, partial, torch.zeros_like(partial))
+        n_partial = partial.sum()
+        result["partial_pixels"] = int(n_partial.item())
+        result["outside_admissible"] = (wrong.sum() / n_partial).item() if n_partial > 0 else None
+        result["per_class_iou_with_partial"] = _named(true_positive / (union + wrong.sum(0)), class_names)
+    return result
+
+
+def _named(values: torch.Tensor, class_names: list[str]) -> dict[str, float | None]:
+    return {name: None if v.isnan() else v.item() for name, v in zip(class_names, values, strict=True)}

@@ -39,10 +39,12 @@ from train.classes import (
     CLASS_NAMES,
     FILTERED_SOURCES,
     IGNORE_INDEX,
+    PARTIAL_IDS,
     SOURCE_TABLES,
     keep_image,
     lookup_table,
     parse_ade_object_info,
+    partial_name,
     read_ade_object_info,
     read_classes_txt,
     task_classes_txt,
@@ -420,8 +422,10 @@ def prepare(
 
 
 def _class_pixels(pixels: np.ndarray) -> dict[str, int]:
+    """Pixels of each task class, then of each partial label present (named like 'background|plant'), ignore."""
     named = {name: int(pixels[i]) for i, name in enumerate(CLASS_NAMES)}
-    return named | {"ignore": int(pixels[IGNORE_INDEX])}
+    partial = {partial_name(v): int(pixels[v]) for v in PARTIAL_IDS if pixels[v]}
+    return named | partial | {"ignore": int(pixels[IGNORE_INDEX])}
 
 
 def _class_frequency(pixels: np.ndarray) -> dict[str, float]:
