@@ -348,10 +348,10 @@ def test_init_from_a_checkpoint_continues_its_history(tiny_data: Path, trained_r
         train(tiny_config(tiny_data, tmp_path / "other", preset="b1", init=str(trained_run / "last")))
 
 
-def test_lent_gpu_script_fits_its_epochs_to_the_budget_and_brings_back_the_export(
+def test_gpu_recipe_fits_its_epochs_to_the_budget_and_writes_the_export(
     tiny_data: Path, trained_run: Path, tmp_path: Path
 ) -> None:
-    """train/lent_gpu.sh (run here on the CPU, on tiny data): probe, fitted run, fp16 export, files in $OUT."""
+    """train/recipes/gpu.sh (run on the CPU, on tiny data): probe, fitted run, fp16 export, files in OUT."""
     out = tmp_path / "out"
     env = {
         **os.environ,
@@ -365,7 +365,9 @@ def test_lent_gpu_script_fits_its_epochs_to_the_budget_and_brings_back_the_expor
         "OUT": str(out),
         "RUNS": str(tmp_path / "runs"),
     }
-    done = subprocess.run(["bash", "train/lent_gpu.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        ["bash", "train/recipes/gpu.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(p.name for p in out.iterdir()) == [
         "last.json", "log.txt", "segformer-b0-4class.curves.png", "segformer-b0-4class.json",

@@ -5,7 +5,8 @@
 
 Defaults are the paper's: AdamW, lr 6e-5 with the decoder head at 10x, weight decay 0.01, linear warmup then
 poly decay (power 1.0), random resize 0.5-2.0, random crop, flip, photometric distortion, cross-entropy with
-ignore index 255 (``--class-weight-power`` > 0 weights it toward rare classes). Every epoch appends train loss,
+ignore index 255 (``--class-weight-power`` > 0 weights it toward rare classes; pixels with a partial label get the
+marginal loss of train.losses; ``--copy-paste P`` adds Simple Copy-Paste). Every epoch appends train loss,
 val loss, val mIoU, per-class IoU, pixel accuracy and the learning rate to a history saved with the checkpoint
 and drawn as curves.png. ``OUT/last`` and ``OUT/best`` (by val mIoU) are checkpoints (safetensors + JSON);
 ``OUT/last-optimizer`` holds the optimizer and scheduler state so that ``--resume`` continues exactly: 2 epochs
@@ -36,10 +37,12 @@ from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer, load_checkpoint, s
 from segformer.checkpoint import checkpoint_paths, load_tensors, save_json, save_tensors
 from segformer.predict import normalise
 from segformer.transformers_weights import load_transformers_weights
-from train.classes import CLASS_NAMES, IGNORE_INDEX, PALETTE
+from train.classes import CLASS_NAMES, PALETTE
+from train.copy_paste import CopyPaste
 from train.curves import save_curves
 from train.data import SegmentationFolder, collate, train_transform
 from train.evaluate import combine, evaluate
+from train.losses import partial_cross_entropy
 
 
 @dataclass
@@ -60,6 +63,11 @@ class TrainConfig:
     poly_power: float = 1.0
     # Cross-entropy weight of class c proportional to frequency_c ** -power (0: unweighted, as the paper).
     class_weight_power: float = 0.0
+    # Simple Copy-Paste (train.copy_paste): probability per crop, and the range of the pasted object's longer side
+    # as a fraction of the crop's.
+    copy_paste: float = 0.0
+    copy_paste_min_scale: float = 0.2
+    copy_paste_max_scale: float = 1.0
     workers: int = 2
     seed: int = 0
     limit: int | None = None  # use only the first N training images (tests, quick runs)
@@ -234,6 +242,9 @@ def train(cfg: TrainConfig) -> dict:
     train_set: Dataset = ConcatDataset(
         [SegmentationFolder(folder, "train", train_transform(cfg.crop_size)) for folder in cfg.data]
     )
+    if cfg.copy_paste > 0:
+        sources = [SegmentationFolder(folder, "train") for folder in cfg.data]
+        train_set = CopyPaste(train_set, sources, cfg.copy_paste, (cfg.copy_paste_min_scale, cfg.copy_paste_max_scale))
     if cfg.limit is not None:
         train_set = torch.utils.data.Subset(train_set, range(min(cfg.limit, len(train_set))))
     val_sets = {Path(folder).name: SegmentationFolder(folder, "val") for folder in cfg.data}
@@ -276,7 +287,7 @@ def train(cfg: TrainConfig) -> dict:
             with autocast:
                 logits = net(images)
             full = F.interpolate(logits.float(), size=masks.shape[-2:], mode="bilinear", align_corners=False)
-            loss = F.cross_entropy(full, masks, weight=weights, ignore_index=IGNORE_INDEX)
+            loss = partial_cross_entropy(full, masks, weight=weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -303,6 +314,10 @@ def train(cfg: TrainConfig) -> dict:
             "val_pixel_acc": overall["pixel_acc"],
             "val_per_class_iou": overall["per_class_iou"],
             "val_miou_per_source": {name: r["miou"] for name, r in per_source.items()},
+            # Sources with partial labels (feral-cats): IoU counting predictions outside the admissible set.
+            "val_iou_with_partial_per_source": {
+                name: r["per_class_iou_with_partial"] for name, r in per_source.items() if r["partial_pixels"]
+            },
             "lr": scheduler.get_last_lr()[0],
             "train_images_per_s": batches_per_epoch * cfg.batch_size * world / train_seconds,
             "epoch_seconds": time.perf_counter() - started,  # training and validation
