@@ -1,0 +1,177 @@
+"""Feature distillation on real images: the teacher's features, learning, the output checkpoint, resume, errors."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+from torchvision.transforms import v2
+
+from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer, load_checkpoint
+from segformer.predict import normalise
+from train.distill import (
+    TEACHER_MEAN,
+    TEACHER_STD,
+    DistillConfig,
+    distill,
+    load_teacher,
+    lr_factor,
+    main,
+    projections,
+    stage_losses,
+    teacher_features,
+)
+from train.prepare import prepare
+from train.train import TrainConfig, initialise, train
+
+ROOT = Path(__file__).resolve().parents[1]
+MSRC = ROOT.parent / "shared" / "datasets" / "msrc-v2"
+# ImageNet-1k class ids: 281-285 domestic cats (tabby, tiger cat, Persian, Siamese, Egyptian); cars and their parts.
+CATS = {281, 282, 283, 284, 285}
+CARS = {407, 436, 468, 511, 575, 581, 609, 627, 656, 661, 717, 734, 751, 817}
+
+
+def read_image(path: Path) -> torch.Tensor:
+    with Image.open(path) as im:
+        return torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1)
+
+
+@pytest.fixture(scope="module")
+def teacher() -> torch.nn.Module:
+    return load_teacher()
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """8 train and 8 val MSRC-v2 images, short side 64."""
+    out = tmp_path_factory.mktemp("data") / "tiny"
+    prepare(out, 64, {"msrc-v2": MSRC}, limit=8, workers=1)
+    return out
+
+
+def tiny_config(data: Path, out: Path, **changes: object) -> DistillConfig:
+    base = dict(data=(str(data),), out=str(out), crop_size=64, batch_size=4, epochs=2, workers=0, seed=5)
+    return DistillConfig(**{**base, **changes})
+
+
+@pytest.fixture(scope="module")
+def distilled(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "distill"
+    distill(tiny_config(tiny_data, out))
+    return out
+
+
+def test_teacher_features_have_24_40_112_320_channels_at_strides_4_to_32_on_the_students_grids(
+    teacher: torch.nn.Module,
+) -> None:
+    image = read_image(MSRC / "images" / "train" / "7_11_s.jpg")[None]
+    for height, width in ((200, 160), (97, 75)):  # odd sizes: both networks round every stride-2 step up
+        crop = image[..., :height, :width]
+        features = teacher_features(teacher, crop)
+        assert [tuple(f.shape[1:]) for f in features] == [
+            (c, -(-height // s), -(-width // s)) for c, s in zip((24, 40, 112, 320), (4, 8, 16, 32), strict=True)
+        ]
+        student, _ = SegFormer.from_preset("b0", 4).encoder(normalise(crop, IMAGENET_MEAN, IMAGENET_STD))
+        assert [f.shape[-2:] for f in student] == [f.shape[-2:] for f in features]
+
+
+def test_teacher_classifies_real_cats_as_cats_and_cars_as_cars(teacher: torch.nn.Module) -> None:
+    """Its weights and input normalisation are right: ImageNet top-1 on MSRC-v2 photos (resize 256, crop 224)."""
+    photos = {"15_17_s": CATS, "15_20_s": CATS, "15_22_s": CATS, "7_11_s": CARS, "7_15_s": CARS, "7_25_s": CARS}
+    resize = v2.Compose([v2.Resize(256, antialias=True), v2.CenterCrop(224)])
+    images = torch.stack([resize(read_image(MSRC / "images" / "train" / f"{stem}.jpg")) for stem in photos])
+    with torch.no_grad():
+        top1 = teacher(normalise(images, TEACHER_MEAN, TEACHER_STD)).argmax(1).tolist()
+    assert [label in expected for label, expected in zip(top1, photos.values(), strict=True)] == [True] * len(photos)
+
+
+def test_lr_warms_up_linearly_then_decays_as_a_cosine_to_zero() -> None:
+    assert lr_factor(0, 1000, 50) == pytest.approx(1 / 50)
+    assert lr_factor(49, 1000, 50) == pytest.approx(1.0)
+    assert lr_factor(50 + 475, 1000, 50) == pytest.approx(0.5)
+    assert lr_factor(1000, 1000, 50) == pytest.approx(0.0)
+    assert lr_factor(0, 20, 50) == pytest.approx(1 / 2)  # warmup capped at a tenth of the steps
+
+
+def test_distillation_lowers_the_loss(distilled: Path, tiny_data: Path, teacher: torch.nn.Module) -> None:
+    history = load_checkpoint(distilled / "last")[1]["distillation"]["history"]
+    assert [h["epoch"] for h in history] == [1, 2] and history[1]["loss"] < history[0]["loss"]
+    # And on one fixed batch of real images: the distilled student against the untrained one it started from.
+    images = torch.stack([read_image(p)[:, :64, :64] for p in sorted((tiny_data / "images" / "train").iterdir())])
+    targets = teacher_features(teacher, images)
+    x = normalise(images, IMAGENET_MEAN, IMAGENET_STD)
+    torch.manual_seed(5)
+    untrained = SegFormer.from_preset("b0", 4).eval()
+    untrained_projections = projections(untrained.config.widths)
+    trained = load_checkpoint(distilled / "last")[0]
+    trained_projections = projections(trained.config.widths)
+    trained_projections.load_state_dict(load_file(distilled / "last-projections.safetensors"))
+    with torch.no_grad():
+        before = stage_losses(untrained.encoder(x)[0], targets, untrained_projections)
+        after = stage_losses(trained.encoder(x)[0], targets, trained_projections)
+    assert after.mean() < 0.8 * before.mean()
+
+
+def test_output_is_a_segformer_checkpoint_that_train_init_starts_a_fresh_history_from(
+    distilled: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    model, meta = load_checkpoint(distilled / "last")
+    assert "history" not in meta and meta["num_classes"] == 4 and meta["mean"] == list(IMAGENET_MEAN)
+    record = meta["distillation"]
+    assert record["teacher"]["licence"] == "Apache-2.0" and record["teacher"]["features"]["channels"] == [
+        24,
+        40,
+        112,
+        320,
+    ]
+    assert record["recipe"]["crop_size"] == 64 and len(record["history"]) == 2
+
+    start = SegFormer.from_preset("b0", 4)
+    assert initialise(start, str(distilled / "last")) == []
+    for key, value in model.encoder.state_dict().items():
+        torch.testing.assert_close(start.encoder.state_dict()[key], value, rtol=0, atol=0)
+    out = tmp_path / "train"
+    init = str(distilled / "last")
+    train(TrainConfig(data=(str(tiny_data),), out=str(out), init=init, crop_size=64, batch_size=4, epochs=1, workers=0))
+    trained = json.loads((out / "last.json").read_text())
+    assert [h["epoch"] for h in trained["history"]] == [1] and trained["inherited_epochs"] == 0
+
+
+def test_two_epochs_equal_one_epoch_plus_resume(distilled: Path, tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "resumed"
+    distill(tiny_config(tiny_data, out, stop_after=1))
+    assert len(json.loads((out / "last.json").read_text())["distillation"]["history"]) == 1
+    distill(tiny_config(tiny_data, out, resume=True))
+    for name in ("last.safetensors", "last-projections.safetensors", "last-optimizer.safetensors"):
+        full, resumed = load_file(distilled / name), load_file(out / name)
+        for key in full:
+            torch.testing.assert_close(resumed[key], full[key], rtol=0, atol=1e-6, msg=f"{name}: {key}")
+    full_history = json.loads((distilled / "last.json").read_text())["distillation"]["history"]
+    resumed_history = json.loads((out / "last.json").read_text())["distillation"]["history"]
+    for resumed_record, full_record in zip(resumed_history, full_history, strict=True):
+        assert resumed_record["loss_per_stage"] == pytest.approx(full_record["loss_per_stage"])
+
+
+def test_resume_refuses_changed_settings_and_fresh_run_refuses_existing_output(
+    distilled: Path, tiny_data: Path
+) -> None:
+    with pytest.raises(ValueError, match="lr"):
+        distill(tiny_config(tiny_data, distilled, resume=True, lr=5e-3))
+    with pytest.raises(ValueError, match="--resume"):
+        distill(tiny_config(tiny_data, distilled))
+
+
+def test_missing_folder_or_teacher_package_is_a_one_line_error(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(SystemExit, match=r"^error: dataset folder not found: .*nowhere$"):
+        main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run")])
+    monkeypatch.setitem(sys.modules, "efficientnet_lite_pytorch", None)
+    with pytest.raises(
+        SystemExit, match=r"^error: .*efficientnet_lite_pytorch.*pip install -r requirements-distill.txt$"
+    ):
+        main(["--data", str(tiny_data), "--out", str(tmp_path / "run")])
