@@ -23,6 +23,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import app_helpers as helpers
+from segformer.images import InputError, read_image
 from train.classes import CLASS_NAMES
 from train.curves import history_figure
 
@@ -46,8 +47,8 @@ def read_upload(payload: dict | None) -> np.ndarray | None:
     if not payload.get("path"):
         raise gr.Error("The upload did not arrive as a file; please upload it again.")
     try:
-        return helpers.read_image(payload["path"])
-    except helpers.InputError as err:
+        return read_image(payload["path"])
+    except InputError as err:
         raise gr.Error(str(err), title="Cannot use this image") from err
 
 

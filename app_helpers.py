@@ -1,11 +1,11 @@
-"""What the app computes, apart from the page: checkpoints, safe decoding of uploads, overlays, scores, attention maps.
+"""What the app computes, apart from the page: checkpoints, overlays, scores, attention maps.
 
 Nothing here imports gradio: app.py turns InputError and CheckpointError into messages on the page or at start.
-Every segmentation goes through ``segformer.predict`` (the project's one prediction path).
+Uploads are decoded by ``segformer.images.read_image`` and every segmentation goes through ``segformer.predict``
+(the project's one prediction path), as ``python -m segformer segment`` does.
 """
 
 import math
-import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,34 +17,23 @@ import torch.nn.functional as F
 from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError
 from matplotlib import colormaps
-from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw
 
 import segformer
+from segformer.images import IGNORE_COLOUR, MAX_SIDE, MIN_SIDE
+from segformer.images import blend as blend
+from segformer.images import colourise as colourise
 from segformer.model import SegFormer
-from segformer.predict import normalise
+from segformer.predict import normalise, working_size
 from train.classes import CLASS_NAMES, IGNORE_INDEX, PALETTE
 from train.metrics import confusion_matrix, scores
 
-#: Longer side of the image the network sees when segmenting (the mask still comes back at full size).
-MAX_SIDE = 1024
 #: Longer side of the image the attention maps are computed and shown at.
 ATTENTION_SIDE = 512
 #: Longer side of the overlay sent to the page (the downloadable mask stays at full size).
 DISPLAY_SIDE = 1024
-#: Smallest side the network accepts at its working size: stage 1's 8x8 key reduction needs a grid of 8.
-MIN_SIDE = 32
-#: Largest image accepted (12000 x 9000 = 108 megapixels fits); larger ones are refused as decompression bombs.
-MAX_PIXELS = 120_000_000
-#: Colour of pixels without a label (ignored in scoring) in ground-truth pictures.
-IGNORE_COLOUR = (255, 255, 255)
 #: Colour of wrongly predicted pixels in the disagreement map.
 WRONG_COLOUR = (255, 215, 0)
-#: What Pillow raises for damaged data while decoding (after the header was read).
-DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error)
-
-
-class InputError(ValueError):
-    """An upload the app cannot segment; the message is meant for the page."""
 
 
 class CheckpointError(ValueError):
@@ -111,70 +100,15 @@ def load_model(spec: str) -> LoadedModel:
     return LoadedModel(model, meta, spec, classes, palette, mean, std)
 
 
-# ---------------------------------------------------------------------------- decoding uploads
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """RGB version of any PIL image: 16-bit and float scaled to 8 bits, transparency over white."""
-    if image.mode.startswith("I") or image.mode == "F":
-        values = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if values.max(initial=0) > 255 else 255.0
-        return Image.fromarray(np.clip(values * (255.0 / top) + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        return Image.alpha_composite(Image.new("RGBA", image.size, "white"), rgba).convert("RGB")
-    return image.convert("RGB")
-
-
-def check_size(width: int, height: int) -> None:
-    """Refuse images too large (decompression bombs), too small, or too elongated for the network."""
-    if width * height > MAX_PIXELS:
-        raise InputError(
-            f"The image is {width}x{height} ({width * height / 1e6:.0f} megapixels): more than the "
-            f"{MAX_PIXELS / 1e6:.0f} megapixels this app accepts (possible decompression bomb)."
-        )
-    if min(width, height) < MIN_SIDE:
-        raise InputError(f"The image is {width}x{height}: each side must be at least {MIN_SIDE} pixels.")
-    if max(width, height) > min(width, height) * (MAX_SIDE // MIN_SIDE):
-        raise InputError(
-            f"The image is {width}x{height}: one side is more than {MAX_SIDE // MIN_SIDE} times the other, "
-            f"too elongated for the network's {MAX_SIDE}-pixel working size."
-        )
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """Decode an uploaded file into (H, W, 3) uint8 RGB, upright as its EXIF orientation says.
-
-    Raises InputError with a readable message for anything that is not a usable image.
-    """
-    try:
-        image = Image.open(path)
-    except Image.DecompressionBombError as err:
-        raise InputError(f"{err} This app accepts images up to {MAX_PIXELS / 1e6:.0f} megapixels.") from err
-    except UnidentifiedImageError as err:
-        raise InputError("The file is not an image format this app can read (JPEG, PNG, WebP, ...).") from err
-    except OSError as err:
-        raise InputError(f"The file cannot be read ({err}).") from err
-    with image:
-        check_size(*image.size)
-        try:
-            return np.array(_to_rgb(ImageOps.exif_transpose(image)))
-        except DECODE_ERRORS as err:
-            raise InputError(f"The image file is damaged or truncated and cannot be decoded ({err}).") from err
-
-
 # ---------------------------------------------------------------------------- segmentation
 
 
 def segment(loaded: LoadedModel, rgb: np.ndarray) -> tuple[np.ndarray, float, tuple[int, int]]:
     """(mask of class ids at the image's size, seconds in segformer.predict, working (width, height))."""
-    height, width = rgb.shape[:2]
-    scale = min(1.0, MAX_SIDE / max(height, width))
-    working = (max(1, round(width * scale)), max(1, round(height * scale)))
-    image = torch.from_numpy(rgb).permute(2, 0, 1)
+    work_height, work_width = working_size(*rgb.shape[:2], MAX_SIDE)
     start = time.perf_counter()
-    mask = segformer.predict(loaded.model, image, mean=loaded.mean, std=loaded.std, max_side=MAX_SIDE)
-    return mask.numpy(), time.perf_counter() - start, working
+    mask = segformer.predict(loaded.model, rgb, mean=loaded.mean, std=loaded.std, max_side=MAX_SIDE)
+    return mask.numpy(), time.perf_counter() - start, (work_width, work_height)
 
 
 def class_shares(mask: np.ndarray, num_classes: int) -> np.ndarray:
@@ -185,26 +119,12 @@ def class_shares(mask: np.ndarray, num_classes: int) -> np.ndarray:
 
 def downscale(rgb: np.ndarray, mask: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:
     """Image (bilinear) and mask (nearest) with the longer side at most ``max_side``."""
-    height, width = mask.shape
-    if max(height, width) <= max_side:
+    height, width = working_size(*mask.shape, max_side)
+    if (height, width) == mask.shape:
         return rgb, mask
-    scale = max_side / max(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    size = (width, height)
     image = Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
     return np.asarray(image), np.asarray(Image.fromarray(mask).resize(size, Image.Resampling.NEAREST))
-
-
-def blend(rgb: np.ndarray, mask: np.ndarray, palette: np.ndarray, opacity: float) -> np.ndarray:
-    """The photo with each pixel mixed toward its class colour: (1 - opacity) * photo + opacity * colour.
-
-    Ids outside the palette (the ignore label) leave the photo as it is. Integer arithmetic in 1/256 steps keeps
-    this to a few milliseconds at 1024 px, so the opacity slider can recolour without running the network.
-    """
-    alpha = np.zeros(256, dtype=np.uint16)
-    alpha[: len(palette)] = round(min(max(opacity, 0.0), 1.0) * 256)
-    weight = alpha[mask][..., None]  # 0 for ids outside the palette, so colourise's IGNORE_COLOUR has no effect
-    mixed = rgb.astype(np.uint16) * (256 - weight) + colourise(mask, palette).astype(np.uint16) * weight + 128
-    return (mixed >> 8).astype(np.uint8)
 
 
 def palette_png(mask: np.ndarray, palette: Sequence[Sequence[int]] = PALETTE) -> Image.Image:
@@ -223,13 +143,6 @@ def read_pairs(folder: Path, split: str = "val") -> dict[str, tuple[np.ndarray, 
         with Image.open(image_path) as image, Image.open(folder / "labels" / split / f"{image_path.stem}.png") as mask:
             pairs[image_path.stem] = np.array(image.convert("RGB")), np.array(mask)
     return pairs
-
-
-def colourise(mask: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """RGB picture of a class-id mask; ids outside the palette (the ignore label) in IGNORE_COLOUR."""
-    lut = np.tile(np.asarray(IGNORE_COLOUR, dtype=np.uint8), (256, 1))
-    lut[: len(palette)] = palette
-    return lut[mask]
 
 
 def disagreement(rgb: np.ndarray, prediction: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -275,11 +188,10 @@ def working_image(rgb: np.ndarray, max_side: int) -> np.ndarray:
     the shorter side at least MIN_SIDE (the smallest the network accepts)."""
     height, width = rgb.shape[:2]
     max_side = max(max_side, math.ceil(MIN_SIDE * max(height, width) / min(height, width)))
-    if max(height, width) <= max_side:
+    work_height, work_width = working_size(height, width, max_side)
+    if (work_height, work_width) == (height, width):
         return rgb
-    scale = max_side / max(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.array(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))
+    return np.array(Image.fromarray(rgb).resize((work_width, work_height), Image.Resampling.BILINEAR, reducing_gap=2.0))
 
 
 @torch.inference_mode()

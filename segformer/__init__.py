@@ -2,20 +2,25 @@
 
 from segformer.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from segformer.config import PRESETS, MiTConfig, preset
+from segformer.images import InputError, read_image
 from segformer.model import SegFormer
-from segformer.predict import IMAGENET_MEAN, IMAGENET_STD, predict
+from segformer.predict import IMAGENET_MEAN, IMAGENET_STD, predict, upsampled_argmax, working_size
 from segformer.transformers_weights import from_pretrained
 
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "PRESETS",
+    "InputError",
     "MiTConfig",
     "SegFormer",
     "from_pretrained",
     "load_checkpoint",
     "predict",
     "preset",
+    "read_image",
     "read_metadata",
     "save_checkpoint",
+    "upsampled_argmax",
+    "working_size",
 ]

@@ -1,13 +1,18 @@
 """The one prediction path: normalise -> forward -> upsample the logits to the output size -> argmax.
 
-Evaluation and the app both call :func:`predict`; logits are always upsampled before the argmax
-(never the argmax of low-resolution logits upsampled), as in the paper's evaluation.
+Evaluation, the app and ``python -m segformer segment`` all call :func:`predict`; logits are always upsampled before
+the argmax (never the argmax of low-resolution logits upsampled), as in the paper's evaluation. Its pieces are
+here for other callers: :func:`working_size` (the longer side scaled down to at most ``max_side``),
+:func:`upsample_logits` and :func:`upsampled_argmax`.
 """
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from segformer.all_mlp_decoder import interpolation_matrix
+from segformer.images import to_rgb
 from segformer.model import SegFormer
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -16,10 +21,21 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 _BAND_THRESHOLD = 1 << 25
 
 
+def working_size(height: int, width: int, max_side: int) -> tuple[int, int]:
+    """(height, width) scaled (aspect kept, rounded, at least 1) so that the longer side is at most ``max_side``;
+    unchanged when it already is."""
+    if max(height, width) <= max_side:
+        return height, width
+    scale = max_side / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
 def normalise(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
     """uint8 or [0, 1] float images (B, 3, H, W) -> float32 (x / 255 - mean) / std."""
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"expected images of shape (batch, 3, height, width), got {tuple(images.shape)}")
+    if images.dtype != torch.uint8 and not images.is_floating_point():
+        raise ValueError(f"expected uint8 or [0, 1] float images, got {images.dtype}")
     x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
     mean_t = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
     std_t = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
@@ -34,18 +50,23 @@ def class_argmax(logits: torch.Tensor) -> torch.Tensor:
     return logits.max(1).indices
 
 
+def upsample_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Logits (B, K, h, w) bilinearly upsampled to ``size`` (align_corners=False, as the reference implementation)."""
+    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+
 def upsampled_argmax(logits: torch.Tensor, size: tuple[int, int], band: int = 256) -> torch.Tensor:
     """argmax over classes of the logits (B, K, h, w) bilinearly upsampled to ``size``, as uint8 (B, H, W).
 
+    The logits are upsampled in float32 whatever their dtype (bfloat16 under autocast, a half-precision model).
     Large outputs are computed in bands of rows, using the separable form of bilinear resampling
     (R_h @ L @ R_w^T), so a 12000 x 9000 mask never holds all its upsampled logits in memory.
     """
+    logits = logits.float()
     batch, classes, h, w = logits.shape
     height, width = size
     if batch * classes * height * width <= _BAND_THRESHOLD:
-        full = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-        return class_argmax(full).to(torch.uint8)
-    logits = logits.float()
+        return class_argmax(upsample_logits(logits, size)).to(torch.uint8)
     rows = interpolation_matrix(h, height, logits)
     cols = interpolation_matrix(w, width, logits)
     horizontal = logits @ cols.T  # (B, K, h, W)
@@ -55,27 +76,45 @@ def upsampled_argmax(logits: torch.Tensor, size: tuple[int, int], band: int = 25
     return labels
 
 
+def as_images(images: torch.Tensor | np.ndarray | Image.Image) -> torch.Tensor:
+    """What :func:`predict` accepts as a (3, H, W) or (B, 3, H, W) tensor (a view where it can be).
+
+    A PIL image of any mode is converted to RGB as the app does (16-bit scaled, transparency over white; its EXIF
+    orientation is not applied: the mask fits the pixels as given); a numpy array is one (H, W, 3) image.
+    """
+    if isinstance(images, Image.Image):
+        images = np.array(to_rgb(images))
+    if isinstance(images, np.ndarray):
+        if images.ndim != 3 or images.shape[2] != 3:
+            raise ValueError(f"expected a numpy image of shape (height, width, 3), got {images.shape}")
+        # Copied only where not contiguous or read-only (torch warns on read-only arrays; predict never writes).
+        return torch.from_numpy(np.require(images, requirements=("C", "W"))).permute(2, 0, 1)
+    return images
+
+
 @torch.inference_mode()
 def predict(
     model: SegFormer,
-    images: torch.Tensor,
+    images: torch.Tensor | np.ndarray | Image.Image,
     *,
     mean: tuple[float, ...] = IMAGENET_MEAN,
     std: tuple[float, ...] = IMAGENET_STD,
     max_side: int | None = None,
 ) -> torch.Tensor:
-    """Class index per pixel, uint8 (B, H, W) (or (H, W) for one (3, H, W) image), at the images' own size.
+    """Class index per pixel, uint8 (B, H, W) (or (H, W) for one image), at the images' own size.
 
-    ``images`` are uint8 RGB. With ``max_side`` the network sees the images scaled down so their longer side
-    is at most ``max_side`` (a bounded working size); the logits are still upsampled to the full size.
+    ``images`` are RGB: a PIL image, a numpy (H, W, 3) array, or a (3, H, W) or (B, 3, H, W) tensor; uint8, or
+    float in [0, 1]. With ``max_side`` the network sees the images scaled down (antialiased) so their longer side
+    is at most ``max_side`` (a bounded working size); the logits are still upsampled to the full size. Works under
+    ``torch.autocast``, whose dtype the network then runs in.
     """
+    images = as_images(images)
     single = images.ndim == 3
     batch = images[None] if single else images
     x = normalise(batch, mean, std)
     size = (x.shape[-2], x.shape[-1])
-    if max_side is not None and max(size) > max_side:
-        scale = max_side / max(size)
-        working = (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
+    working = size if max_side is None else working_size(*size, max_side)
+    if working != size:
         x = F.interpolate(x, size=working, mode="bilinear", align_corners=False, antialias=True)
     param = next(model.parameters())
     logits = model(x.to(param.device, param.dtype))

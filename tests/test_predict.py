@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer, predict
+from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer, predict, working_size
+from segformer.images import to_rgb
 from segformer.predict import upsampled_argmax
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
@@ -53,9 +54,34 @@ def test_predict_takes_batches_and_float_images(model: SegFormer, image: torch.T
     assert torch.equal(predict(model, image.float() / 255), single)
 
 
+def test_predict_takes_what_users_hold_a_pil_image_or_a_numpy_array(model: SegFormer, image: torch.Tensor) -> None:
+    """A PIL image (any mode, converted as the app converts uploads) or an (H, W, 3) uint8 array, as the tensor."""
+    expected = predict(model, image)
+    rgb = image.permute(1, 2, 0).numpy()
+    assert torch.equal(predict(model, rgb), expected)
+    assert torch.equal(predict(model, Image.fromarray(rgb)), expected)
+    decoded = np.asarray(Image.fromarray(rgb))  # read-only, as numpy views of PIL images are
+    assert not decoded.flags.writeable
+    assert torch.equal(predict(model, decoded[:, ::-1]), predict(model, image.flip(-1)))  # and strided
+    grey = Image.fromarray(rgb).convert("L")
+    assert torch.equal(predict(model, grey), predict(model, np.asarray(to_rgb(grey))))
+    assert predict(model, grey).shape == image.shape[1:]
+
+
 def test_predict_rejects_images_of_the_wrong_shape(model: SegFormer) -> None:
     with pytest.raises(ValueError, match=r"expected images of shape \(batch, 3, height, width\)"):
         predict(model, torch.zeros(1, 4, 64, 64, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"expected a numpy image of shape \(height, width, 3\)"):
+        predict(model, np.zeros((3, 64, 64), dtype=np.uint8))
+    with pytest.raises(ValueError, match="expected uint8 or \\[0, 1\\] float images, got torch.int64"):
+        predict(model, torch.zeros(3, 64, 64, dtype=torch.int64))
+
+
+def test_working_size_scales_the_longer_side_down_to_max_side() -> None:
+    assert working_size(360, 480, 160) == (120, 160)
+    assert working_size(9000, 12000, 1024) == (768, 1024)
+    assert working_size(1000, 30, 100) == (100, 3)
+    assert working_size(360, 480, 480) == (360, 480)  # already small enough: unchanged, never enlarged
 
 
 def test_max_side_bounds_the_working_size_but_not_the_mask(model: SegFormer, image: torch.Tensor) -> None:
