@@ -72,12 +72,15 @@ class AllMLPDecoder(nn.Module):
         dim = bias.shape[0]
         # Stages 4, 3, 2 accumulate into rows (B, H/4, W/4 * dim), in place on a tensor of their own (not a view,
         # which autograd would copy); upsampling keeps constants, so the bias joins the smallest map, stage 4's.
+        # Autocast casts the operands of out-of-place products but never those of in-place ones (baddbmm_): the
+        # interpolation matrices take the dtype of the projected stage (bfloat16 under autocast), and stage 1's
+        # features are cast to that of the sum (CUDA autocast keeps LayerNorm outputs in float32).
         rows = None
         for feature, weight in zip(features[:0:-1], weights[:0:-1], strict=True):
             h, w = feature.shape[-2:]
             projected = F.linear(grid_to_tokens(feature), weight, bias if rows is None else None)
-            widened = torch.matmul(interpolation_matrix(w, width, bias), projected.view(batch * h, w, dim))
-            upsample_rows = interpolation_matrix(h, height, bias).expand(batch, height, h)
+            widened = torch.matmul(interpolation_matrix(w, width, projected), projected.view(batch * h, w, dim))
+            upsample_rows = interpolation_matrix(h, height, projected).expand(batch, height, h)
             widened = widened.view(batch, h, width * dim)
             rows = torch.bmm(upsample_rows, widened) if rows is None else rows.baddbmm_(upsample_rows, widened)
         # Stage 1 needs no upsampling: its term is added by a product on the tokens (B, H/4 * W/4, dim), a view of
@@ -87,7 +90,7 @@ class AllMLPDecoder(nn.Module):
         if torch.is_grad_enabled():
             tokens = torch.baddbmm(tokens, grid_to_tokens(features[0]), stage1)
         else:
-            tokens.baddbmm_(grid_to_tokens(features[0]), stage1)
+            tokens.baddbmm_(grid_to_tokens(features[0]).to(tokens.dtype), stage1)
         return tokens.view(batch, height, width, dim).permute(0, 3, 1, 2)
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
