@@ -16,7 +16,9 @@ evaluation changes. In eval mode BatchNorm is folded into the same matrices.
 Bilinear upsampling is separable, Upsample(X) = R_h X R_w^T with two interpolation matrices, so each
 stage's term is widened by one matrix product and then added into F by a second one (``baddbmm_``):
 no upsampled copy of any stage is ever materialised, and the backward pass is matrix products too.
-F is kept channels-last (tokens), which is also what the classifier's matrix product wants.
+F is kept channels-last (tokens), which is also what the classifier's matrix product wants. The matrices are
+built from the feature maps' sizes at every call, so they export to ONNX as such (EyeLike, then Resize) and one
+exported graph serves every input size (``train.export --onnx``).
 """
 
 import torch
@@ -105,4 +107,4 @@ class AllMLPDecoder(nn.Module):
             weight = weight * fused.new_empty(batch, dim, 1).bernoulli_(keep).div_(keep)
         # In the tokens' layout, so that the backward pass hands F a gradient in its own (channels-last) layout.
         logits = torch.baddbmm(self.classifier.bias, grid_to_tokens(fused), weight)  # (B, H*W, classes)
-        return logits.view(batch, height, width, -1).permute(0, 3, 1, 2).contiguous()
+        return logits.view(batch, height, width, self.classifier.out_channels).permute(0, 3, 1, 2).contiguous()
