@@ -3,7 +3,9 @@
 Prints one JSON line per case with both figures, their ratio (ours / transformers) and the goal:
 
 * latency, B0, eval, inference_mode: median of ``--runs`` forwards (after warm-up) at 512x512 and 1024x2048,
-  the two models' runs interleaved so background load hits both alike;
+  the models' runs interleaved so background load hits them alike; a third figure, ``onnxruntime``, is this model
+  exported by ``train.export.export_onnx`` (float32, opset 17) and run by onnxruntime's CPU provider with as many
+  intra-op threads as torch (not part of the ratio);
 * peak memory, B0 at 1024x2048: each model in a fresh process (``--peak-memory`` runs one), peak resident set
   (VmHWM) during one forward minus the resident set after building the model, loading the weights, creating
   the input and a small warm-up forward;
@@ -28,6 +30,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import onnxruntime as ort
 import torch
 import torch.nn.functional as F
 from transformers import SegformerConfig, SegformerForSemanticSegmentation
@@ -39,6 +42,7 @@ from interleave import interleaved  # noqa: E402  (bench/ is on sys.path when ru
 from segformer.checkpoint import load_tensors  # noqa: E402
 from segformer.model import SegFormer  # noqa: E402
 from segformer.transformers_weights import config_from_transformers, load_transformers_weights  # noqa: E402
+from train.export import export_onnx  # noqa: E402
 
 
 def make_models(weights_dir: Path, num_classes: int) -> tuple[SegFormer, SegformerForSemanticSegmentation]:
@@ -62,7 +66,15 @@ def interleaved_medians(steps: dict[str, Callable[[], None]], runs: int, warmup:
     return {name: statistics.median(t) for name, t in interleaved(steps, runs, warmup).items()}
 
 
-def line(case: str, metric: str, ours: float, theirs: float, goal: str | None, **extra: object) -> None:
+def line(
+    case: str,
+    metric: str,
+    ours: float,
+    theirs: float,
+    goal: str | None,
+    onnxruntime: float | None = None,
+    **extra: object,
+) -> None:
     """One JSON line; ``goal`` is a bound on the ratio ours / transformers such as "<= 0.5", or None."""
     ratio = ours / theirs
     met = None
@@ -70,17 +82,31 @@ def line(case: str, metric: str, ours: float, theirs: float, goal: str | None, *
         op, bound = goal.split()
         met = ratio <= float(bound) if op == "<=" else ratio >= float(bound)
     record = {"case": case, "metric": metric, "ours": round(ours, 4), "transformers": round(theirs, 4)}
+    if onnxruntime is not None:
+        record["onnxruntime"] = round(onnxruntime, 4)
     extra = {"threads": torch.get_num_threads(), "load_avg_1m": round(os.getloadavg()[0], 2), **extra}
     print(json.dumps({**record, "ratio": round(ratio, 3), "goal": goal, "met": met, **extra}), flush=True)
 
 
-def bench_latency(ours: SegFormer, theirs: torch.nn.Module, size: tuple[int, int], runs: int) -> None:
+def onnx_session(model: SegFormer, path: Path) -> ort.InferenceSession:
+    """``model`` exported to ONNX at ``path``, in an onnxruntime CPU session with torch's intra-op thread count."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(export_onnx(model, path)), options, providers=["CPUExecutionProvider"])
+
+
+def bench_latency(
+    ours: SegFormer, theirs: torch.nn.Module, session: ort.InferenceSession, size: tuple[int, int], runs: int
+) -> None:
     x = torch.randn(1, 3, *size)
-    models = {"ours": ours.eval(), "transformers": theirs.eval()}
+    steps = {k: (lambda m=m: forward(m, x)) for k, m in {"ours": ours.eval(), "transformers": theirs.eval()}.items()}
+    steps["onnxruntime"] = lambda: session.run(None, {"pixel_values": x.numpy()})
     with torch.inference_mode():
-        medians = interleaved_medians({k: (lambda m=m: forward(m, x)) for k, m in models.items()}, runs, warmup=2)
+        medians = interleaved_medians(steps, runs, warmup=2)
     goal = "<= 0.5" if size == (512, 512) else None
-    line(f"b0 {size[0]}x{size[1]} eval", "latency_s", medians["ours"], medians["transformers"], goal, runs=runs)
+    case = f"b0 {size[0]}x{size[1]} eval"
+    line(case, "latency_s", medians["ours"], medians["transformers"], goal, medians["onnxruntime"], runs=runs)
 
 
 def bench_training(ours: SegFormer, theirs: torch.nn.Module, runs: int, batch: int = 8, crop: int = 256) -> None:
@@ -158,8 +184,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         weights_dir = Path(tmp) / "b0-150"
         ours, theirs = make_models(weights_dir, num_classes=150)
-        bench_latency(ours, theirs, (512, 512), args.runs)
-        bench_latency(ours, theirs, (1024, 2048), args.runs)
+        session = onnx_session(ours, Path(tmp) / "b0-150.onnx")
+        bench_latency(ours, theirs, session, (512, 512), args.runs)
+        bench_latency(ours, theirs, session, (1024, 2048), args.runs)
         bench_peak_memory(weights_dir, (1024, 2048))
         ours, theirs = make_models(Path(tmp) / "b0-4", num_classes=4)
         bench_training(ours, theirs, args.runs)
