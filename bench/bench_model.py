@@ -41,6 +41,7 @@ from interleave import interleaved  # noqa: E402  (bench/ is on sys.path when ru
 
 from segformer.checkpoint import load_tensors  # noqa: E402
 from segformer.model import SegFormer  # noqa: E402
+from segformer.predict import upsample_logits  # noqa: E402
 from segformer.transformers_weights import config_from_transformers, load_transformers_weights  # noqa: E402
 from train.export import export_onnx  # noqa: E402
 
@@ -119,7 +120,7 @@ def bench_training(ours: SegFormer, theirs: torch.nn.Module, runs: int, batch: i
         optimizer = torch.optim.AdamW(model.parameters(), lr=6e-5)
 
         def step() -> None:
-            logits = F.interpolate(forward(model, images), size=(crop, crop), mode="bilinear", align_corners=False)
+            logits = upsample_logits(forward(model, images), (crop, crop))
             loss = F.cross_entropy(logits, labels, ignore_index=255)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
