@@ -97,6 +97,7 @@ def write_image(path: Path, pixels: np.ndarray, **save: object) -> None:
 
 
 def working_side(text: str) -> int:
+    """--max-side: an integer no smaller than the smallest side the network accepts."""
     value = int(text)
     if value < MIN_SIDE:
         raise argparse.ArgumentTypeError(f"must be at least {MIN_SIDE}")
