@@ -26,8 +26,9 @@ from train.evaluate import combine, evaluate
 from train.export import export
 from train.metrics import confusion_matrix, scores
 from train.prepare import prepare
+from train.progress import progress
 from train.soup import soup
-from train.train import TrainConfig, build_optimizer, class_weights, lr_factor, train
+from train.train import TrainConfig, build_optimizer, class_weights, lr_factor, parse_args, train
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
@@ -90,19 +91,36 @@ def test_dataset_wide_miou_agrees_with_torchmetrics_on_real_labels() -> None:
         noise = torch.randint(0, 4, mask.shape, generator=generator)
         pred = torch.where(torch.rand(mask.shape, generator=generator) < 0.3, noise, mask.clamp(max=3))
         confusion += confusion_matrix(pred, mask, 4)
-        metric.update(pred[None], mask[None])
+        metric.update(pred[None], torch.where(mask < 4, mask, IGNORE_INDEX)[None])  # partial labels: left out
     ours = scores(confusion, list(CLASS_NAMES))["per_class_iou"]
     theirs = metric.compute().tolist()
     assert [ours[name] for name in CLASS_NAMES] == pytest.approx(theirs, abs=1e-6)
 
 
+def test_named_recipes_set_defaults_that_flags_override() -> None:
+    paper = parse_args(["--data", "d"])
+    assert (paper.recipe, paper.lr, paper.head_lr_mult, paper.warmup_iters) == ("paper", 6e-5, 10.0, 1500)
+    scratch = parse_args(["--recipe", "scratch", "--data", "d", "e"])
+    assert (scratch.lr, scratch.head_lr_mult, scratch.warmup_iters, scratch.epochs) == (6e-4, 1.0, 350, 10)
+    assert scratch.data == ("d", "e") and scratch.recipe == "scratch"
+    mine = parse_args(["--recipe", "scratch", "--lr", "1e-4", "--copy-paste", "0.5"])
+    assert (mine.lr, mine.head_lr_mult, mine.copy_paste) == (1e-4, 1.0, 0.5)
+
+
+def test_progress_prints_a_few_plain_lines_when_not_on_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    assert list(progress(range(1000), "evaluate", unit="images")) == list(range(1000))
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(",")[0] for line in lines] == [f"evaluate: {n}/1000 images" for n in (250, 500, 750, 1000)]
+
+
 def test_lr_schedule_warms_up_linearly_then_decays_polynomially_to_zero() -> None:
-    cfg = TrainConfig(warmup_iters=100, warmup_ratio=1e-6, poly_power=1.0)
+    cfg = TrainConfig(warmup_iters=100)
     total = 10_000
     assert lr_factor(0, total, cfg) == pytest.approx(1e-6)
     assert lr_factor(50, total, cfg) == pytest.approx((0.5 + 0.5e-6) * (1 - 50 / total))
     assert lr_factor(100, total, cfg) == pytest.approx(1 - 100 / total)
     assert lr_factor(total, total, cfg) == 0.0
+    assert lr_factor(50, 200, cfg) == pytest.approx(1 - 50 / 200)  # warmup capped at a tenth: over by step 20
 
 
 def test_class_weights_follow_the_training_pixel_counts(tiny_data: Path) -> None:
@@ -161,7 +179,10 @@ def test_two_epochs_equal_one_epoch_plus_resume(tiny_data: Path, trained_run: Pa
     assert len(resumed_history) == len(full_history) == 2
     for resumed_record, full_record in zip(resumed_history, full_history, strict=True):
         for key, value in full_record.items():
-            if key not in ("train_images_per_s", "epoch_seconds"):  # timings
+            if key in ("val_iou_with_partial_per_source", "val_miou_per_source"):  # {source: scores}
+                for source, scores_ in value.items():
+                    assert resumed_record[key][source] == pytest.approx(scores_), (key, source)
+            elif key not in ("train_images_per_s", "epoch_seconds"):  # timings
                 assert resumed_record[key] == pytest.approx(value), key
 
 
@@ -241,7 +262,10 @@ def test_evaluate_cli_scores_several_folders_each_and_together(
     assert report["overall"]["miou"] == pytest.approx(np.mean(by_hand))
     evaluate_cli.main(checkpoint[:2] + ["--data", *folders])
     table = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in table[1:]] == [*folders, "overall"]
+    assert [line.split()[0] for line in table[1:4]] == [*folders, "overall"]
+    # then a line per row with partial labels (the tiny data's SIFT Flow field pixels), none for MSRC-v2
+    assert [line.split(": ")[0] for line in table[4:]] == [str(tiny_data), "overall"]
+    assert "pixels with a partial label" in table[4]
 
 
 @pytest.mark.parametrize(
@@ -272,7 +296,7 @@ def test_ddp_on_two_cpu_processes_matches_single_process_evaluation(tiny_data: P
     model, meta = load_checkpoint(out / "last")
     assert meta["recipe"]["world_size"] == 2 and len(meta["history"]) == 1
     per_source = [
-        evaluate(model, SegmentationFolder(tiny_data, "val"), mean=IMAGENET_MEAN, std=IMAGENET_STD, progress=False)
+        evaluate(model, SegmentationFolder(tiny_data, "val"), mean=IMAGENET_MEAN, std=IMAGENET_STD, show_progress=False)
     ]
     single = combine(per_source, CLASS_NAMES)
     assert meta["history"][0]["val_miou"] == pytest.approx(single["miou"], abs=1e-9)
@@ -321,7 +345,9 @@ def test_soup_averages_every_float_tensor_of_its_ingredients_and_records_them(
     histories = [json.loads(path.with_suffix(".json").read_text())["history"] for path in ingredients]
     assert [part["checkpoint"] for part in meta["soup"]] == [str(path) for path in ingredients]
     assert [part["history"] for part in meta["soup"]] == histories and meta["history"] == histories[0]
-    result = evaluate(model, SegmentationFolder(tiny_data, "val"), mean=IMAGENET_MEAN, std=IMAGENET_STD, progress=False)
+    result = evaluate(
+        model, SegmentationFolder(tiny_data, "val"), mean=IMAGENET_MEAN, std=IMAGENET_STD, show_progress=False
+    )
     assert result["images"] == 12 and 0 <= result["miou"] <= 1
 
 

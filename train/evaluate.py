@@ -23,7 +23,6 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
-from tqdm import tqdm
 
 from segformer import load_checkpoint
 from segformer.predict import class_argmax, normalise
@@ -31,6 +30,7 @@ from train.classes import CLASS_NAMES, IGNORE_INDEX, PARTIAL_IDS
 from train.data import SegmentationFolder
 from train.losses import partial_cross_entropy
 from train.metrics import confusion_matrix, partial_counts, scores
+from train.progress import progress
 
 
 @torch.no_grad()
@@ -41,7 +41,7 @@ def evaluate(
     mean: Sequence[float],
     std: Sequence[float],
     class_names: Sequence[str] = CLASS_NAMES,
-    progress: bool = True,
+    show_progress: bool = True,
 ) -> dict:
     """Scores of ``model`` on every image of ``dataset`` at full resolution, plus the mean cross-entropy.
 
@@ -57,7 +57,7 @@ def evaluate(
     partial = torch.zeros(len(PARTIAL_IDS), num_classes, dtype=torch.int64, device=device)
     loss_sum = torch.zeros(2, dtype=torch.float64, device=device)  # summed pixel losses, pixels
     indices = range(rank, len(dataset), world)
-    for index in tqdm(indices, desc="evaluate", disable=not progress or rank != 0, leave=False):
+    for index in progress(indices, "evaluate", unit="images") if show_progress and rank == 0 else indices:
         image, mask = dataset[index]
         image, mask = image[None].to(device), mask[None].to(device)
         logits = model(normalise(image, tuple(mean), tuple(std))).float()
@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(f"error: {err}")
     per_source = {
         name: evaluate(
-            model, dataset, mean=meta["mean"], std=meta["std"], class_names=meta["classes"], progress=not args.json
+            model, dataset, mean=meta["mean"], std=meta["std"], class_names=meta["classes"], show_progress=not args.json
         )
         for name, dataset in datasets.items()
     }
@@ -131,6 +131,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         cells = "  ".join(f"{iou:<{w}}" for iou, w in zip(ious, columns.values(), strict=True))
         numbers = f"{result['images']:>6}  {result['miou']:.4f}  {result['pixel_acc']:.4f}"
         print(f"{name:<{width}}  {numbers}     {cells}".rstrip())
+    for name, result in rows.items():
+        if result["partial_pixels"]:
+            ious = ", ".join(f"{c} {v:.4f}" for c, v in result["per_class_iou_with_partial"].items() if v is not None)
+            print(
+                f"{name}: {result['partial_pixels']} pixels with a partial label, "
+                f"{result['outside_admissible']:.2%} predicted outside their set; IoU counting them: {ious}"
+            )
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from segformer.checkpoint import atomic_write
 from train.classes import (
     CLASS_NAMES,
     FILTERED_SOURCES,
@@ -49,6 +50,7 @@ from train.classes import (
     read_classes_txt,
     task_classes_txt,
 )
+from train.progress import progress
 
 ADE20K_URL = "http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip"
 ADE20K_DIR = "ADEChallengeData2016"
@@ -56,6 +58,10 @@ ADE20K_SPLITS = {"training": "train", "validation": "val"}
 SPLITS = ("train", "val")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 JPEG_QUALITY = 95
+
+
+class PrepareError(Exception):
+    """A source or output that cannot be prepared; the message names it (the command line prints it)."""
 
 
 @dataclass(frozen=True)
@@ -93,18 +99,16 @@ def list_folder_source(name: str, root: Path, limit: int | None) -> tuple[list[I
     """List a source in the shared layout (classes.txt, images/<split>/, labels/<split>/)."""
     classes_txt = root / "classes.txt"
     if not root.is_dir():
-        raise SystemExit(
-            f"prepare: {name} folder not found: {root} (expected classes.txt, images/<split>/, labels/<split>/)"
-        )
+        raise PrepareError(f"{name} folder not found: {root} (expected classes.txt, images/<split>/, labels/<split>/)")
     if not classes_txt.is_file():
-        raise SystemExit(f"prepare: {name}: missing {classes_txt}")
+        raise PrepareError(f"{name}: missing {classes_txt}")
     items = []
     for split in SPLITS:
         for image in _image_files(root / "images" / split)[:limit]:
             label = root / "labels" / split / f"{image.stem}.png"
             items.append(Item(name, split, image.stem, str(image), str(label) if label.is_file() else None))
     if not items:
-        raise SystemExit(f"prepare: {name}: no images in {root / 'images' / 'train'} or {root / 'images' / 'val'}")
+        raise PrepareError(f"{name}: no images in {root / 'images' / 'train'} or {root / 'images' / 'val'}")
     return items, lookup_table(read_classes_txt(classes_txt), name)
 
 
@@ -116,8 +120,8 @@ def _ade20k_location(path: Path) -> tuple[Path, Path | None]:
             return candidate, candidate
         if (candidate / "objectInfo150.csv").is_file():
             return candidate, None
-    raise SystemExit(
-        f"prepare: ade20k not found at {path}: expected an {ADE20K_DIR} folder (with objectInfo150.csv) "
+    raise PrepareError(
+        f"ade20k not found at {path}: expected an {ADE20K_DIR} folder (with objectInfo150.csv) "
         f"or {ADE20K_DIR}.zip; use --download to fetch it"
     )
 
@@ -135,10 +139,10 @@ def list_ade20k(path: Path, limit: int | None) -> tuple[list[Item], np.ndarray]:
                 members = zf.namelist()
                 csv_member = next((m for m in members if m.endswith("objectInfo150.csv")), None)
                 if csv_member is None:
-                    raise SystemExit(f"prepare: ade20k: no objectInfo150.csv in {archive}")
+                    raise PrepareError(f"ade20k: no objectInfo150.csv in {archive}")
                 names = parse_ade_object_info(zf.read(csv_member).decode())
         except zipfile.BadZipFile as e:
-            raise SystemExit(f"prepare: ade20k: {archive} is not a valid zip ({e})") from None
+            raise PrepareError(f"ade20k: {archive} is not a valid zip ({e})") from None
         prefix = csv_member.removesuffix("objectInfo150.csv")
 
     def location(member: str) -> str:
@@ -163,7 +167,7 @@ def list_ade20k(path: Path, limit: int | None) -> tuple[list[Item], np.ndarray]:
                 )
             )
     if not items:
-        raise SystemExit(f"prepare: ade20k: no images under {prefix}images/training or validation in {root}")
+        raise PrepareError(f"ade20k: no images under {prefix}images/training or validation in {root}")
     return items, lookup_table(names, "ade20k")
 
 
@@ -174,7 +178,7 @@ def download(url: str, dest: Path) -> Path:
     """Download ``url`` to ``dest`` with a progress bar, resuming a previous ``.part`` file.
 
     The size is checked against the server's declared length, and the result must be a zip.
-    Network failures stop with a one-line message (SystemExit), never a traceback.
+    Network failures raise PrepareError with a one-line message, never a traceback.
     """
     if dest.is_file():
         return dest
@@ -191,26 +195,32 @@ def download(url: str, dest: Path) -> Path:
             total = offset + int(length) if length else None
             with (
                 open(part, "ab" if offset else "wb") as f,
-                tqdm(total=total, initial=offset, unit="B", unit_scale=True, desc=dest.name) as bar,
+                tqdm(
+                    total=total,
+                    initial=offset,
+                    unit="B",
+                    unit_scale=True,
+                    desc=dest.name,
+                    disable=not sys.stderr.isatty(),
+                ) as bar,
             ):
                 while chunk := response.read(1 << 20):
                     f.write(chunk)
                     bar.update(len(chunk))
     except urllib.error.HTTPError as e:
         if not (e.code == 416 and e.headers.get("Content-Range") == f"bytes */{offset}"):
-            raise SystemExit(f"prepare: cannot download {url}: HTTP {e.code} {e.reason}") from None
+            raise PrepareError(f"cannot download {url}: HTTP {e.code} {e.reason}") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
         reason = getattr(e, "reason", e)
-        raise SystemExit(
-            f"prepare: cannot download {url}: {reason} (offline? rerun to resume, or pass "
-            f"--sources ade20k=PATH to a local copy)"
+        raise PrepareError(
+            f"cannot download {url}: {reason} (offline? rerun to resume, or pass --sources ade20k=PATH to a local copy)"
         ) from None
     size = part.stat().st_size
     if total is not None and size != total:
-        raise SystemExit(f"prepare: download of {url} incomplete ({size} of {total} bytes); rerun to resume")
+        raise PrepareError(f"download of {url} incomplete ({size} of {total} bytes); rerun to resume")
     if not zipfile.is_zipfile(part):
         part.unlink()
-        raise SystemExit(f"prepare: {url} did not yield a zip file; deleted {part}")
+        raise PrepareError(f"{url} did not yield a zip file; deleted {part}")
     os.replace(part, dest)
     return dest
 
@@ -218,14 +228,8 @@ def download(url: str, dest: Path) -> Path:
 # ---------------------------------------------------------------------------- converting
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write via a hidden temporary file and a rename, so ``path`` is never half-written."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def _write_bytes(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def _encode(image: Image.Image, fmt: str, **params: object) -> bytes:
@@ -301,8 +305,8 @@ class Converter:
             jpeg = _encode(image, "JPEG", quality=self.jpeg_quality or JPEG_QUALITY)
         name = f"{item.source}__{item.stem}"
         # The label goes first: an interrupted run can leave a label without image, never the reverse.
-        _write_atomic(self.out / "labels" / item.split / f"{name}.png", _encode(label, "PNG", optimize=True))
-        _write_atomic(self.out / "images" / item.split / f"{name}.jpg", jpeg)
+        _write_bytes(self.out / "labels" / item.split / f"{name}.png", _encode(label, "PNG", optimize=True))
+        _write_bytes(self.out / "images" / item.split / f"{name}.jpg", jpeg)
         return Result(item, "written", pixels=np.bincount(np.asarray(label).ravel(), minlength=256))
 
     def close(self) -> None:
@@ -349,7 +353,7 @@ def _convert_all(
 def _prepare_output(out: Path, overwrite: bool) -> None:
     existing = [out / name for name in ("images", "labels", "manifest.json") if (out / name).exists()]
     if existing and not overwrite:
-        raise SystemExit(f"prepare: {out} already holds a dataset ({existing[0].name}); pass --overwrite")
+        raise PrepareError(f"{out} already holds a dataset ({existing[0].name}); pass --overwrite")
     for path in existing:
         if path.is_dir():
             shutil.rmtree(path)
@@ -372,10 +376,10 @@ def prepare(
     """Convert ``sources`` ({name: path}) into ``out``; return the manifest (also written).
 
     Images already at their output size are copied byte for byte unless ``jpeg_quality`` is given: then every
-    image is re-encoded at that quality, which keeps the folder small enough to carry (e.g. to a lent GPU).
+    image is re-encoded at that quality, which keeps the folder small enough to copy to another machine cheaply.
     """
     if not sources:
-        raise SystemExit("prepare: no sources given (use --sources NAME=PATH ... or --download)")
+        raise PrepareError("no sources given (use --sources NAME=PATH ... or --download)")
     items: list[Item] = []
     luts: dict[str, np.ndarray] = {}
     for name, path in sources.items():
@@ -388,11 +392,11 @@ def prepare(
     pixels = {name: {split: np.zeros(256, dtype=np.int64) for split in SPLITS} for name in sources}
     skipped = []
     results = _convert_all(items, out, short_side, luts, workers, jpeg_quality)
-    for result in tqdm(results, total=len(items), desc="prepare", unit="img"):
+    for result in progress(results, "prepare", total=len(items), unit="images"):
         item = result.item
         if result.status == "skipped":
             skipped.append({"source": item.source, "split": item.split, "file": item.image, "reason": result.reason})
-            tqdm.write(f"skipped {item.image}: {result.reason}", file=sys.stderr)
+            print(f"skipped {item.image}: {result.reason}", file=sys.stderr)
         elif result.status == "filtered":
             filtered[item.source][item.split] += 1
         else:
@@ -416,8 +420,8 @@ def prepare(
         },
         "class_frequency": {split: _class_frequency(sum(p[split] for p in pixels.values())) for split in SPLITS},
     }
-    _write_atomic(out / "classes.txt", task_classes_txt().encode())
-    _write_atomic(out / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
+    _write_bytes(out / "classes.txt", task_classes_txt().encode())
+    _write_bytes(out / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
     return manifest
 
 
@@ -488,11 +492,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     sources = dict(args.sources)
     if len(sources) != len(args.sources):
         parser.error("a source is given twice")
-    if args.download:
-        if "ade20k" in sources:
-            parser.error("--download and --sources ade20k=PATH are exclusive")
-        sources["ade20k"] = download(args.ade20k_url, args.download_dir / f"{ADE20K_DIR}.zip")
-    manifest = prepare(args.out, args.short_side, sources, args.limit, args.workers, args.overwrite, args.jpeg_quality)
+    if args.download and "ade20k" in sources:
+        parser.error("--download and --sources ade20k=PATH are exclusive")
+    try:
+        if args.download:
+            sources["ade20k"] = download(args.ade20k_url, args.download_dir / f"{ADE20K_DIR}.zip")
+        manifest = prepare(
+            args.out, args.short_side, sources, args.limit, args.workers, args.overwrite, args.jpeg_quality
+        )
+    except PrepareError as err:
+        sys.exit(f"prepare: {err}")
     for name, by_split in manifest["counts"].items():
         print(f"{name}: " + ", ".join(f"{split} {n}" for split, n in by_split.items()))
     print(f"skipped {len(manifest['skipped'])}; wrote {args.out}")

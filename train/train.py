@@ -12,7 +12,8 @@ and drawn as curves.png. ``OUT/last`` and ``OUT/best`` (by val mIoU) are checkpo
 ``OUT/last-optimizer`` holds the optimizer and scheduler state so that ``--resume`` continues exactly: 2 epochs
 == 1 epoch + resume 1 epoch. Each epoch reseeds every random generator from (seed, epoch), so no RNG state needs
 saving. ``--init`` starts from the weights of an earlier checkpoint (whose history this run continues) or of a
-transformers-layout Hub repo, such as the paper's ImageNet-pretrained encoder ``hf:nvidia/mit-b0``.
+transformers-layout Hub repo, such as the paper's ImageNet-pretrained encoder ``hf://nvidia/mit-b0``.
+``--recipe scratch`` starts from the recipe that trained the shipped model's first stage from random weights.
 """
 
 import argparse
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -31,10 +32,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler, RandomSampler
-from tqdm import tqdm
 
 from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer, load_checkpoint, save_checkpoint
 from segformer.checkpoint import checkpoint_paths, load_tensors, save_json, save_tensors
+from segformer.model import reference_init
 from segformer.predict import normalise
 from segformer.transformers_weights import load_transformers_weights
 from train.classes import CLASS_NAMES, PALETTE
@@ -43,12 +44,14 @@ from train.curves import save_curves
 from train.data import SegmentationFolder, collate, train_transform
 from train.evaluate import combine, evaluate
 from train.losses import partial_cross_entropy
+from train.progress import progress
 
 
 @dataclass
 class TrainConfig:
-    """Everything a run depends on; saved as the checkpoint's ``recipe``."""
+    """Everything a run depends on; saved as the checkpoint's ``recipe``. The defaults are the paper's recipe."""
 
+    recipe: str = "paper"  # the named recipe these settings started from (RECIPES)
     data: tuple[str, ...] = ("data/4class-256",)
     out: str = "runs/b0"
     preset: str = "b0"
@@ -59,8 +62,6 @@ class TrainConfig:
     head_lr_mult: float = 10.0
     weight_decay: float = 0.01
     warmup_iters: int = 1500
-    warmup_ratio: float = 1e-6
-    poly_power: float = 1.0
     # Cross-entropy weight of class c proportional to frequency_c ** -power (0: unweighted, as the paper).
     class_weight_power: float = 0.0
     # Simple Copy-Paste (train.copy_paste): probability per crop, and the range of the pasted object's longer side
@@ -72,22 +73,40 @@ class TrainConfig:
     seed: int = 0
     limit: int | None = None  # use only the first N training images (tests, quick runs)
     # Start from these weights: a checkpoint of this project (path) or a Hub repo in the transformers layout
-    # (hf:ORG/NAME, e.g. hf:nvidia/mit-b0 for the paper's ImageNet-pretrained encoder).
+    # (hf://ORG/NAME, e.g. hf://nvidia/mit-b0 for the paper's ImageNet-pretrained encoder).
     init: str | None = None
     resume: bool = False
+    # Initialisation of a model that starts from random weights: PyTorch's defaults, or the reference code's
+    # (segformer.model.reference_init).
+    weight_init: str = "pytorch"
     stop_after: int | None = None  # end this process after that many epochs of the schedule (resume later)
 
 
+#: Named recipes: each overrides TrainConfig's defaults (the paper's), and flags override the recipe.
+RECIPES: dict[str, dict] = {
+    # Section 4.1 for an ImageNet-pretrained encoder (e.g. --init hf://nvidia/mit-b0): AdamW lr 6e-5, decoder 10x.
+    "paper": {},
+    # From random weights, as the shipped checkpoint began (train/recipes/b0-4class.sh, stage 1): nothing is
+    # pretrained, so the encoder takes 10x the paper's rate and the decoder no multiplier; a shorter warmup.
+    "scratch": {"lr": 6e-4, "head_lr_mult": 1.0, "warmup_iters": 350, "epochs": 10},
+}
+
 # Fields that may change between a run and its --resume; every other field defines the run.
 RESUMABLE_CHANGES = {"out", "resume", "stop_after", "workers"}
+WARMUP_RATIO = 1e-6  # the rate starts at this fraction of lr (mmseg's)
+POLY_POWER = 1.0  # poly decay (1 - step / total) ** power (mmseg's)
 
 
 def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
-    """Linear warmup from warmup_ratio to 1 over warmup_iters, then poly decay to 0 at ``total`` (mmseg's)."""
+    """Linear warmup from WARMUP_RATIO to 1 over warmup_iters, then poly decay to 0 at ``total`` (mmseg's).
+
+    The warmup is capped at a tenth of the schedule, so that a short run (a probe, a test) still spends most of its
+    steps at the full rate instead of warming up throughout.
+    """
     warmup = min(cfg.warmup_iters, total // 10) if total else 0
-    poly = (1 - step / total) ** cfg.poly_power if total else 1.0
+    poly = (1 - step / total) ** POLY_POWER if total else 1.0
     if step < warmup:
-        return poly * (cfg.warmup_ratio + (1 - cfg.warmup_ratio) * step / warmup)
+        return poly * (WARMUP_RATIO + (1 - WARMUP_RATIO) * step / warmup)
     return poly
 
 
@@ -134,12 +153,12 @@ def load_training_state(stem: Path, optimizer: torch.optim.Optimizer) -> tuple[i
 
 def initialise(model: SegFormer, source: str) -> list[dict]:
     """Load starting weights from a checkpoint of this project (returning its history, which the run continues)
-    or, for ``hf:ORG/NAME``, from a transformers-layout Hub repo (an encoder-only repo fills the encoder and
+    or, for ``hf://ORG/NAME``, from a transformers-layout Hub repo (an encoder-only repo fills the encoder and
     leaves the decoder freshly initialised; no history)."""
-    if source.startswith("hf:"):
+    if source.startswith("hf://"):
         from huggingface_hub import hf_hub_download
 
-        repo = source.removeprefix("hf:")
+        repo = source.removeprefix("hf://")
         load_transformers_weights(model, load_tensors(Path(hf_hub_download(repo, "model.safetensors"))), repo)
         return []
     start, meta = load_checkpoint(source)
@@ -209,17 +228,30 @@ def setup_distributed() -> tuple[int, int, torch.device]:
     return (dist.get_rank() if world > 1 else 0), world, device
 
 
-def train(cfg: TrainConfig) -> dict:
-    """Run (or resume) training; return the final epoch's record."""
-    rank, world, device = setup_distributed()
+@dataclass
+class Run:
+    """What a run carries from epoch to epoch."""
+
+    model: SegFormer
+    net: nn.Module  # the model, wrapped for DDP when there are several processes
+    optimizer: torch.optim.AdamW
+    history: list[dict]
+    inherited: int  # epochs of the --init run, continued by this one
+    start_epoch: int
+    step: int
+
+
+def start_or_resume(cfg: TrainConfig, device: torch.device, world: int) -> Run:
+    """Build the model and optimizer: fresh, from ``--init`` weights, or from ``OUT/last`` with ``--resume``."""
     out = Path(cfg.out)
     torch.manual_seed(cfg.seed)
     model = SegFormer.from_preset(cfg.preset, len(CLASS_NAMES))
+    if cfg.weight_init == "reference":
+        reference_init(model)
     history: list[dict] = initialise(model, cfg.init) if cfg.init is not None else []
-    inherited = len(history)  # epochs of the --init run, continued by this one
+    inherited, start_epoch, step = len(history), 0, 0
     model = model.to(device)
     optimizer = build_optimizer(model, cfg)
-    start_epoch, step = 0, 0
     if (out / "last.json").is_file() and not cfg.resume:
         raise ValueError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
     if cfg.resume:
@@ -238,7 +270,11 @@ def train(cfg: TrainConfig) -> dict:
         if world > 1:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # as the paper's mmseg recipe
     net = DistributedDataParallel(model) if world > 1 else model
+    return Run(model, net, optimizer, history, inherited, start_epoch, step)
 
+
+def training_set(cfg: TrainConfig) -> Dataset:
+    """The train splits of every folder, augmented (and with Copy-Paste when asked), cut to ``--limit``."""
     train_set: Dataset = ConcatDataset(
         [SegmentationFolder(folder, "train", train_transform(cfg.crop_size)) for folder in cfg.data]
     )
@@ -247,125 +283,180 @@ def train(cfg: TrainConfig) -> dict:
         train_set = CopyPaste(train_set, sources, cfg.copy_paste, (cfg.copy_paste_min_scale, cfg.copy_paste_max_scale))
     if cfg.limit is not None:
         train_set = torch.utils.data.Subset(train_set, range(min(cfg.limit, len(train_set))))
+    return train_set
+
+
+def epoch_loader(train_set: Dataset, cfg: TrainConfig, epoch: int, rank: int, world: int) -> DataLoader:
+    """This epoch's batches; every random generator is seeded from (seed, epoch), so resuming needs no RNG state."""
+    seed = cfg.seed * 100_003 + epoch
+    torch.manual_seed(seed + rank)
+    generator = torch.Generator().manual_seed(seed)
+    sampler = (
+        DistributedSampler(train_set, world, rank, shuffle=True, seed=seed, drop_last=True)
+        if world > 1
+        else RandomSampler(train_set, generator=generator)
+    )
+    return DataLoader(
+        train_set,
+        cfg.batch_size,
+        sampler=sampler,
+        num_workers=cfg.workers,
+        collate_fn=collate,
+        drop_last=True,
+        generator=generator,
+        persistent_workers=False,
+    )
+
+
+def train_one_epoch(
+    run: Run,
+    loader: DataLoader,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+    weights: torch.Tensor | None,
+    device: torch.device,
+    description: str,
+    show: bool,
+) -> torch.Tensor:
+    """One pass over ``loader``; returns (summed loss, batches) as a float64 pair, to be reduced across ranks."""
+    run.net.train()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    loss_sum = torch.zeros(2, dtype=torch.float64, device=device)
+    for images, masks in progress(loader, description, unit="batches") if show else loader:
+        images = normalise(images.to(device, non_blocking=True), IMAGENET_MEAN, IMAGENET_STD)
+        masks = masks.to(device, non_blocking=True)
+        if device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        with autocast:
+            logits = run.net(images)
+        full = F.interpolate(logits.float(), size=masks.shape[-2:], mode="bilinear", align_corners=False)
+        loss = partial_cross_entropy(full, masks, weight=weights)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        scheduler.step()
+        run.step += 1
+        loss_sum += torch.stack([loss.detach().double(), torch.ones((), dtype=torch.float64, device=device)])
+    return loss_sum
+
+
+def epoch_record(
+    run: Run, epoch: int, loss_sum: torch.Tensor, lr: float, images: int, train_seconds: float, per_source: dict
+) -> dict:
+    """The history entry of one epoch: losses, validation scores (each folder and all together), speed."""
+    overall = combine(list(per_source.values()), CLASS_NAMES)
+    return {
+        "epoch": run.inherited + epoch + 1,
+        "step": run.step,
+        "train_loss": (loss_sum[0] / loss_sum[1]).item(),
+        "val_loss": overall["loss"],
+        "val_miou": overall["miou"],
+        "val_pixel_acc": overall["pixel_acc"],
+        "val_per_class_iou": overall["per_class_iou"],
+        "val_miou_per_source": {name: r["miou"] for name, r in per_source.items()},
+        # Sources with partial labels (feral-cats): IoU counting predictions outside the admissible set.
+        "val_iou_with_partial_per_source": {
+            name: r["per_class_iou_with_partial"] for name, r in per_source.items() if r["partial_pixels"]
+        },
+        "lr": lr,
+        "train_images_per_s": images / train_seconds,
+    }
+
+
+def save_epoch(run: Run, cfg: TrainConfig, epoch: int, world: int, device: torch.device) -> None:
+    """``OUT/last`` (+ optimizer state), ``OUT/best`` when val mIoU is the run's best so far, and curves.png."""
+    out = Path(cfg.out)
+    metadata = {
+        "preset": cfg.preset,
+        "classes": list(CLASS_NAMES),
+        "palette": [list(c) for c in PALETTE],
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+        "input_size": cfg.crop_size,
+        "history": run.history,
+        "inherited_epochs": run.inherited,
+        "recipe": {**asdict(cfg), "world_size": world, "device": device.type},
+        "data": data_summary(cfg.data),
+        "code_version": code_version(),
+    }
+    save_training_state(out / "last-optimizer", run.optimizer, epoch + 1, run.step)
+    save_checkpoint(out / "last", run.model, metadata)
+    if run.history[-1]["val_miou"] >= max(h["val_miou"] for h in run.history[run.inherited :]):
+        save_checkpoint(out / "best", run.model, metadata)
+    save_curves(run.history, out / "curves.png")
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Run (or resume) training; return the final epoch's record."""
+    rank, world, device = setup_distributed()
+    run = start_or_resume(cfg, device, world)
+    train_set = training_set(cfg)
     val_sets = {Path(folder).name: SegmentationFolder(folder, "val") for folder in cfg.data}
     batches_per_epoch = len(train_set) // (cfg.batch_size * world)
     total = batches_per_epoch * cfg.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, cfg), last_epoch=step - 1)
-
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        run.optimizer, lambda s: lr_factor(s, total, cfg), last_epoch=run.step - 1
+    )
     weights = class_weights(cfg.data, cfg.class_weight_power)
     weights = None if weights is None else weights.to(device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    record: dict = history[-1] if history else {}
+    record: dict = run.history[-1] if run.history else {}
     end_epoch = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, cfg.stop_after)
-    for epoch in range(start_epoch, end_epoch):
-        seed = cfg.seed * 100_003 + epoch
-        torch.manual_seed(seed + rank)
-        generator = torch.Generator().manual_seed(seed)
-        sampler = (
-            DistributedSampler(train_set, world, rank, shuffle=True, seed=seed, drop_last=True)
-            if world > 1
-            else RandomSampler(train_set, generator=generator)
+    for epoch in range(run.start_epoch, end_epoch):
+        started = time.perf_counter()
+        loader = epoch_loader(train_set, cfg, epoch, rank, world)
+        loss_sum = train_one_epoch(
+            run, loader, scheduler, weights, device, f"epoch {epoch + 1}/{cfg.epochs}", show=rank == 0
         )
-        loader = DataLoader(
-            train_set,
-            cfg.batch_size,
-            sampler=sampler,
-            num_workers=cfg.workers,
-            collate_fn=collate,
-            drop_last=True,
-            generator=generator,
-            persistent_workers=False,
-        )
-        net.train()
-        loss_sum, started = torch.zeros(2, dtype=torch.float64, device=device), time.perf_counter()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=rank != 0, leave=False)
-        for images, masks in bar:
-            images = normalise(images.to(device, non_blocking=True), IMAGENET_MEAN, IMAGENET_STD)
-            masks = masks.to(device, non_blocking=True)
-            if device.type == "cuda":
-                images = images.contiguous(memory_format=torch.channels_last)
-            with autocast:
-                logits = net(images)
-            full = F.interpolate(logits.float(), size=masks.shape[-2:], mode="bilinear", align_corners=False)
-            loss = partial_cross_entropy(full, masks, weight=weights)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            loss_sum += torch.stack([loss.detach().double(), torch.ones((), dtype=torch.float64, device=device)])
-            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
         if world > 1:
             dist.all_reduce(loss_sum)
-            for buffer in model.buffers():  # BatchNorm statistics differ per rank: evaluate and save rank 0's
+            for buffer in run.model.buffers():  # BatchNorm statistics differ per rank: evaluate and save rank 0's
                 dist.broadcast(buffer, 0)
         train_seconds = time.perf_counter() - started
-
         per_source = {
-            name: evaluate(model, data, mean=IMAGENET_MEAN, std=IMAGENET_STD) for name, data in val_sets.items()
+            name: evaluate(run.model, data, mean=IMAGENET_MEAN, std=IMAGENET_STD) for name, data in val_sets.items()
         }
-        overall = combine(list(per_source.values()), CLASS_NAMES)
-        record = {
-            "epoch": inherited + epoch + 1,
-            "step": step,
-            "train_loss": (loss_sum[0] / loss_sum[1]).item(),
-            "val_loss": overall["loss"],
-            "val_miou": overall["miou"],
-            "val_pixel_acc": overall["pixel_acc"],
-            "val_per_class_iou": overall["per_class_iou"],
-            "val_miou_per_source": {name: r["miou"] for name, r in per_source.items()},
-            # Sources with partial labels (feral-cats): IoU counting predictions outside the admissible set.
-            "val_iou_with_partial_per_source": {
-                name: r["per_class_iou_with_partial"] for name, r in per_source.items() if r["partial_pixels"]
-            },
-            "lr": scheduler.get_last_lr()[0],
-            "train_images_per_s": batches_per_epoch * cfg.batch_size * world / train_seconds,
-            "epoch_seconds": time.perf_counter() - started,  # training and validation
-        }
-        history.append(record)
+        images = batches_per_epoch * cfg.batch_size * world
+        record = epoch_record(run, epoch, loss_sum, scheduler.get_last_lr()[0], images, train_seconds, per_source)
+        record["epoch_seconds"] = time.perf_counter() - started  # training and validation
+        run.history.append(record)
         if rank == 0:
-            tqdm.write(json.dumps(record))
-            metadata = {
-                "preset": cfg.preset,
-                "classes": list(CLASS_NAMES),
-                "palette": [list(c) for c in PALETTE],
-                "mean": list(IMAGENET_MEAN),
-                "std": list(IMAGENET_STD),
-                "input_size": cfg.crop_size,
-                "history": history,
-                "inherited_epochs": inherited,
-                "recipe": {**asdict(cfg), "world_size": world, "device": device.type},
-                "data": data_summary(cfg.data),
-                "code_version": code_version(),
-            }
-            save_training_state(out / "last-optimizer", optimizer, epoch + 1, step)
-            save_checkpoint(out / "last", model, metadata)
-            if record["val_miou"] >= max(h["val_miou"] for h in history[inherited:]):
-                save_checkpoint(out / "best", model, metadata)
-            save_curves(history, out / "curves.png")
+            print(json.dumps(record), flush=True)
+            save_epoch(run, cfg, epoch, world, device)
     if world > 1:
         dist.destroy_process_group()
     return record
 
 
 def parse_args(argv: Sequence[str] | None) -> TrainConfig:
+    """The command line: ``--recipe`` picks a named recipe's defaults, and every other flag overrides them."""
     parser = argparse.ArgumentParser(prog="python -m train.train", description=__doc__.split("\n")[0])
-    defaults = TrainConfig()
-    for f in fields(TrainConfig):
-        default = getattr(defaults, f.name)
-        flag = "--" + f.name.replace("_", "-")
-        if f.name == "data":
-            parser.add_argument(flag, nargs="+", default=list(default), help="dataset folders (shared layout)")
-        elif f.name in ("limit", "stop_after"):
-            parser.add_argument(flag, type=int, default=None)
-        elif f.name == "init":
-            parser.add_argument(flag, default=None, help="starting weights: checkpoint path or hf:ORG/NAME")
-        elif f.name == "resume":
-            parser.add_argument(flag, action="store_true", help="continue the run in --out from its last epoch")
-        else:
-            parser.add_argument(flag, type=type(default), default=default)
-    args = vars(parser.parse_args(argv))
-    return TrainConfig(**{**args, "data": tuple(args["data"])})
+    add = parser.add_argument
+    add("--recipe", choices=sorted(RECIPES), default="paper", help="defaults to start from (see RECIPES)")
+    add("--data", nargs="+", help="dataset folders in the shared layout (train and val splits)")
+    add("--out", help="run folder: OUT/last, OUT/best, OUT/curves.png")
+    add("--preset", help="MiT preset, b0..b5")
+    add("--crop-size", type=int, help="square training crop, pixels")
+    add("--batch-size", type=int, help="images per optimizer step (per process under DDP)")
+    add("--epochs", type=int, help="length of the schedule")
+    add("--lr", type=float, help="peak learning rate of the encoder")
+    add("--head-lr-mult", type=float, help="the decoder's learning rate as a multiple of --lr")
+    add("--weight-decay", type=float, help="AdamW weight decay (norms and biases take none)")
+    add("--warmup-iters", type=int, help="linear warmup steps, at most a tenth of the schedule")
+    add("--class-weight-power", type=float, help="weight class c's loss by frequency_c ** -P (0: unweighted)")
+    add("--copy-paste", type=float, help="probability of Simple Copy-Paste per crop (0: off)")
+    add("--copy-paste-min-scale", type=float, help="smallest pasted object, longer side as a share of the crop's")
+    add("--copy-paste-max-scale", type=float, help="largest pasted object, likewise")
+    add("--workers", type=int, help="DataLoader worker processes")
+    add("--seed", type=int, help="seeds initialisation, data order and augmentation")
+    add("--limit", type=int, help="use only the first N training images (tests, quick runs)")
+    add("--init", help="starting weights: a checkpoint of this project, or hf://ORG/NAME (transformers layout)")
+    add("--weight-init", choices=("pytorch", "reference"), help="initialisation of random weights (without --init)")
+    add("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    add("--stop-after", type=int, help="end this process after N epochs of the schedule (continue with --resume)")
+    args = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
+    recipe = args.pop("recipe")
+    if "data" in args:
+        args["data"] = tuple(args["data"])
+    return TrainConfig(**{**RECIPES[recipe], **args, "recipe": recipe})
 
 
 def main(argv: Sequence[str] | None = None) -> None:
