@@ -1,5 +1,7 @@
 """SegFormer = MiT encoder + All-MLP decoder (paper Section 3, Fig. 2)."""
 
+import math
+
 import torch
 from torch import nn
 
@@ -38,3 +40,28 @@ class SegFormer(nn.Module):
         features, attentions = self.encoder(x, return_attentions)
         logits = self.decoder(features)
         return (logits, attentions) if return_attentions else logits
+
+
+def reference_init(model: nn.Module) -> nn.Module:
+    """Re-initialise ``model`` as the reference implementation does (NVlabs/SegFormer ``mix_transformer.py``
+    ``_init_weights``, and mmseg's decode head), in place; returns it.
+
+    Linear: truncated normal, std 0.02, bias 0. Conv2d: normal with std sqrt(2 / fan_out), fan_out = k*k*C_out /
+    groups, bias 0. LayerNorm and BatchNorm: weight 1, bias 0. The classifier: normal, std 0.01, bias 0. PyTorch's
+    defaults (Kaiming-uniform with a = sqrt(5)) are what a plain construction gives; this matters only from scratch.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.trunc_normal_(module.weight, std=0.02)
+        elif isinstance(module, nn.Conv2d):
+            fan_out = module.kernel_size[0] * module.kernel_size[1] * module.out_channels // module.groups
+            nn.init.normal_(module.weight, std=math.sqrt(2.0 / fan_out))
+        elif isinstance(module, nn.LayerNorm | nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+        else:
+            continue
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    if isinstance(model, SegFormer):
+        nn.init.normal_(model.decoder.classifier.weight, std=0.01)
+    return model

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer, predict, preset
+from segformer.model import reference_init
 from segformer.predict import normalise
 from train.classes import IGNORE_INDEX, lookup_table, read_classes_txt
 
@@ -147,3 +148,20 @@ def test_overfits_one_real_image() -> None:
     assert losses[-1] < 0.25 * losses[0]
     score = mean_iou(predict(model.eval(), image).long(), target)
     assert score >= 0.9, f"mean IoU {score:.3f} after 40 steps"
+
+
+def test_reference_init_follows_the_reference_code() -> None:
+    """Linear trunc-normal std 0.02, conv normal std sqrt(2 / fan_out), norms 1 and 0, classifier std 0.01."""
+    model = reference_init(SegFormer.from_preset("b0", 4))
+    query = model.encoder.blocks[2][0].attention.query
+    assert query.weight.std().item() == pytest.approx(0.02, rel=0.05)  # truncated at +-2 (absolute), as timm
+    assert torch.equal(query.bias, torch.zeros_like(query.bias))
+    dwconv = model.encoder.blocks[1][0].ffn.dwconv  # depthwise: fan_out = 3 * 3 * C / C = 9
+    assert dwconv.weight.std().item() == pytest.approx((2 / 9) ** 0.5, rel=0.05)
+    embed = model.encoder.patch_merging[0].proj  # fan_out = 7 * 7 * 32
+    assert embed.weight.std().item() == pytest.approx((2 / (49 * 32)) ** 0.5, rel=0.1)
+    norm = model.encoder.norms[3]
+    assert torch.equal(norm.weight, torch.ones_like(norm.weight)) and torch.equal(
+        norm.bias, torch.zeros_like(norm.bias)
+    )
+    assert model.decoder.classifier.weight.std().item() == pytest.approx(0.01, rel=0.2)
