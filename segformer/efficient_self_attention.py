@@ -3,7 +3,8 @@
 Attention(Q, K, V) = Softmax(Q K^T / sqrt(d_head)) V, where K and V are computed from a sequence
 reduced by the ratio R: the (H*W, C) tokens are reshaped to the grid and passed through a
 strided R x R convolution (the paper's Reshape + Linear of Eq. 2), then LayerNorm, leaving
-H*W / R^2 keys. Complexity drops from O(N^2) to O(N^2 / R).
+N / R^2 keys for N = H*W queries. Complexity drops from O(N^2) to O(N^2 / R^2). (The paper writes
+O(N^2 / R) with R its reduction of the sequence length, which is our R^2: an R x R patch becomes one key.)
 """
 
 import torch
@@ -22,7 +23,7 @@ class EfficientSelfAttention(nn.Module):
     the grid; M = N when sr = 1).
     """
 
-    def __init__(self, dim: int, *, heads: int, sr_ratio: int, dropout: float = 0.0) -> None:
+    def __init__(self, dim: int, *, heads: int, sr_ratio: int) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"width {dim} is not divisible by {heads} heads")
@@ -36,7 +37,6 @@ class EfficientSelfAttention(nn.Module):
             self.reduction = nn.Conv2d(dim, dim, sr_ratio, stride=sr_ratio).to(memory_format=torch.channels_last)
             self.reduction_norm = nn.LayerNorm(dim)
         self.out = nn.Linear(dim, dim)
-        self.dropout = dropout
 
     def _reduce(self, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
         if self.sr_ratio == 1:
@@ -55,11 +55,10 @@ class EfficientSelfAttention(nn.Module):
         )
         q = self.query(x).view(batch, tokens, self.heads, head_dim).transpose(1, 2)
         k, v = kv.view(batch, -1, 2, self.heads, head_dim).permute(2, 0, 3, 1, 4)
-        dropout = self.dropout if self.training else 0.0
         if return_attention:
             probs = torch.softmax((q @ k.transpose(-2, -1)) * head_dim**-0.5, dim=-1)
-            context = F.dropout(probs, dropout, self.training) @ v
+            context = probs @ v
         else:
             probs = None
-            context = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+            context = F.scaled_dot_product_attention(q, k, v)
         return self.out(context.transpose(1, 2).reshape(batch, tokens, dim)), probs
