@@ -114,12 +114,19 @@ def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: s
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
 
 
+#: Config fields under their names in older checkpoints.
+RENAMED_CONFIG_FIELDS = {"dropout": "classifier_dropout"}
+
+
 def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> tuple[SegFormer, dict]:
     """Build the model described by the metadata, load its weights (as float32), return (model in eval, metadata)."""
     weights_path, meta_path = checkpoint_paths(path)
     meta = read_metadata(meta_path)
+    fields = {
+        RENAMED_CONFIG_FIELDS.get(k, k): tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()
+    }
     try:
-        config = MiTConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()})
+        config = MiTConfig(**fields)
     except TypeError as err:
         raise ValueError(f"{meta_path} has an invalid model config: {err}") from err
     model = SegFormer(config, int(meta["num_classes"]))

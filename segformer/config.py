@@ -19,7 +19,7 @@ class MiTConfig:
     mlp_ratio: int = 4
     decoder_dim: int = 256
     drop_path: float = 0.1
-    dropout: float = 0.1
+    classifier_dropout: float = 0.1  # channel dropout before the decoder's classifier
 
 
 PRESETS: dict[str, MiTConfig] = {

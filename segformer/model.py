@@ -24,7 +24,7 @@ class SegFormer(nn.Module):
         self.config = config
         self.num_classes = num_classes
         self.encoder = MixTransformer(config)
-        self.decoder = AllMLPDecoder(config.widths, config.decoder_dim, num_classes, dropout=config.dropout)
+        self.decoder = AllMLPDecoder(config.widths, config.decoder_dim, num_classes, dropout=config.classifier_dropout)
 
     @classmethod
     def from_preset(cls, name: str, num_classes: int) -> "SegFormer":

@@ -75,7 +75,7 @@ def config_from_transformers(config: dict) -> MiTConfig:
         mlp_ratio=ratios.pop(),
         decoder_dim=config.get("decoder_hidden_size", 256),
         drop_path=config.get("drop_path_rate", 0.1),
-        dropout=config.get("classifier_dropout_prob", 0.1),
+        classifier_dropout=config.get("classifier_dropout_prob", 0.1),
     )
 
 

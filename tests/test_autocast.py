@@ -60,7 +60,7 @@ def test_every_forward_runs_under_bf16_autocast_close_to_float32(
     The shipped weights in a model without drop path and dropout, so that train mode is deterministic too.
     """
     weights, meta = shipped
-    model = SegFormer(replace(weights.config, drop_path=0.0, dropout=0.0), weights.num_classes)
+    model = SegFormer(replace(weights.config, drop_path=0.0, classifier_dropout=0.0), weights.num_classes)
     model.load_state_dict(weights.state_dict())
     model.train(mode == "train")
     rgb = val_images()[0]
