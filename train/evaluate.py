@@ -20,12 +20,11 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
 from segformer import load_checkpoint
-from segformer.predict import class_argmax, normalise
+from segformer.predict import class_argmax, normalise, upsample_logits
 from train.classes import CLASS_NAMES, IGNORE_INDEX, PARTIAL_IDS
 from train.data import SegmentationFolder
 from train.losses import partial_cross_entropy
@@ -62,7 +61,7 @@ def evaluate(
         image, mask = image[None].to(device), mask[None].to(device)
         logits = model(normalise(image, tuple(mean), tuple(std))).float()
         size = (mask.shape[-2], mask.shape[-1])
-        full = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)  # as segformer.predict does
+        full = upsample_logits(logits, size)
         loss_sum[0] += partial_cross_entropy(full, mask, reduction="sum")
         loss_sum[1] += (mask != IGNORE_INDEX).sum()
         pred = class_argmax(full)

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler, RandomSampler
@@ -36,7 +35,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSamp
 from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer, load_checkpoint, save_checkpoint
 from segformer.checkpoint import checkpoint_paths, load_tensors, save_json, save_tensors
 from segformer.model import reference_init
-from segformer.predict import normalise
+from segformer.predict import normalise, upsample_logits
 from segformer.transformers_weights import load_transformers_weights
 from train.classes import CLASS_NAMES, PALETTE
 from train.copy_paste import CopyPaste
@@ -328,7 +327,7 @@ def train_one_epoch(
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast:
             logits = run.net(images)
-        full = F.interpolate(logits.float(), size=masks.shape[-2:], mode="bilinear", align_corners=False)
+        full = upsample_logits(logits.float(), masks.shape[-2:])
         loss = partial_cross_entropy(full, masks, weight=weights)
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
