@@ -89,8 +89,8 @@ def line(
     print(json.dumps({**record, "ratio": round(ratio, 3), "goal": goal, "met": met, **extra}), flush=True)
 
 
-def onnx_session(model: SegFormer, path: Path) -> ort.InferenceSession:
-    """``model`` exported to ONNX at ``path``, in an onnxruntime CPU session with torch's intra-op thread count."""
+def onnx_runtime(model: SegFormer, path: Path) -> ort.InferenceSession:
+    """``model`` exported to ONNX at ``path``, loaded in onnxruntime (CPU) with torch's intra-op thread count."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     options.inter_op_num_threads = 1
@@ -98,11 +98,11 @@ def onnx_session(model: SegFormer, path: Path) -> ort.InferenceSession:
 
 
 def bench_latency(
-    ours: SegFormer, theirs: torch.nn.Module, session: ort.InferenceSession, size: tuple[int, int], runs: int
+    ours: SegFormer, theirs: torch.nn.Module, runtime: ort.InferenceSession, size: tuple[int, int], runs: int
 ) -> None:
     x = torch.randn(1, 3, *size)
     steps = {k: (lambda m=m: forward(m, x)) for k, m in {"ours": ours.eval(), "transformers": theirs.eval()}.items()}
-    steps["onnxruntime"] = lambda: session.run(None, {"pixel_values": x.numpy()})
+    steps["onnxruntime"] = lambda: runtime.run(None, {"pixel_values": x.numpy()})
     with torch.inference_mode():
         medians = interleaved_medians(steps, runs, warmup=2)
     goal = "<= 0.5" if size == (512, 512) else None
@@ -185,9 +185,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         weights_dir = Path(tmp) / "b0-150"
         ours, theirs = make_models(weights_dir, num_classes=150)
-        session = onnx_session(ours, Path(tmp) / "b0-150.onnx")
-        bench_latency(ours, theirs, session, (512, 512), args.runs)
-        bench_latency(ours, theirs, session, (1024, 2048), args.runs)
+        runtime = onnx_runtime(ours, Path(tmp) / "b0-150.onnx")
+        bench_latency(ours, theirs, runtime, (512, 512), args.runs)
+        bench_latency(ours, theirs, runtime, (1024, 2048), args.runs)
         bench_peak_memory(weights_dir, (1024, 2048))
         ours, theirs = make_models(Path(tmp) / "b0-4", num_classes=4)
         bench_training(ours, theirs, args.runs)
