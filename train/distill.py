@@ -50,7 +50,16 @@ from segformer.checkpoint import load_state, load_tensors, save_tensors
 from segformer.predict import normalise
 from train.classes import CLASS_NAMES, PALETTE
 from train.prepare import IMAGE_SUFFIXES
-from train.train import RESUMABLE_CHANGES, code_version, data_summary, load_training_state, save_training_state
+from train.train import (
+    RESUMABLE_CHANGES,
+    RunConfig,
+    add_run_flags,
+    code_version,
+    data_summary,
+    given_flags,
+    load_training_state,
+    save_training_state,
+)
 
 # EfficientNet-Lite0's blocks (efficientnet_lite_pytorch's block args): 1 at stride 2, 2 at 4, 2 at 8, 3 + 3 at 16,
 # 4 + 1 at 32. The last block at each stride gives T_1..T_4, of 24, 40, 112 and 320 channels.
@@ -65,22 +74,16 @@ SMOOTH_L1_BETA = 2.0
 
 
 @dataclass
-class DistillConfig:
+class DistillConfig(RunConfig):
     """Everything a distillation run depends on; saved in the checkpoint's ``distillation`` record."""
 
-    data: tuple[str, ...] = ("data/4class-256",)
     out: str = "runs/distill"
-    preset: str = "b0"
     crop_size: int = 224
     batch_size: int = 16
-    epochs: int = 20
     lr: float = 1e-3
     weight_decay: float = 0.05
     warmup_iters: int = 500
     workers: int = 1
-    seed: int = 0
-    resume: bool = False
-    stop_after: int | None = None  # end this process after that many epochs of the schedule (resume later)
 
 
 def load_teacher() -> nn.Module:
@@ -315,23 +318,9 @@ def distill(cfg: DistillConfig) -> dict:
 
 
 def parse_args(argv: Sequence[str] | None) -> DistillConfig:
-    d = DistillConfig()
     parser = argparse.ArgumentParser(prog="python -m train.distill", description=__doc__.split("\n")[0])
-    parser.add_argument("--data", nargs="+", default=list(d.data), help="dataset folders (their images/train)")
-    parser.add_argument("--out", default=d.out, help="output folder: last, last-projections, last-optimizer")
-    parser.add_argument("--preset", default=d.preset, help="the student's MiT preset")
-    parser.add_argument("--crop-size", type=int, default=d.crop_size, help="side of the random square crops")
-    parser.add_argument("--batch-size", type=int, default=d.batch_size)
-    parser.add_argument("--epochs", type=int, default=d.epochs, help="length of the schedule")
-    parser.add_argument("--lr", type=float, default=d.lr, help="peak learning rate of AdamW")
-    parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    parser.add_argument("--warmup-iters", type=int, default=d.warmup_iters, help="at most a tenth of the steps")
-    parser.add_argument("--workers", type=int, default=d.workers, help="DataLoader worker processes")
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
-    parser.add_argument("--stop-after", type=int, default=None, help="end after N epochs of the schedule")
-    args = vars(parser.parse_args(argv))
-    return DistillConfig(**{**args, "data": tuple(args["data"])})
+    add_run_flags(parser)
+    return DistillConfig(**given_flags(parser, argv))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -47,10 +47,9 @@ from train.progress import progress
 
 
 @dataclass
-class TrainConfig:
-    """Everything a run depends on; saved as the checkpoint's ``recipe``. The defaults are the paper's recipe."""
+class RunConfig:
+    """What every training loop here depends on (train.train and train.distill); a run saves it with its weights."""
 
-    recipe: str = "paper"  # the named recipe these settings started from (RECIPES)
     data: tuple[str, ...] = ("data/4class-256",)
     out: str = "runs/b0"
     preset: str = "b0"
@@ -58,9 +57,46 @@ class TrainConfig:
     batch_size: int = 8
     epochs: int = 20
     lr: float = 6e-5
-    head_lr_mult: float = 10.0
     weight_decay: float = 0.01
     warmup_iters: int = 1500
+    workers: int = 2
+    seed: int = 0
+    resume: bool = False
+    stop_after: int | None = None  # end this process after that many epochs of the schedule (resume later)
+
+
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of RunConfig's fields, without defaults (None: keep the config's)."""
+    add = parser.add_argument
+    add("--data", nargs="+", help="dataset folders in the shared layout")
+    add("--out", help="run folder")
+    add("--preset", help="MiT preset, b0..b5")
+    add("--crop-size", type=int, help="square training crop, pixels")
+    add("--batch-size", type=int, help="images per optimizer step (per process under DDP)")
+    add("--epochs", type=int, help="length of the schedule")
+    add("--lr", type=float, help="peak learning rate (of the encoder, for train.train)")
+    add("--weight-decay", type=float, help="AdamW weight decay (norms and biases take none)")
+    add("--warmup-iters", type=int, help="linear warmup steps, at most a tenth of the schedule")
+    add("--workers", type=int, help="DataLoader worker processes")
+    add("--seed", type=int, help="seeds initialisation, data order and augmentation")
+    add("--resume", action="store_true", default=None, help="continue the run in --out from its last epoch")
+    add("--stop-after", type=int, help="end this process after N epochs of the schedule (continue with --resume)")
+
+
+def given_flags(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> dict:
+    """The flags given on the command line, as config fields (``data`` as a tuple)."""
+    args = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
+    if "data" in args:
+        args["data"] = tuple(args["data"])
+    return args
+
+
+@dataclass
+class TrainConfig(RunConfig):
+    """Everything a run depends on; saved as the checkpoint's ``recipe``. The defaults are the paper's recipe."""
+
+    recipe: str = "paper"  # the named recipe these settings started from (RECIPES)
+    head_lr_mult: float = 10.0
     # Cross-entropy weight of class c proportional to frequency_c ** -power (0: unweighted, as the paper).
     class_weight_power: float = 0.0
     # Simple Copy-Paste (train.copy_paste): probability per crop, and the range of the pasted object's longer side
@@ -68,17 +104,13 @@ class TrainConfig:
     copy_paste: float = 0.0
     copy_paste_min_scale: float = 0.2
     copy_paste_max_scale: float = 1.0
-    workers: int = 2
-    seed: int = 0
     limit: int | None = None  # use only the first N training images (tests, quick runs)
     # Start from these weights: a checkpoint of this project (path) or a Hub repo in the transformers layout
     # (hf://ORG/NAME, e.g. hf://nvidia/mit-b0 for the paper's ImageNet-pretrained encoder).
     init: str | None = None
-    resume: bool = False
     # Initialisation of a model that starts from random weights: PyTorch's defaults, or the reference code's
     # (segformer.model.reference_init).
     weight_init: str = "pytorch"
-    stop_after: int | None = None  # end this process after that many epochs of the schedule (resume later)
 
 
 #: Named recipes: each overrides TrainConfig's defaults (the paper's), and flags override the recipe.
@@ -428,33 +460,19 @@ def train(cfg: TrainConfig) -> dict:
 def parse_args(argv: Sequence[str] | None) -> TrainConfig:
     """The command line: ``--recipe`` picks a named recipe's defaults, and every other flag overrides them."""
     parser = argparse.ArgumentParser(prog="python -m train.train", description=__doc__.split("\n")[0])
+    add_run_flags(parser)
     add = parser.add_argument
     add("--recipe", choices=sorted(RECIPES), default="paper", help="defaults to start from (see RECIPES)")
-    add("--data", nargs="+", help="dataset folders in the shared layout (train and val splits)")
-    add("--out", help="run folder: OUT/last, OUT/best, OUT/curves.png")
-    add("--preset", help="MiT preset, b0..b5")
-    add("--crop-size", type=int, help="square training crop, pixels")
-    add("--batch-size", type=int, help="images per optimizer step (per process under DDP)")
-    add("--epochs", type=int, help="length of the schedule")
-    add("--lr", type=float, help="peak learning rate of the encoder")
     add("--head-lr-mult", type=float, help="the decoder's learning rate as a multiple of --lr")
-    add("--weight-decay", type=float, help="AdamW weight decay (norms and biases take none)")
-    add("--warmup-iters", type=int, help="linear warmup steps, at most a tenth of the schedule")
     add("--class-weight-power", type=float, help="weight class c's loss by frequency_c ** -P (0: unweighted)")
     add("--copy-paste", type=float, help="probability of Simple Copy-Paste per crop (0: off)")
     add("--copy-paste-min-scale", type=float, help="smallest pasted object, longer side as a share of the crop's")
     add("--copy-paste-max-scale", type=float, help="largest pasted object, likewise")
-    add("--workers", type=int, help="DataLoader worker processes")
-    add("--seed", type=int, help="seeds initialisation, data order and augmentation")
     add("--limit", type=int, help="use only the first N training images (tests, quick runs)")
     add("--init", help="starting weights: a checkpoint of this project, or hf://ORG/NAME (transformers layout)")
     add("--weight-init", choices=("pytorch", "reference"), help="initialisation of random weights (without --init)")
-    add("--resume", action="store_true", help="continue the run in --out from its last epoch")
-    add("--stop-after", type=int, help="end this process after N epochs of the schedule (continue with --resume)")
-    args = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
+    args = given_flags(parser, argv)
     recipe = args.pop("recipe")
-    if "data" in args:
-        args["data"] = tuple(args["data"])
     return TrainConfig(**{**RECIPES[recipe], **args, "recipe": recipe})
 
 
