@@ -1,11 +1,34 @@
-"""MiT-B0..B5 presets (paper Section 3.1 and Appendix, Table 6) as data, not as classes."""
+"""MiT-B0..B5 presets (paper Section 3.1 and Appendix, Table 6) as data, not as classes.
+
+Besides the sizes, a config names the variant of each design choice the paper makes; the defaults are the paper's,
+and the other values exist to measure what each choice is worth (ablations, not recommendations).
+"""
 
 from dataclasses import dataclass
+
+#: Patch merging between stages (Section 3.1): "overlap" (the paper), "non_overlap", "max_pool".
+PATCH_MERGINGS = ("overlap", "non_overlap", "max_pool")
+#: Padding of the Mix-FFN's depthwise convolution (Eq. 3): "zeros" (the paper), "replicate", "reflect".
+FFN_PADDINGS = ("zeros", "replicate", "reflect")
+#: GELUs in the Mix-FFN (Eq. 3): 0 none, 1 after the depthwise convolution (the paper), 2 also after fc1.
+FFN_ACTIVATIONS = (0, 1, 2)
+#: What mixes the tokens of a block (Eq. 1): "attention" (the paper) or "dwconv" (a depthwise convolution).
+TOKEN_MIXERS = ("attention", "dwconv")
+#: The decoder (Section 3.2): "all_mlp" (Eq. 4, the paper) or "fpn" (Lin et al. 2017).
+DECODERS = ("all_mlp", "fpn")
+
+_CHOICES = {
+    "patch_merging": PATCH_MERGINGS,
+    "ffn_padding": FFN_PADDINGS,
+    "ffn_activations": FFN_ACTIVATIONS,
+    "token_mixer": TOKEN_MIXERS,
+    "decoder": DECODERS,
+}
 
 
 @dataclass(frozen=True)
 class MiTConfig:
-    """Widths, depths and attention settings of one Mix Transformer encoder plus its decoder size.
+    """Widths, depths and attention settings of one Mix Transformer encoder plus its decoder size and variants.
 
     Every tuple has one entry per stage (four stages at 1/4, 1/8, 1/16 and 1/32 of the input).
     """
@@ -13,13 +36,24 @@ class MiTConfig:
     widths: tuple[int, int, int, int]
     depths: tuple[int, int, int, int]
     heads: tuple[int, int, int, int] = (1, 2, 5, 8)
-    sr_ratios: tuple[int, int, int, int] = (8, 4, 2, 1)
-    patch_sizes: tuple[int, int, int, int] = (7, 3, 3, 3)
+    sr_ratios: tuple[int, int, int, int] = (8, 4, 2, 1)  # (1, 1, 1, 1) is full attention
+    patch_sizes: tuple[int, int, int, int] = (7, 3, 3, 3)  # used by patch_merging="overlap" only
     strides: tuple[int, int, int, int] = (4, 2, 2, 2)
     mlp_ratio: int = 4
-    decoder_dim: int = 256
+    decoder_dim: int = 256  # the decoder's width C, whichever decoder
     drop_path: float = 0.1
     classifier_dropout: float = 0.1  # channel dropout before the decoder's classifier
+    patch_merging: str = "overlap"
+    ffn_activations: int = 1
+    ffn_padding: str = "zeros"
+    token_mixer: str = "attention"
+    decoder: str = "all_mlp"
+
+    def __post_init__(self) -> None:
+        for name, choices in _CHOICES.items():
+            value = getattr(self, name)
+            if value not in choices:
+                raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(map(repr, choices))}")
 
 
 PRESETS: dict[str, MiTConfig] = {

@@ -1,4 +1,4 @@
-"""The hierarchical Mix Transformer encoder, MiT (paper Section 3.1)."""
+"""The hierarchical Mix Transformer encoder, MiT (paper Section 3.1), with the config's variants of its parts."""
 
 import itertools
 
@@ -7,7 +7,7 @@ from torch import nn
 
 from segformer.config import MiTConfig
 from segformer.encoder_layer import MixTransformerEncoderLayer
-from segformer.overlap_patch_merging import OverlapPatchMerging, tokens_to_grid
+from segformer.overlap_patch_merging import PatchMerging, tokens_to_grid
 
 
 class MixTransformer(nn.Module):
@@ -24,7 +24,7 @@ class MixTransformer(nn.Module):
         rates = [config.drop_path * i / max(total - 1, 1) for i in range(total)]
         channels = (in_channels, *config.widths[:-1])
         self.patch_merging = nn.ModuleList(
-            OverlapPatchMerging(c_in, c_out, patch_size=k, stride=s)
+            PatchMerging(c_in, c_out, patch_size=k, stride=s, kind=config.patch_merging)
             for c_in, c_out, k, s in zip(channels, config.widths, config.patch_sizes, config.strides, strict=True)
         )
         # Stages 2-4 read the previous stage's tokens, a channels-last grid: their kernels are stored the same way
@@ -42,6 +42,9 @@ class MixTransformer(nn.Module):
                         sr_ratio=config.sr_ratios[stage],
                         mlp_ratio=config.mlp_ratio,
                         drop_path_rate=rates[first + j],
+                        token_mixer=config.token_mixer,
+                        ffn_activations=config.ffn_activations,
+                        ffn_padding=config.ffn_padding,
                     )
                     for j in range(depth)
                 )
@@ -49,10 +52,11 @@ class MixTransformer(nn.Module):
         self.norms = nn.ModuleList(nn.LayerNorm(width) for width in config.widths)
 
     def _fits(self, height: int, width: int) -> bool:
-        """Whether every stage's grid is at least as large as its key reduction ratio R (Eq. 2)."""
+        """Whether every stage's grid is at least as large as its key reduction ratio R (Eq. 2), and at least 2
+        with reflect padding in the Mix-FFN."""
         for merge, blocks in zip(self.patch_merging, self.blocks, strict=True):
             height, width = merge.grid_size(height, width)
-            if min(height, width) < blocks[0].attention.sr_ratio:
+            if min(height, width) < max(block.smallest_grid() for block in blocks):
                 return False
         return True
 
@@ -60,15 +64,19 @@ class MixTransformer(nn.Module):
         """ValueError naming the smallest usable size when a (height, width) input is too small."""
         if not self._fits(height, width):
             smallest = next(n for n in itertools.count(1) if self._fits(n, n))
+            reflect = any(block.ffn.dwconv.padding_mode == "reflect" for stage in self.blocks for block in stage)
             raise ValueError(
-                f"input of {height}x{width} pixels is too small: the spatial reduction of the keys (Eq. 2) needs "
-                f"a height and width of at least {smallest}x{smallest}"
+                f"input of {height}x{width} pixels is too small: the spatial reduction of the keys (Eq. 2)"
+                f"{' and the reflect padding of the Mix-FFN (Eq. 3)' if reflect else ''} needs a height and width "
+                f"of at least {smallest}x{smallest}"
             )
 
     def forward(
         self, x: torch.Tensor, return_attentions: bool = False
     ) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
         """Return (features, attentions); ``attentions[stage][block]`` is empty unless requested."""
+        if return_attentions and any(block.token_mixer != "attention" for stage in self.blocks for block in stage):
+            raise ValueError("return_attentions needs token_mixer='attention': this encoder mixes tokens without it")
         self.check_input_size(*x.shape[-2:])
         features: list[torch.Tensor] = []
         attentions: list[list[torch.Tensor]] = []

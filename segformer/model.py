@@ -1,13 +1,22 @@
-"""SegFormer = MiT encoder + All-MLP decoder (paper Section 3, Fig. 2)."""
+"""SegFormer = MiT encoder + All-MLP decoder (paper Section 3, Fig. 2).
+
+``config.decoder`` picks the decoder: the paper's All-MLP (Eq. 4) or, as its ablation, an FPN
+(``segformer.fpn_decoder``).
+"""
 
 import math
+from dataclasses import replace
 
 import torch
 from torch import nn
 
 from segformer.all_mlp_decoder import AllMLPDecoder
-from segformer.config import MiTConfig, preset
+from segformer.config import FFN_PADDINGS, MiTConfig, preset
+from segformer.fpn_decoder import FPNDecoder
+from segformer.mix_ffn import MixFFN
 from segformer.mix_transformer import MixTransformer
+
+DECODER_CLASSES = {"all_mlp": AllMLPDecoder, "fpn": FPNDecoder}
 
 
 class SegFormer(nn.Module):
@@ -16,7 +25,7 @@ class SegFormer(nn.Module):
     ``forward(x, return_attentions=True)`` returns ``(logits, attentions)`` where ``attentions[s][b]`` is the
     softmax attention of block b in stage s, shape (B, heads_s, N_s, M_s): N_s = h_s * w_s query tokens on
     the stage grid (h_1 = ceil(H / 4), then halved, rounded up) and M_s = floor(h_s / sr_s) * floor(w_s / sr_s)
-    reduced keys (M_s = N_s for sr_s = 1).
+    reduced keys (M_s = N_s for sr_s = 1); a ValueError for an encoder without attention (token_mixer="dwconv").
     """
 
     def __init__(self, config: MiTConfig, num_classes: int) -> None:
@@ -24,7 +33,9 @@ class SegFormer(nn.Module):
         self.config = config
         self.num_classes = num_classes
         self.encoder = MixTransformer(config)
-        self.decoder = AllMLPDecoder(config.widths, config.decoder_dim, num_classes, dropout=config.classifier_dropout)
+        self.decoder = DECODER_CLASSES[config.decoder](
+            config.widths, config.decoder_dim, num_classes, dropout=config.classifier_dropout
+        )
 
     @classmethod
     def from_preset(cls, name: str, num_classes: int) -> "SegFormer":
@@ -40,6 +51,22 @@ class SegFormer(nn.Module):
         features, attentions = self.encoder(x, return_attentions)
         logits = self.decoder(features)
         return (logits, attentions) if return_attentions else logits
+
+
+def swap_ffn_padding(model: SegFormer, padding: str) -> SegFormer:
+    """Give every Mix-FFN depthwise convolution the padding ``padding`` (see FFN_PADDINGS), in place; returns the model.
+
+    The weights stay as they are: this evaluates a model trained with one padding under another, which measures how
+    much it leans on the position information that zero padding leaks (Eq. 3; Islam et al. 2020). ``model.config``
+    records the new padding, so that a checkpoint saved afterwards describes the model as it now runs.
+    """
+    if padding not in FFN_PADDINGS:
+        raise ValueError(f"unknown ffn_padding {padding!r}; expected one of {', '.join(map(repr, FFN_PADDINGS))}")
+    for module in model.modules():
+        if isinstance(module, MixFFN):
+            module.dwconv.padding_mode = padding
+    model.config = replace(model.config, ffn_padding=padding)
+    return model
 
 
 def reference_init(model: nn.Module) -> nn.Module:
