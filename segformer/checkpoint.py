@@ -127,7 +127,7 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
     }
     try:
         config = MiTConfig(**fields)
-    except TypeError as err:
+    except (TypeError, ValueError) as err:
         raise ValueError(f"{meta_path} has an invalid model config: {err}") from err
     model = SegFormer(config, int(meta["num_classes"]))
     load_state(model, load_tensors(weights_path), str(weights_path))

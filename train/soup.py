@@ -26,10 +26,12 @@ def soup(checkpoints: Sequence[str | Path], out: Path) -> Path:
         raise ValueError("a soup needs at least two checkpoints")
     loaded = [load_checkpoint(path) for path in checkpoints]
     model, meta = loaded[0]
-    for path, (_, other_meta) in zip(checkpoints[1:], loaded[1:], strict=True):
-        for field in ("config", "num_classes", "classes", "mean", "std"):
-            if other_meta.get(field) != meta.get(field):
-                raise ValueError(f"{path} differs from {checkpoints[0]} in {field}: they cannot be averaged")
+    for path, (other, other_meta) in zip(checkpoints[1:], loaded[1:], strict=True):
+        # The models' configs, not their JSON: a checkpoint written before a config field existed is the same model.
+        differ = ["config"] if other.config != model.config else []
+        differ += [f for f in ("num_classes", "classes", "mean", "std") if other_meta.get(f) != meta.get(f)]
+        if differ:
+            raise ValueError(f"{path} differs from {checkpoints[0]} in {differ[0]}: they cannot be averaged")
     states = [m.state_dict() for m, _ in loaded]
     averaged = {
         name: torch.stack([s[name] for s in states]).mean(0) if tensor.is_floating_point() else tensor
