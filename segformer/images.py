@@ -2,7 +2,8 @@
 
 The app and ``python -m segformer segment`` both decode with :func:`read_image` (EXIF rotation applied; grayscale,
 palette, RGBA, 16-bit and CMYK converted to RGB; decompression bombs, tiny and too elongated images refused) and
-draw with :func:`blend`.
+draw with :func:`blend`; :func:`palette_png` writes a mask that viewers show in colour (the app's download, the
+bundled examples' labels).
 """
 
 import struct
@@ -95,3 +96,13 @@ def blend(rgb: np.ndarray, mask: np.ndarray, palette: np.ndarray, opacity: float
     weight = alpha[mask][..., None]  # 0 for ids outside the palette, so colourise's IGNORE_COLOUR has no effect
     mixed = rgb.astype(np.uint16) * (256 - weight) + colourise(mask, palette).astype(np.uint16) * weight + 128
     return (mixed >> 8).astype(np.uint8)
+
+
+def palette_png(mask: np.ndarray, palette: np.ndarray) -> Image.Image:
+    """Class-id mask as a palette image: the ids stay the pixel values, viewers show the class colours (ids
+    outside the palette in IGNORE_COLOUR)."""
+    image = Image.fromarray(mask.astype(np.uint8), mode="L").convert("P")
+    colours = np.tile(np.asarray(IGNORE_COLOUR, dtype=np.uint8), (256, 1))
+    colours[: len(palette)] = palette
+    image.putpalette(colours.ravel().tolist())
+    return image

@@ -27,11 +27,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from app_helpers import palette_png
+from segformer.images import palette_png
 from train.classes import (
     BACKGROUND,
     CLASS_NAMES,
     IGNORE_INDEX,
+    PALETTE,
     lookup_table,
     read_ade_object_info,
     task_classes_txt,
@@ -79,7 +80,7 @@ def pick(shares: Sequence[np.ndarray], count: int) -> list[int]:
 def write_pair(image: Image.Image, mask: np.ndarray, out: Path, name: str) -> tuple[int, int]:
     """Save the image (JPEG) and mask (PNG) with the short side at most SHORT_SIDE; return the saved size."""
     size = resized_size(image.width, image.height, SHORT_SIDE)
-    label = palette_png(mask)
+    label = palette_png(mask, np.asarray(PALETTE, dtype=np.uint8))
     if size != image.size:
         image = image.resize(size, Image.Resampling.BILINEAR)
         label = label.resize(size, Image.Resampling.NEAREST)
