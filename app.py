@@ -5,7 +5,8 @@
 The checkpoint defaults to $SEGFORMER_CHECKPOINT, else checkpoints/segformer-b0-4class beside this file. Port
 and host default to gradio's GRADIO_SERVER_PORT (else 7860) and GRADIO_SERVER_NAME (else 127.0.0.1).
 Importing this module starts nothing: main() loads the model once, then serves build_demo(model).
-The computing lives in app_helpers; this file is the page and its wiring.
+The computing lives in the demo package (one module per subject); this file is the page and its wiring, and the
+About tab's text is docs/about.md.
 """
 
 import argparse
@@ -17,19 +18,24 @@ import time
 import uuid
 from collections import deque
 from pathlib import Path
+from string import Template
 
 import gradio as gr
 import matplotlib.pyplot as plt
 import numpy as np
 
-import app_helpers as helpers
-from segformer.images import InputError, read_image
+from demo.attention import ATTENTION_SIDE, attention_maps, heatmap, working_image
+from demo.checkpoints import CheckpointError, LoadedModel, load_model
+from demo.ground_truth import disagreement, image_scores, read_pairs
+from demo.segment import DISPLAY_SIDE, class_shares, downscale, segment
+from segformer.images import IGNORE_COLOUR, MAX_SIDE, InputError, blend, colourise, palette_png, read_image
 from train.classes import CLASS_NAMES
 from train.curves import history_figure
 
 APP_DIR = Path(__file__).resolve().parent
 DEFAULT_CHECKPOINT = APP_DIR / "checkpoints" / "segformer-b0-4class"
 EXAMPLES = APP_DIR / "examples"
+ABOUT = APP_DIR / "docs" / "about.md"
 #: Requests allowed to wait in the queue; beyond that a caller is told that the queue is full.
 QUEUE_SIZE = 64
 MAX_UPLOAD = "100mb"
@@ -63,19 +69,30 @@ def shown_path(source: str) -> str:
     return str(path.relative_to(APP_DIR)) if not source.startswith("hf://") and path.is_relative_to(APP_DIR) else source
 
 
-def legend_html(loaded: helpers.LoadedModel, ignore: bool = False) -> str:
+def legend_html(loaded: LoadedModel, ignore: bool = False) -> str:
     """Colour swatches naming each class (and, with ``ignore``, the colour of unlabelled pixels)."""
     items = list(zip(loaded.classes, loaded.palette.tolist(), strict=True))
     if ignore:
-        items.append(("not labelled (not scored)", helpers.IGNORE_COLOUR))
+        items.append(("not labelled (not scored)", IGNORE_COLOUR))
     swatch = '<span style="display:inline-block;width:0.9em;height:0.9em;background:{};border:1px solid #888"></span>'
     return " &nbsp; ".join(f"{swatch.format(hex_colour(colour))} {name}" for name, colour in items)
+
+
+def photo_input(label: str, height: int, elem_id: str) -> gr.Image:
+    """A photo from an upload, the webcam or the clipboard (kept as a file: the app decodes it), with the bundled
+    example photos below it."""
+    photo = gr.Image(
+        type="filepath", sources=["upload", "webcam", "clipboard"], label=label, height=height, elem_id=elem_id
+    )
+    photos = sorted((EXAMPLES / "photos").glob("*.jpg"))
+    gr.Examples([[str(p)] for p in photos], inputs=[photo], label="Example photos (validation images)")
+    return photo
 
 
 # ---------------------------------------------------------------------------- tab 1: segment a photo
 
 
-def segment_tab(loaded: helpers.LoadedModel) -> None:
+def segment_tab(loaded: LoadedModel) -> None:
     """Upload/webcam/clipboard photo -> overlay with legend and opacity, class shares, timing, full-size mask."""
     masks = tempfile.TemporaryDirectory(prefix="segformer-app-masks-")  # removed when the process ends
     recent: deque[Path] = deque()
@@ -85,7 +102,7 @@ def segment_tab(loaded: helpers.LoadedModel) -> None:
         folder = Path(masks.name) / uuid.uuid4().hex
         folder.mkdir()
         path = folder / f"{Path(upload_name or 'photo').stem}-mask.png"
-        helpers.palette_png(mask, loaded.palette.tolist()).save(path, compress_level=1)
+        palette_png(mask, loaded.palette).save(path, compress_level=1)
         recent.append(folder)
         while len(recent) > KEPT_MASKS:
             shutil.rmtree(recent.popleft(), ignore_errors=True)
@@ -96,7 +113,7 @@ def segment_tab(loaded: helpers.LoadedModel) -> None:
         if view is None:
             return None
         rgb, mask = view
-        return helpers.blend(rgb, mask, loaded.palette, opacity)
+        return blend(rgb, mask, loaded.palette, opacity)
 
     def segment_photo(image: dict | None, opacity: float) -> tuple:
         """Overlay, class shares, timing text, full-size mask PNG, and the display-size view kept for recolouring."""
@@ -104,13 +121,13 @@ def segment_tab(loaded: helpers.LoadedModel) -> None:
         rgb = read_upload(image)
         if rgb is None:
             return None, None, "", None, None
-        mask, seconds, (work_w, work_h) = helpers.segment(loaded, rgb)
-        shares = helpers.class_shares(mask, len(loaded.classes))
-        view = helpers.downscale(rgb, mask, helpers.DISPLAY_SIDE)
+        mask, seconds, (work_w, work_h) = segment(loaded, rgb)
+        shares = class_shares(mask, len(loaded.classes))
+        view = downscale(rgb, mask, DISPLAY_SIDE)
         mask_path = save_mask(mask, image.get("orig_name"))
         height, width = mask.shape
         info = (
-            f"Photo **{width}×{height}**; the network ran at {work_w}×{work_h} (longer side ≤ {helpers.MAX_SIDE}) "
+            f"Photo **{width}×{height}**; the network ran at {work_w}×{work_h} (longer side ≤ {MAX_SIDE}) "
             f"and its logits were upsampled to the full {width}×{height} before the argmax. "
             f"Inference **{seconds:.2f} s** (whole request {time.perf_counter() - start:.2f} s)."
         )
@@ -119,16 +136,8 @@ def segment_tab(loaded: helpers.LoadedModel) -> None:
 
     with gr.Row():
         with gr.Column(scale=2):
-            photo = gr.Image(
-                type="filepath",
-                sources=["upload", "webcam", "clipboard"],
-                label="Photo",
-                height=400,
-                elem_id="segment-photo",
-            )
+            photo = photo_input("Photo", 400, "segment-photo")
             opacity = gr.Slider(0.0, 1.0, value=0.55, step=0.05, label="Overlay opacity")
-            photos = sorted((EXAMPLES / "photos").glob("*.jpg"))
-            gr.Examples([[str(p)] for p in photos], inputs=[photo], label="Example photos (validation images)")
         with gr.Column(scale=3):
             result = gr.Image(label="Segmentation", format="jpeg", height=400, interactive=False, elem_id="overlay")
             gr.HTML(legend_html(loaded), elem_id="overlay-legend")
@@ -150,7 +159,7 @@ def segment_tab(loaded: helpers.LoadedModel) -> None:
 # ---------------------------------------------------------------------------- tab 2: validation examples
 
 
-def validation_tab(loaded: helpers.LoadedModel) -> None:
+def validation_tab(loaded: LoadedModel) -> None:
     """Gallery of bundled validation images; one selected -> image | truth | prediction, IoU, disagreement map."""
     if loaded.classes != CLASS_NAMES:
         gr.Markdown(
@@ -159,7 +168,7 @@ def validation_tab(loaded: helpers.LoadedModel) -> None:
         )
         return
     folder = EXAMPLES / "validation"
-    pairs = helpers.read_pairs(folder)
+    pairs = read_pairs(folder)
     names = list(pairs)
 
     def show_example(name: str | None) -> tuple:
@@ -169,8 +178,8 @@ def validation_tab(loaded: helpers.LoadedModel) -> None:
         if name not in pairs:
             raise gr.Error(f"There is no validation example called {name!r}.")
         rgb, truth = pairs[name]
-        prediction, seconds, _ = helpers.segment(loaded, rgb)
-        result = helpers.image_scores(prediction, truth, loaded.classes)
+        prediction, seconds, _ = segment(loaded, rgb)
+        result = image_scores(prediction, truth, loaded.classes)
         rows = [
             [cls, "—" if iou is None else f"{iou:.3f}", f"{truth_share:.1%}", f"{predicted_share:.1%}"]
             for (cls, iou), truth_share, predicted_share in zip(
@@ -186,9 +195,9 @@ def validation_tab(loaded: helpers.LoadedModel) -> None:
         )
         return (
             rgb,
-            helpers.colourise(truth, loaded.palette),
-            helpers.colourise(prediction, loaded.palette),
-            helpers.disagreement(rgb, prediction, truth),
+            colourise(truth, loaded.palette),
+            colourise(prediction, loaded.palette),
+            disagreement(rgb, prediction, truth),
             rows,
             summary,
         )
@@ -235,7 +244,7 @@ def validation_tab(loaded: helpers.LoadedModel) -> None:
 # ---------------------------------------------------------------------------- tab 3: training curves
 
 
-def curves_tab(loaded: helpers.LoadedModel) -> None:
+def curves_tab(loaded: LoadedModel) -> None:
     """Loss and IoU per epoch from the checkpoint's history, the final and best figures, and the recipe."""
     history = loaded.metadata.get("history") or []
     if history:
@@ -279,7 +288,7 @@ def curves_tab(loaded: helpers.LoadedModel) -> None:
 # ---------------------------------------------------------------------------- tab 4: attention maps
 
 
-def attention_tab(loaded: helpers.LoadedModel) -> None:
+def attention_tab(loaded: LoadedModel) -> None:
     """Click a point of a photo: where that query token attends in the last block of each of the 4 stages."""
 
     def attend(image: dict | None, x: float | None, y: float | None, heads: str) -> tuple:
@@ -288,7 +297,7 @@ def attention_tab(loaded: helpers.LoadedModel) -> None:
         if rgb is None:
             return None, ""
         height, width = rgb.shape[:2]
-        work = helpers.working_image(rgb, helpers.ATTENTION_SIDE)
+        work = working_image(rgb, ATTENTION_SIDE)
         work_h, work_w = work.shape[:2]
         centre = x is None or y is None
         px = width / 2 if centre else min(max(float(x), 0.0), width - 1.0)
@@ -299,7 +308,7 @@ def attention_tab(loaded: helpers.LoadedModel) -> None:
             "| stage | block shown | query grid h×w | key grid ⌊h/R⌋×⌊w/R⌋ | reduction R | heads |",
             "|---" * 6 + "|",
         ]
-        for stage in helpers.attention_maps(loaded, work, point):
+        for stage in attention_maps(loaded, work, point):
             count = stage.maps.shape[0]
             rows.append(
                 f"| {stage.stage} | last ({stage.block} of {stage.block}) | {stage.grid[0]}×{stage.grid[1]} | "
@@ -313,7 +322,7 @@ def attention_tab(loaded: helpers.LoadedModel) -> None:
                     f"{stage.grid[0]}×{stage.grid[1]} queries attend to {stage.keys[0]}×{stage.keys[1]} keys "
                     f"(reduction ratio {stage.sr_ratio})"
                 )
-                items.append((helpers.heatmap(work, stage, head, point), caption))
+                items.append((heatmap(work, stage, head, point), caption))
         where = "the centre (click the photo to pick a point)" if centre else f"({px:.0f}, {py:.0f})"
         info = (
             f"Query point: {where} of the {width}×{height} photo, computed at {work_w}×{work_h}. Each map is "
@@ -332,15 +341,7 @@ def attention_tab(loaded: helpers.LoadedModel) -> None:
     )
     with gr.Row():
         with gr.Column(scale=2):
-            photo = gr.Image(
-                type="filepath",
-                sources=["upload", "webcam", "clipboard"],
-                label="Photo (click a point)",
-                height=380,
-                elem_id="attention-photo",
-            )
-            photos = sorted((EXAMPLES / "photos").glob("*.jpg"))
-            gr.Examples([[str(p)] for p in photos], inputs=[photo], label="Example photos")
+            photo = photo_input("Photo (click a point)", 380, "attention-photo")
             with gr.Row():
                 x = gr.Number(label="Query x (pixels; empty = centre)", precision=0)
                 y = gr.Number(label="Query y (pixels; empty = centre)", precision=0)
@@ -376,72 +377,35 @@ def attention_tab(loaded: helpers.LoadedModel) -> None:
 # ---------------------------------------------------------------------------- tab 5: about
 
 
-def about_tab(loaded: helpers.LoadedModel) -> None:
-    """The model, the data it was trained on with licences, and how to run the app elsewhere."""
+def about_tab(loaded: LoadedModel) -> None:
+    """docs/about.md (the model, how to use it elsewhere, the data's sources and licences) filled in from the
+    checkpoint, then what the checkpoint records about its training data."""
     meta = loaded.metadata
-    preset = str(meta.get("preset", "?")).upper()
     licences = EXAMPLES / "DATASETS.md"
-    gr.Markdown(
-        f"""## Model
-
-SegFormer-{preset} (Xie et al., NeurIPS 2021): a Mix Transformer encoder (4 stages of efficient self-attention with
-reduced keys, Mix-FFN and overlapping patch merging) and an all-MLP decoder, built from the paper's parts in this
-repository. **{loaded.parameters / 1e6:.2f} M parameters**, {len(loaded.classes)} classes:
-
-{legend_html(loaded)}
-
-Checkpoint `{shown_path(loaded.source)}`: weights stored as {meta.get("dtype", "?")}, code version
-`{meta.get("code_version", "?")}`, trained on {meta.get("input_size", "?")}-pixel crops. The app normalises a photo
-with the checkpoint's mean and std, runs the network with the longer side at most {helpers.MAX_SIDE} pixels,
-upsamples the logits to the photo's own size and takes the argmax (`segformer.predict`, the same path as the
-evaluation).
-
-## Training data
-
-What the checkpoint records about its training data:"""
+    text = Template(ABOUT.read_text()).substitute(
+        preset=str(meta.get("preset", "?")).upper(),
+        parameters=f"{loaded.parameters / 1e6:.2f}",
+        num_classes=len(loaded.classes),
+        legend=legend_html(loaded),
+        checkpoint=shown_path(loaded.source),
+        dtype=meta.get("dtype", "?"),
+        code_version=meta.get("code_version", "?"),
+        input_size=meta.get("input_size", "?"),
+        max_side=MAX_SIDE,
+        datasets=licences.read_text() if licences.is_file() else "*examples/DATASETS.md is missing.*",
     )
+    gr.Markdown(text)
     data = meta.get("data")
     if data:
         gr.JSON(data, label="Training data (from the checkpoint)")
     else:
         gr.Markdown("*Not recorded in this checkpoint.*")
-    gr.Markdown(
-        f"""## Sources and licences
-
-The datasets the training data and the bundled examples (24 validation images, 5 photos) come from, as their
-README describes them:
-
-{licences.read_text() if licences.is_file() else "*examples/DATASETS.md is missing.*"}
-
-## Run it elsewhere
-
-```bash
-pip install -r requirements.txt
-python app.py                                         # http://127.0.0.1:7860, checkpoints/segformer-b0-4class
-python app.py --checkpoint path/to/NAME --port 8080   # NAME.safetensors + NAME.json
-python app.py --checkpoint hf://ORG/REPO/NAME         # fetched from the Hugging Face Hub
-SEGFORMER_CHECKPOINT=path/to/NAME GRADIO_SERVER_NAME=0.0.0.0 python app.py
-```
-
-From Python, through this page's API (`/segment`, `/validation_example`, `/attention`):
-
-```python
-from gradio_client import Client, handle_file
-
-client = Client("http://127.0.0.1:7860/")
-overlay, shares, info, mask_png = client.predict(handle_file("photo.jpg"), 0.5, api_name="/segment")
-```
-
-or without the app: `model, meta = segformer.load_checkpoint("checkpoints/segformer-b0-4class")`, then
-`segformer.predict(model, image_uint8_chw, mean=meta["mean"], std=meta["std"], max_side=1024)`.
-"""
-    )
 
 
 # ---------------------------------------------------------------------------- the page
 
 
-def build_demo(loaded: helpers.LoadedModel) -> gr.Blocks:
+def build_demo(loaded: LoadedModel) -> gr.Blocks:
     """The whole page for one loaded model (the model is shared by all requests)."""
     with gr.Blocks(title="SegFormer: plants, people/animals, vehicles", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(
@@ -463,16 +427,14 @@ def build_demo(loaded: helpers.LoadedModel) -> gr.Blocks:
     return demo
 
 
-def serve(demo: gr.Blocks, host: str | None = None, port: int | None = None, block: bool = True) -> None:
-    """Queue (bounded, one model job at a time) and launch; ``block=False`` returns once the server is up."""
+def serve(demo: gr.Blocks, host: str | None = None, port: int | None = None) -> None:
+    """Queue (bounded, one model job at a time) and launch."""
     demo.queue(default_concurrency_limit=2, max_size=QUEUE_SIZE)
     demo.launch(
         server_name=host,
         server_port=port,
         max_file_size=MAX_UPLOAD,
         allowed_paths=[str(EXAMPLES)],
-        prevent_thread_lock=not block,
-        quiet=not block,
     )
 
 
@@ -489,8 +451,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", help="address to listen on (default: $GRADIO_SERVER_NAME, else 127.0.0.1)")
     args = parser.parse_args(argv)
     try:
-        loaded = helpers.load_model(args.checkpoint)
-    except helpers.CheckpointError as err:
+        loaded = load_model(args.checkpoint)
+    except CheckpointError as err:
         sys.exit(f"app.py: {err}")
     serve(build_demo(loaded), args.host, args.port)
 

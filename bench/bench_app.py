@@ -1,6 +1,6 @@
 """Latency of the app's /segment endpoint end to end (gradio_client -> `python app.py`), against the bare model.
 
-    python bench/bench_app.py [--runs 20] [--checkpoint checkpoints/segformer-b0-4class]
+    python -m bench.bench_app [--runs 20] [--checkpoint checkpoints/segformer-b0-4class]
 
 Both are measured in the same run on the same 1024x768 photo, interleaved (bare, endpoint, bare, ...) so that a
 change in the machine's load affects both alike, never at the same time: the bare time is segformer.predict at
@@ -13,13 +13,8 @@ import argparse
 import json
 import os
 import platform
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -27,49 +22,19 @@ import torch
 from gradio_client import Client, handle_file
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from interleave import interleaved  # noqa: E402  (bench/ is on sys.path when run as a script)
-
-import app_helpers  # noqa: E402
-import segformer  # noqa: E402
+import segformer
+from bench.interleave import interleaved
+from demo.checkpoints import load_model
+from segformer.images import MAX_SIDE
+from tests.servers import ROOT, AppServer
 
 SIZE = (1024, 768)
 GOAL = 2.0
 
 
-def start_app(checkpoint: str, log: Path) -> tuple[subprocess.Popen, str]:
-    """`python app.py` on a free port; returns (process, url) once it serves."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "app.py", "--checkpoint", checkpoint, "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"bench_app: app.py exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=5):
-                return process, url
-        except OSError:
-            time.sleep(0.5)
-    process.kill()
-    raise SystemExit(f"bench_app: app.py did not serve {url} within 180 s")
-
-
 def main() -> None:
     """Measure and print the JSON report."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_app", description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=20, help="timed calls of each kind")
     parser.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "segformer-b0-4class"))
     args = parser.parse_args()
@@ -79,23 +44,22 @@ def main() -> None:
         with Image.open(ROOT / "examples" / "photos" / "ade20k__ADE_val_00000001.jpg") as source:
             source.convert("RGB").resize(SIZE, Image.Resampling.BICUBIC).save(photo, quality=90)
 
-        loaded = app_helpers.load_model(args.checkpoint)
+        loaded = load_model(args.checkpoint)
         image = torch.from_numpy(np.array(Image.open(photo).convert("RGB"))).permute(2, 0, 1)
-        process, url = start_app(args.checkpoint, Path(tmp) / "app.log")
+        server = AppServer(["--checkpoint", args.checkpoint], Path(tmp) / "app.log")
         try:
-            client = Client(url, verbose=False, download_files=str(Path(tmp) / "downloads"))
+            client = Client(server.wait(), verbose=False, download_files=str(Path(tmp) / "downloads"))
             seconds = interleaved(
                 {
                     "bare": lambda: segformer.predict(
-                        loaded.model, image, mean=loaded.mean, std=loaded.std, max_side=app_helpers.MAX_SIDE
+                        loaded.model, image, mean=loaded.mean, std=loaded.std, max_side=MAX_SIDE
                     ),
                     "endpoint": lambda: client.predict(handle_file(str(photo)), 0.55, api_name="/segment"),
                 },
                 args.runs,
             )
         finally:
-            process.terminate()
-            process.wait(timeout=30)
+            server.stop()
 
     bare, end_to_end = seconds["bare"], seconds["endpoint"]
     p50, p95 = statistics.median(end_to_end), float(np.percentile(end_to_end, 95))

@@ -1,19 +1,14 @@
-"""The app, started for real (`python app.py` in a subprocess) and called through gradio_client.
+"""The app, started for real (`python app.py` in a subprocess, tests/servers.py) and called through gradio_client.
 
 One server on the default checkpoint serves most tests; a second one loads the same checkpoint as
 ``hf://ORG/REPO/NAME`` from an offline Hugging Face cache folder. Both start in parallel, once per module.
-Checkpoints that cannot be used are tried with app.main in this process, and one in a subprocess (its stderr).
+Checkpoints that cannot be used are tried with app.main in this process, and one in a subprocess (its log).
 """
 
 import json
-import os
 import shutil
-import socket
 import struct
-import subprocess
-import sys
 import time
-import urllib.request
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,10 +20,13 @@ import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
+from servers import AppServer
 
 import app
-import app_helpers
 import segformer
+from demo.attention import attention_maps, working_image
+from demo.checkpoints import load_model
+from segformer.images import blend
 
 ROOT = Path(__file__).parents[1]
 CHECKPOINT = ROOT / "checkpoints" / "segformer-b0-4class"
@@ -37,17 +35,6 @@ VALIDATION = ROOT / "examples" / "validation" / "images" / "val"
 HF_REPO, HF_NAME = "segformer-test/b0-4class", "segformer-b0-4class"
 ABSENT = "hf://segformer-test/absent/model"
 NUM_CLASSES = 4
-START_TIMEOUT_S = 120
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def app_env(**extra: str) -> dict[str, str]:
-    return {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **extra}
 
 
 def hf_cache(root: Path) -> Path:
@@ -63,66 +50,23 @@ def hf_cache(root: Path) -> Path:
     return root
 
 
-class Server:
-    """`python app.py ...` in a subprocess, with its output in a log file."""
-
-    def __init__(self, args: list[str], env: dict[str, str], port: int, log: Path) -> None:
-        self.url = f"http://127.0.0.1:{port}/"
-        self.log = log
-        with open(log, "wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "app.py", *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-            )
-
-    def wait(self) -> str:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"app.py exited with {self.process.returncode}:\n{self.log.read_text()}")
-            try:
-                with urllib.request.urlopen(self.url, timeout=5):
-                    return self.url
-            except OSError:
-                time.sleep(0.5)
-        pytest.fail(f"app.py did not serve {self.url} within {START_TIMEOUT_S} s:\n{self.log.read_text()}")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-
-
 @pytest.fixture(scope="module")
-def absent_hub_run(tmp_path_factory: pytest.TempPathFactory) -> subprocess.Popen:
+def absent_hub_run(tmp_path_factory: pytest.TempPathFactory) -> AppServer:
     """app.py on an hf:// checkpoint that the (offline, empty) Hub cache lacks; started early to overlap."""
     tmp = tmp_path_factory.mktemp("absent-hub")
-    return subprocess.Popen(
-        [sys.executable, "app.py", "--checkpoint", ABSENT, "--port", str(free_port())],
-        cwd=ROOT,
-        env=app_env(HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(tmp / "hub"), HF_HOME=str(tmp / "home")),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    hub = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp / "hub"), "HF_HOME": str(tmp / "home")}
+    return AppServer(["--checkpoint", ABSENT], tmp / "absent.log", hub)
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory: pytest.TempPathFactory, absent_hub_run: subprocess.Popen) -> Iterator[dict[str, Server]]:
+def servers(tmp_path_factory: pytest.TempPathFactory, absent_hub_run: AppServer) -> Iterator[dict[str, AppServer]]:
     tmp = tmp_path_factory.mktemp("servers")
-    port, hf_port = free_port(), free_port()
-    cache = hf_cache(tmp / "hub")
+    hub = {"HF_HUB_CACHE": str(hf_cache(tmp / "hub")), "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp / "hf-home")}
     started = {
         # The default checkpoint; the port from gradio's environment variable.
-        "main": Server([], app_env(GRADIO_SERVER_PORT=str(port)), port, tmp / "main.log"),
+        "main": AppServer([], tmp / "main.log", port_from_env=True),
         # The same checkpoint from the Hub, offline from a local cache; the port from --port.
-        "hf": Server(
-            ["--checkpoint", f"hf://{HF_REPO}/{HF_NAME}", "--port", str(hf_port)],
-            app_env(HF_HUB_CACHE=str(cache), HF_HUB_OFFLINE="1", HF_HOME=str(tmp / "hf-home")),
-            hf_port,
-            tmp / "hf.log",
-        ),
+        "hf": AppServer(["--checkpoint", f"hf://{HF_REPO}/{HF_NAME}"], tmp / "hf.log", hub),
     }
     yield started
     for server in started.values():
@@ -130,7 +74,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory, absent_hub_run: subprocess
 
 
 @pytest.fixture(scope="module")
-def client(servers: dict[str, Server]) -> Client:
+def client(servers: dict[str, AppServer]) -> Client:
     return Client(servers["main"].wait(), verbose=False)
 
 
@@ -169,7 +113,7 @@ def test_photo_mask_is_full_size_and_equals_predict(client: Client, model: tuple
         assert picture.format == "JPEG"
         shown = np.asarray(picture.convert("RGB"), dtype=np.float64)
     # The page shows the photo blended half-way toward the class colours (JPEG-compressed, hence the tolerance).
-    blended = app_helpers.blend(rgb, expected, np.asarray(meta["palette"], dtype=np.uint8), 0.5)
+    blended = blend(rgb, expected, np.asarray(meta["palette"], dtype=np.uint8), 0.5)
     assert np.abs(shown - blended).mean() < 4.0
     assert np.abs(shown - rgb).mean() > 4 * np.abs(shown - blended).mean()
     total = sum(c["confidence"] for c in shares["confidences"])
@@ -182,10 +126,10 @@ def test_blend_by_hand() -> None:
     rgb = np.array([[[200, 100, 0], [10, 20, 30], [255, 255, 255]]], dtype=np.uint8)
     mask = np.array([[0, 1, 255]], dtype=np.uint8)
     palette = np.array([[0, 0, 0], [250, 120, 130]], dtype=np.uint8)
-    assert app_helpers.blend(rgb, mask, palette, 0.5).tolist() == [[[100, 50, 0], [130, 70, 80], [255, 255, 255]]]
-    assert app_helpers.blend(rgb, mask, palette, 0.0).tolist() == rgb.tolist()
-    assert app_helpers.blend(rgb, mask, palette, 1.0).tolist() == [[[0, 0, 0], [250, 120, 130], [255, 255, 255]]]
-    assert app_helpers.blend(rgb, mask, palette, 0.25)[0, 1].tolist() == [70, 45, 55]  # 10 + 0.25 * (250 - 10), ...
+    assert blend(rgb, mask, palette, 0.5).tolist() == [[[100, 50, 0], [130, 70, 80], [255, 255, 255]]]
+    assert blend(rgb, mask, palette, 0.0).tolist() == rgb.tolist()
+    assert blend(rgb, mask, palette, 1.0).tolist() == [[[0, 0, 0], [250, 120, 130], [255, 255, 255]]]
+    assert blend(rgb, mask, palette, 0.25)[0, 1].tolist() == [70, 45, 55]  # 10 + 0.25 * (250 - 10), ...
 
 
 def test_validation_example(client: Client) -> None:
@@ -210,9 +154,9 @@ def test_attention(client: Client, model: tuple) -> None:
 
 def test_attention_maps_grids() -> None:
     """Grid sizes on an odd working size; weights spread over pixels, zero where no key reaches."""
-    loaded = app_helpers.load_model(str(CHECKPOINT))
+    loaded = load_model(str(CHECKPOINT))
     image = np.random.default_rng(0).integers(0, 256, (300, 500, 3), dtype=np.uint8)
-    stages = app_helpers.attention_maps(loaded, image, (499.0, 0.0))
+    stages = attention_maps(loaded, image, (499.0, 0.0))
     assert [(s.grid, s.keys) for s in stages] == [
         ((75, 125), (9, 15)),
         ((38, 63), (9, 15)),
@@ -230,9 +174,9 @@ def test_attention_maps_grids() -> None:
 
 def test_attention_working_size_keeps_the_short_side() -> None:
     """At most 512 on the long side, unless the short side would drop below what the network accepts."""
-    assert app_helpers.working_image(np.zeros((768, 1024, 3), np.uint8), 512).shape == (384, 512, 3)
-    assert app_helpers.working_image(np.zeros((32, 1024, 3), np.uint8), 512).shape == (32, 1024, 3)
-    assert app_helpers.working_image(np.zeros((100, 1600, 3), np.uint8), 512).shape == (32, 512, 3)
+    assert working_image(np.zeros((768, 1024, 3), np.uint8), 512).shape == (384, 512, 3)
+    assert working_image(np.zeros((32, 1024, 3), np.uint8), 512).shape == (32, 1024, 3)
+    assert working_image(np.zeros((100, 1600, 3), np.uint8), 512).shape == (32, 512, 3)
 
 
 # ---------------------------------------------------------------------------- bad input
@@ -317,7 +261,7 @@ def test_huge_photo(client: Client, tmp_path: Path) -> None:
     assert seconds < 120
 
 
-def test_parallel_clients(servers: dict[str, Server], client: Client) -> None:
+def test_parallel_clients(servers: dict[str, AppServer], client: Client) -> None:
     """8 clients at once: all are queued and answered (after the bad inputs: the server still serves)."""
     paths = sorted(VALIDATION.glob("*.jpg"))[:8]
 
@@ -333,16 +277,16 @@ def test_parallel_clients(servers: dict[str, Server], client: Client) -> None:
 # ---------------------------------------------------------------------------- checkpoints
 
 
-def test_hub_checkpoint(servers: dict[str, Server]) -> None:
+def test_hub_checkpoint(servers: dict[str, AppServer]) -> None:
     hub = Client(servers["hf"].wait(), verbose=False)
     mask = mask_of(segment(hub, PHOTO))
     assert mask.shape == (512, 683)
 
 
-def test_absent_hub_checkpoint_stops_with_a_message(absent_hub_run: subprocess.Popen) -> None:
-    out, err = absent_hub_run.communicate(timeout=START_TIMEOUT_S)
-    assert absent_hub_run.returncode == 1, out + err
-    assert ABSENT in err and "Traceback" not in err, err
+def test_absent_hub_checkpoint_stops_with_a_message(absent_hub_run: AppServer) -> None:
+    status, log = absent_hub_run.exit_status(), absent_hub_run.log.read_text()
+    assert status == 1, log
+    assert ABSENT in log and "Traceback" not in log, log
 
 
 def test_missing_checkpoint_stops_with_a_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,14 +1,14 @@
-"""The app in a real browser: headless Chromium (Playwright) against the page served from a thread.
+"""The app in a real browser: headless Chromium (Playwright) against `python app.py` (tests/servers.py).
 
 Screenshots go to tests/artifacts/ (gitignored). Chromium comes from Debian (`make browser`, run by `make test`);
 the test is skipped only when /usr/bin/chromium is missing.
 """
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from servers import AppServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -22,7 +22,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).parent / "artifacts"
-PHOTO = Path(__file__).parents[1] / "examples" / "photos" / "ade20k__ADE_val_00000001.jpg"
+EXAMPLES = Path(__file__).parents[1] / "examples"
+PHOTO = EXAMPLES / "photos" / "ade20k__ADE_val_00000001.jpg"
 TIMEOUT_MS = 60_000
 
 pytestmark = pytest.mark.skipif(
@@ -31,18 +32,13 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def url() -> Iterator[str]:
-    """The real page (app.build_demo with the default checkpoint) served on a free port from a thread."""
-    import app
-    import app_helpers
-
-    demo = app.build_demo(app_helpers.load_model(str(app.DEFAULT_CHECKPOINT)))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    app.serve(demo, host="127.0.0.1", port=port, block=False)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
+def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The real page, `python app.py` with the default checkpoint, on a free port."""
+    server = AppServer([], tmp_path_factory.mktemp("browser") / "app.log")
+    try:
+        yield server.wait()
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")

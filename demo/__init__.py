@@ -1,0 +1,7 @@
+"""What the app computes, apart from the page, one module per subject.
+
+``checkpoints`` (loading a checkpoint, also from ``hf://``), ``segment`` (a photo through ``segformer.predict``,
+its class shares, its display size), ``ground_truth`` (the bundled validation pairs against their labels: scores
+and pictures), ``attention`` (where a clicked point attends). Nothing here imports gradio: app.py turns InputError
+and CheckpointError into messages on the page or at start.
+"""

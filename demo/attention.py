@@ -1,0 +1,93 @@
+"""Where one point of a photo attends: the attention of the last block of each MiT stage (the efficient
+self-attention of Eq. 1-2, keys reduced by the stage's ratio R), spread over pixels and drawn over the photo."""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib import colormaps
+from PIL import Image, ImageDraw
+
+from demo.checkpoints import LoadedModel
+from segformer.images import MIN_SIDE
+from segformer.predict import normalise, working_size
+
+#: Longer side of the image the attention maps are computed and shown at.
+ATTENTION_SIDE = 512
+
+
+@dataclass(frozen=True)
+class StageMap:
+    """Where one query attends in one stage: per-head maps at the working image's size, and the grids."""
+
+    stage: int
+    block: int
+    grid: tuple[int, int]
+    keys: tuple[int, int]
+    sr_ratio: int
+    query: tuple[int, int]
+    cell: int
+    maps: np.ndarray  # (heads, H, W) attention weights upsampled to pixels, 0 outside the key grid's reach
+
+
+def working_image(rgb: np.ndarray, max_side: int) -> np.ndarray:
+    """The image resized (bilinear) so that its longer side is at most ``max_side``, or more where needed to keep
+    the shorter side at least MIN_SIDE (the smallest the network accepts)."""
+    height, width = rgb.shape[:2]
+    max_side = max(max_side, math.ceil(MIN_SIDE * max(height, width) / min(height, width)))
+    work_height, work_width = working_size(height, width, max_side)
+    if (work_height, work_width) == (height, width):
+        return rgb
+    return np.array(Image.fromarray(rgb).resize((work_width, work_height), Image.Resampling.BILINEAR, reducing_gap=2.0))
+
+
+@torch.inference_mode()
+def attention_maps(loaded: LoadedModel, image: np.ndarray, point: tuple[float, float]) -> list[StageMap]:
+    """Attention of the last block of each stage for the query token under ``point`` (x, y in ``image`` pixels).
+
+    Stage s has an h x w grid of query tokens (stage 1: ceil(H/4) x ceil(W/4), then halved, rounded up) and
+    attends to floor(h/sr) x floor(w/sr) keys, each the reduction of an sr x sr patch of the grid. A key's
+    weight is spread (bilinearly) over the pixels of its patch; pixels of the grid's last rows and columns
+    that no key covers (when sr does not divide the grid) get 0.
+    """
+    height, width = image.shape[:2]
+    x = normalise(torch.from_numpy(image).permute(2, 0, 1)[None], loaded.mean, loaded.std)
+    _, attentions = loaded.model(x, return_attentions=True)
+    config = loaded.model.config
+    maps = []
+    grid_h, grid_w, stride = height, width, 1
+    for stage, (blocks, step, sr) in enumerate(zip(attentions, config.strides, config.sr_ratios, strict=True)):
+        grid_h, grid_w, stride = math.ceil(grid_h / step), math.ceil(grid_w / step), stride * step
+        keys_h, keys_w = grid_h // sr, grid_w // sr
+        probs = blocks[-1][0]  # (heads, N, M) of the stage's last block
+        if probs.shape[1:] != (grid_h * grid_w, keys_h * keys_w):
+            raise RuntimeError(f"stage {stage + 1} attention has shape {tuple(probs.shape)}, not the expected grid")
+        row = min(int(point[1] * grid_h / height), grid_h - 1)
+        col = min(int(point[0] * grid_w / width), grid_w - 1)
+        weights = probs[:, row * grid_w + col].reshape(-1, keys_h, keys_w)
+        reach = (min(height, keys_h * sr * stride), min(width, keys_w * sr * stride))
+        spread = F.interpolate(weights[None].float(), size=reach, mode="bilinear", align_corners=False)[0]
+        pixels = np.zeros((weights.shape[0], height, width), dtype=np.float32)
+        pixels[:, : reach[0], : reach[1]] = spread.numpy()
+        grids = (grid_h, grid_w), (keys_h, keys_w)
+        maps.append(StageMap(stage + 1, len(blocks), *grids, sr, (row, col), stride, pixels))
+    return maps
+
+
+def heatmap(image: np.ndarray, stage_map: StageMap, head: int | None, point: tuple[float, float]) -> np.ndarray:
+    """One head's map (the mean over heads when ``head`` is None) scaled to its maximum, coloured (inferno)
+    over the image, with the query token's grid cell outlined and the query point marked."""
+    weights = stage_map.maps.mean(axis=0) if head is None else stage_map.maps[head]
+    scaled = weights / max(float(weights.max()), 1e-12)
+    colours = colormaps["inferno"](scaled)[..., :3] * 255.0
+    blended = Image.fromarray((0.4 * image + 0.6 * colours).astype(np.uint8))
+    draw = ImageDraw.Draw(blended)
+    row, col = stage_map.query
+    cell = stage_map.cell
+    draw.rectangle((col * cell, row * cell, (col + 1) * cell - 1, (row + 1) * cell - 1), outline=(0, 255, 255))
+    x, y = point
+    radius = max(3, round(max(image.shape[:2]) / 100))
+    draw.ellipse((x - radius, y - radius, x + radius, y + radius), outline=(0, 0, 0), fill=(0, 255, 255))
+    return np.asarray(blended)

@@ -1,0 +1,39 @@
+"""Segmenting a photo for the page: the one prediction path (``segformer.predict``) timed, the share of each
+class, and the photo and mask at the size the page shows."""
+
+import time
+
+import numpy as np
+from PIL import Image
+
+import segformer
+from demo.checkpoints import LoadedModel
+from segformer.images import MAX_SIDE
+from segformer.predict import working_size
+
+#: Longer side of the overlay sent to the page (the downloadable mask stays at full size).
+DISPLAY_SIDE = 1024
+
+
+def segment(loaded: LoadedModel, rgb: np.ndarray) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """(mask of class ids at the image's size, seconds in segformer.predict, working (width, height))."""
+    work_height, work_width = working_size(*rgb.shape[:2], MAX_SIDE)
+    start = time.perf_counter()
+    mask = segformer.predict(loaded.model, rgb, mean=loaded.mean, std=loaded.std, max_side=MAX_SIDE)
+    return mask.numpy(), time.perf_counter() - start, (work_width, work_height)
+
+
+def class_shares(mask: np.ndarray, num_classes: int) -> np.ndarray:
+    """Share of the pixels of each class (ids beyond the classes excluded), as floats summing to 1."""
+    counts = np.array([np.count_nonzero(mask == c) for c in range(num_classes)], dtype=np.float64)
+    return counts / max(counts.sum(), 1.0)
+
+
+def downscale(rgb: np.ndarray, mask: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Image (bilinear) and mask (nearest) with the longer side at most ``max_side``."""
+    height, width = working_size(*mask.shape, max_side)
+    if (height, width) == mask.shape:
+        return rgb, mask
+    size = (width, height)
+    image = Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return np.asarray(image), np.asarray(Image.fromarray(mask).resize(size, Image.Resampling.NEAREST))
