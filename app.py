@@ -26,7 +26,14 @@ import numpy as np
 
 from demo.attention import ATTENTION_SIDE, attention_maps, heatmap, working_image
 from demo.checkpoints import CheckpointError, LoadedModel, load_model
-from demo.ground_truth import disagreement, image_scores, read_pairs
+from demo.ground_truth import (
+    HATCH_COLOURS,
+    disagreement,
+    image_scores,
+    partial_labels,
+    read_pairs,
+    truth_picture,
+)
 from demo.segment import DISPLAY_SIDE, class_shares, downscale, segment
 from segformer.images import IGNORE_COLOUR, MAX_SIDE, InputError, blend, colourise, palette_png, read_image
 from train.classes import CLASS_NAMES
@@ -69,13 +76,21 @@ def shown_path(source: str) -> str:
     return str(path.relative_to(APP_DIR)) if not source.startswith("hf://") and path.is_relative_to(APP_DIR) else source
 
 
-def legend_html(loaded: LoadedModel, ignore: bool = False) -> str:
-    """Colour swatches naming each class (and, with ``ignore``, the colour of unlabelled pixels)."""
-    items = list(zip(loaded.classes, loaded.palette.tolist(), strict=True))
-    if ignore:
-        items.append(("not labelled (not scored)", IGNORE_COLOUR))
+def legend_html(loaded: LoadedModel, labels: bool = False) -> str:
+    """Colour swatches naming each class (and, with ``labels``, how ground truth shows unlabelled and partially
+    labelled pixels)."""
+    items = [(name, hex_colour(colour)) for name, colour in zip(loaded.classes, loaded.palette.tolist(), strict=True)]
+    if labels:
+        light, lighter = (hex_colour(colour) for colour in HATCH_COLOURS)
+        items += [
+            ("not labelled (not scored)", hex_colour(IGNORE_COLOUR)),
+            (
+                "partial label: one of a few classes, e.g. “not a cat” (left out of IoU)",
+                f"repeating-linear-gradient(-45deg, {light} 0 3px, {lighter} 3px 6px)",
+            ),
+        ]
     swatch = '<span style="display:inline-block;width:0.9em;height:0.9em;background:{};border:1px solid #888"></span>'
-    return " &nbsp; ".join(f"{swatch.format(hex_colour(colour))} {name}" for name, colour in items)
+    return " &nbsp; ".join(f"{swatch.format(background)} {name}" for name, background in items)
 
 
 def photo_input(label: str, height: int, elem_id: str) -> gr.Image:
@@ -191,11 +206,17 @@ def validation_tab(loaded: LoadedModel) -> None:
             f"**{name}** ({source}, {rgb.shape[1]}×{rgb.shape[0]}): pixel accuracy **{result['pixel_acc']:.1%}**, "
             f"mIoU **{result['miou']:.3f}** over the classes present in truth or prediction "
             f"(— = absent from both). {result['ignored_share']:.0%} of the pixels are not labelled and not scored. "
-            f"Inference {seconds:.2f} s."
         )
+        if result["partial_share"]:
+            summary += (
+                f"{result['partial_share']:.0%} of the pixels have a partial label (hatched: "
+                f"{', '.join(partial_labels(truth, source))}): left out of IoU and pixel accuracy, and "
+                f"{result['outside_admissible']:.1%} of them are predicted as a class outside their set. "
+            )
+        summary += f"Inference {seconds:.2f} s."
         return (
             rgb,
-            colourise(truth, loaded.palette),
+            truth_picture(truth, loaded.palette),
             colourise(prediction, loaded.palette),
             disagreement(rgb, prediction, truth),
             rows,
@@ -204,7 +225,9 @@ def validation_tab(loaded: LoadedModel) -> None:
 
     gr.Markdown(
         f"{len(names)} validation images bundled with the app (a few from each source, labels mapped to the "
-        "4 classes, short side ≤ 256 px). Pick one to compare the model with the ground truth."
+        "4 classes, short side ≤ 256 px). Pick one to compare the model with the ground truth. Where a source "
+        "labels a pixel only as one of a few classes (a partial label, hatched), a prediction is wrong only "
+        "outside that set."
     )
     gallery = gr.Gallery(
         [(str(folder / "images" / "val" / f"{name}.jpg"), name.replace("__", ": ")) for name in names],
@@ -215,13 +238,16 @@ def validation_tab(loaded: LoadedModel) -> None:
         elem_id="validation-gallery",
     )
     choice = gr.Dropdown(names, value=None, label="Validation example")
-    gr.HTML(legend_html(loaded, ignore=True))
+    gr.HTML(legend_html(loaded, labels=True))
     with gr.Row(elem_id="validation-panels"):
         image_out = gr.Image(label="Image", interactive=False)
         truth_out = gr.Image(label="Ground truth", interactive=False)
         prediction_out = gr.Image(label="Prediction", interactive=False)
     with gr.Row():
-        wrong_out = gr.Image(label="Disagreement (yellow: prediction ≠ truth; white: not labelled)", interactive=False)
+        wrong_out = gr.Image(
+            label="Disagreement (yellow: prediction ≠ truth, or outside a partial label's set; white: not labelled)",
+            interactive=False,
+        )
         with gr.Column():
             summary_out = gr.Markdown()
             table_out = gr.Dataframe(

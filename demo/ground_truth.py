@@ -1,5 +1,9 @@
-"""The bundled validation pairs against their ground truth: reading them, per-image scores (``train.metrics``), and
-the disagreement map."""
+"""The bundled validation pairs against their ground truth: reading them, per-image scores, and pictures.
+
+Labels hold task ids, IGNORE_INDEX (not labelled) and partial labels (``train.classes``: a value >= PARTIAL_BASE
+admits a set of classes, such as feral-cats' "not a cat" = background, plant or vehicle). As in ``train.metrics``,
+IoU and pixel accuracy count single-class pixels only; a partial pixel is wrong only when predicted outside its set.
+"""
 
 from pathlib import Path
 
@@ -7,16 +11,21 @@ import numpy as np
 import torch
 from PIL import Image
 
-from segformer.images import IGNORE_COLOUR
-from train.classes import IGNORE_INDEX
-from train.metrics import confusion_matrix, scores
+from segformer.images import IGNORE_COLOUR, colourise
+from train.classes import IGNORE_INDEX, PARTIAL_IDS, SOURCE_TABLES, admissible_table, label_id, partial_name
+from train.metrics import confusion_matrix, partial_counts, scores
 
 #: Colour of wrongly predicted pixels in the disagreement map.
 WRONG_COLOUR = (255, 215, 0)
+#: Partially labelled pixels are drawn as diagonal stripes of these two light greys, each HATCH_WIDTH pixels wide.
+HATCH_COLOURS = ((170, 170, 170), (215, 215, 215))
+HATCH_WIDTH = 4
+#: ADMISSIBLE[label value, class]: whether the label admits the class (no class for IGNORE_INDEX).
+ADMISSIBLE = admissible_table()
 
 
 def read_pairs(folder: Path, split: str = "val") -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{stem: (RGB image, class-id mask)} of a prepared folder (images/<split>/*.jpg, labels/<split>/*.png)."""
+    """{stem: (RGB image, label mask)} of a prepared folder (images/<split>/*.jpg, labels/<split>/*.png)."""
     pairs = {}
     for image_path in sorted((folder / "images" / split).glob("*.jpg")):
         with Image.open(image_path) as image, Image.open(folder / "labels" / split / f"{image_path.stem}.png") as mask:
@@ -24,22 +33,53 @@ def read_pairs(folder: Path, split: str = "val") -> dict[str, tuple[np.ndarray, 
     return pairs
 
 
+def truth_picture(truth: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """RGB picture of a label mask: class colours, IGNORE_COLOUR where not labelled, light grey stripes
+    (HATCH_COLOURS) where the label is partial."""
+    picture = colourise(truth, palette)
+    rows, cols = np.indices(truth.shape)
+    stripe = (rows + cols) // HATCH_WIDTH % 2
+    partial = np.isin(truth, PARTIAL_IDS)
+    picture[partial] = np.asarray(HATCH_COLOURS, dtype=np.uint8)[stripe[partial]]
+    return picture
+
+
 def disagreement(rgb: np.ndarray, prediction: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """The photo in dimmed grey, wrongly predicted pixels in WRONG_COLOUR, unlabelled pixels in IGNORE_COLOUR."""
+    """The photo in dimmed grey; in WRONG_COLOUR the pixels predicted as a class their label does not admit (another
+    class, or one outside a partial label's set); unlabelled pixels in IGNORE_COLOUR."""
     grey = rgb.mean(axis=2, keepdims=True) * 0.45
     picture = np.repeat(grey, 3, axis=2).astype(np.uint8)
-    picture[(prediction != truth) & (truth != IGNORE_INDEX)] = WRONG_COLOUR
+    picture[~ADMISSIBLE[truth, prediction]] = WRONG_COLOUR
     picture[truth == IGNORE_INDEX] = IGNORE_COLOUR
     return picture
 
 
 def image_scores(prediction: np.ndarray, truth: np.ndarray, classes: tuple[str, ...]) -> dict:
-    """Pixel accuracy, mIoU and IoU per class of one image (train.metrics), plus each class's pixel shares."""
+    """Scores of one image by train.metrics: pixel accuracy, mIoU and IoU per class over its single-class pixels,
+    and ``outside_admissible``, the share of its partial pixels predicted outside their set (None without any).
+
+    Also each class's share of the labelled pixels (single-class and partial) in truth (``truth_share``; partial
+    pixels belong to no class) and in the prediction (``predicted_share``), and the shares of all pixels that are
+    not labelled (``ignored_share``) or partially labelled (``partial_share``).
+    """
     pred, target = torch.from_numpy(prediction), torch.from_numpy(truth)
     confusion = confusion_matrix(pred, target, len(classes), IGNORE_INDEX)
-    result = scores(confusion, list(classes))
-    labelled = max(int(confusion.sum()), 1)
+    partial = partial_counts(pred, target, len(classes))
+    result = scores(confusion, list(classes), partial)
+    labelled = max(int(confusion.sum() + partial.sum()), 1)
     result["truth_share"] = (confusion.sum(1).double() / labelled).tolist()
-    result["predicted_share"] = (confusion.sum(0).double() / labelled).tolist()
+    result["predicted_share"] = ((confusion.sum(0) + partial.sum(0)).double() / labelled).tolist()
     result["ignored_share"] = float((truth == IGNORE_INDEX).mean())
+    result["partial_share"] = float(np.isin(truth, PARTIAL_IDS).mean())
     return result
+
+
+def partial_labels(truth: np.ndarray, source: str) -> list[str]:
+    """The partial labels in ``truth`` by their classes, and by the source's own name where its table has one:
+    'background|plant|vehicle ("not a cat")'."""
+    table = SOURCE_TABLES.get(source, {})
+    names = []
+    for value in sorted(set(np.unique(truth).tolist()) & set(PARTIAL_IDS)):
+        own = ", ".join(f'"{name}"' for name, label in table.items() if label_id(label) == value)
+        names.append(f"{partial_name(value)} ({own})" if own else partial_name(value))
+    return names

@@ -26,12 +26,15 @@ import app
 import segformer
 from demo.attention import attention_maps, working_image
 from demo.checkpoints import load_model
-from segformer.images import blend
+from demo.ground_truth import WRONG_COLOUR, disagreement, image_scores
+from segformer.images import IGNORE_COLOUR, blend
+from train.classes import CLASS_NAMES, PERSON_ANIMAL, label_id
 
 ROOT = Path(__file__).parents[1]
 CHECKPOINT = ROOT / "checkpoints" / "segformer-b0-4class"
 PHOTO = ROOT / "examples" / "photos" / "ade20k__ADE_val_00000001.jpg"
 VALIDATION = ROOT / "examples" / "validation" / "images" / "val"
+NOT_A_CAT = label_id(frozenset(range(4)) - {PERSON_ANIMAL})  # feral-cats' label 0
 HF_REPO, HF_NAME = "segformer-test/b0-4class", "segformer-b0-4class"
 ABSENT = "hf://segformer-test/absent/model"
 NUM_CLASSES = 4
@@ -141,6 +144,20 @@ def test_validation_example(client: Client) -> None:
     assert "pixel accuracy" in summary
     with pytest.raises(AppError):
         client.predict("no-such-example", api_name="/validation_example")
+
+
+def test_partial_labels_by_hand() -> None:
+    """A partial pixel is right anywhere in its set and wrong outside it; only single-class pixels enter IoU."""
+    truth = np.array([[0, 2, NOT_A_CAT, NOT_A_CAT, 255]], dtype=np.uint8)
+    prediction = np.array([[0, 1, 1, 2, 2]])
+    result = image_scores(prediction, truth, CLASS_NAMES)
+    assert result["per_class_iou"] == {"background": 1.0, "plant": 0.0, "person/animal": 0.0, "vehicle": None}
+    assert result["pixel_acc"] == 0.5 and result["outside_admissible"] == 0.5
+    assert result["partial_share"] == 0.4 and result["ignored_share"] == 0.2
+    assert result["truth_share"] == [0.25, 0.0, 0.25, 0.0]  # of the 4 labelled pixels; partial ones in no class
+    assert result["predicted_share"] == [0.25, 0.5, 0.25, 0.0]
+    picture = disagreement(np.zeros((1, 5, 3), np.uint8), prediction, truth)
+    assert [tuple(p) for p in picture[0]] == [(0, 0, 0), WRONG_COLOUR, (0, 0, 0), WRONG_COLOUR, IGNORE_COLOUR]
 
 
 def test_attention(client: Client, model: tuple) -> None:
