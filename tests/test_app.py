@@ -26,14 +26,15 @@ import app
 import segformer
 from demo.attention import attention_maps, working_image
 from demo.checkpoints import load_model
-from demo.ground_truth import WRONG_COLOUR, disagreement, image_scores
+from demo.ground_truth import HATCH_COLOURS, WRONG_COLOUR, disagreement, image_scores
 from segformer.images import IGNORE_COLOUR, blend
-from train.classes import CLASS_NAMES, PERSON_ANIMAL, label_id
+from train.classes import CLASS_NAMES, PALETTE, PERSON_ANIMAL, label_id
 
 ROOT = Path(__file__).parents[1]
 CHECKPOINT = ROOT / "checkpoints" / "segformer-b0-4class"
 PHOTO = ROOT / "examples" / "photos" / "ade20k__ADE_val_00000001.jpg"
 VALIDATION = ROOT / "examples" / "validation" / "images" / "val"
+LABELS = ROOT / "examples" / "validation" / "labels" / "val"
 NOT_A_CAT = label_id(frozenset(range(4)) - {PERSON_ANIMAL})  # feral-cats' label 0
 HF_REPO, HF_NAME = "segformer-test/b0-4class", "segformer-b0-4class"
 ABSENT = "hf://segformer-test/absent/model"
@@ -144,6 +145,34 @@ def test_validation_example(client: Client) -> None:
     assert "pixel accuracy" in summary
     with pytest.raises(AppError):
         client.predict("no-such-example", api_name="/validation_example")
+
+
+def test_validation_example_with_partial_labels(client: Client, model: tuple) -> None:
+    """feral-cats labels cats only: its "not a cat" pixels are drawn hatched in light grey, left out of IoU and pixel
+    accuracy, and counted as wrong only where predicted person/animal (outside background, plant, vehicle)."""
+    name = sorted(VALIDATION.glob("feral-cats__*.jpg"))[0].stem
+    _, truth_picture, _, _, table, summary = client.predict(name, api_name="/validation_example")
+    with Image.open(VALIDATION / f"{name}.jpg") as image, Image.open(LABELS / f"{name}.png") as label:
+        rgb, truth = np.array(image.convert("RGB")), np.array(label)
+    assert set(np.unique(truth).tolist()) == {PERSON_ANIMAL, NOT_A_CAT}
+    net, meta = model
+    prediction = segformer.predict(net, rgb, mean=meta["mean"], std=meta["std"], max_side=1024).numpy()
+    cat, not_cat, predicted_cat = truth == PERSON_ANIMAL, truth == NOT_A_CAT, prediction == PERSON_ANIMAL
+    # IoU over the cat pixels alone: no single-class pixel is anything but a cat, so no false positive counts.
+    cat_iou = np.count_nonzero(cat & predicted_cat) / np.count_nonzero(cat)
+    rows = {row[0]: row[1:] for row in table["data"]}
+    assert rows["person/animal"][0] == f"{cat_iou:.3f}"
+    assert f"pixel accuracy **{cat_iou:.1%}**" in summary  # the same count: cat pixels predicted cat
+    outside = np.count_nonzero(not_cat & predicted_cat) / np.count_nonzero(not_cat)
+    assert 'background|plant|vehicle ("not a cat")' in summary and f"{outside:.1%} of them" in summary
+    assert rows["person/animal"][1] == f"{np.count_nonzero(cat) / cat.size:.1%}"  # truth share of all labelled
+    with Image.open(truth_picture) as picture:
+        shown = np.asarray(picture.convert("RGB"), dtype=np.float64)
+    # Stripes of two light greys, half each (means: the picture comes as lossy WebP).
+    hatch = shown[not_cat]
+    assert np.abs(hatch.mean(axis=0) - np.mean(HATCH_COLOURS)).max() < 5
+    assert np.abs(hatch - hatch.mean(axis=1, keepdims=True)).mean() < 2 and hatch.std() > 15
+    assert np.abs(shown[cat].mean(axis=0) - PALETTE[PERSON_ANIMAL]).max() < 20
 
 
 def test_partial_labels_by_hand() -> None:

@@ -79,6 +79,18 @@ def test_validation_example_shows_three_panels(page) -> None:
     page.screenshot(path=ARTIFACTS / "2-validation.png", full_page=True)
 
 
+def test_validation_example_with_partial_labels(page) -> None:
+    """A feral-cats example (cats labelled, the rest "not a cat"): the legend says what the hatching means, the
+    summary names the partial label."""
+    names = sorted(path.stem for path in (EXAMPLES / "validation" / "images" / "val").glob("*.jpg"))
+    index = next(i for i, name in enumerate(names) if name.startswith("feral-cats__"))
+    page.locator("#validation-gallery button.thumbnail-item").nth(index).click()
+    page.get_by_text('background|plant|vehicle ("not a cat")').first.wait_for(state="visible")
+    assert page.get_by_text("partial label: one of a few classes").first.is_visible()
+    page.locator("#validation-panels img").nth(2).wait_for(state="visible")
+    page.screenshot(path=ARTIFACTS / "2-validation-partial.png", full_page=True)
+
+
 def test_curves_tab(page) -> None:
     open_tab(page, "Training curves")
     page.locator("#curves").first.wait_for(state="visible")

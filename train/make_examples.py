@@ -5,21 +5,23 @@
 Writes::
 
     OUT/photos/<source>__<stem>.jpg            a few real validation photos, copied as they are (tab 1, 4)
-    OUT/validation/classes.txt                 the 4 task classes (SegmentationFolder reads the folder)
+    OUT/validation/classes.txt                 the task classes and partial labels (SegmentationFolder reads it)
     OUT/validation/images/val/<source>__<stem>.jpg   short side <= 256, JPEG
-    OUT/validation/labels/val/<source>__<stem>.png   task ids 0..3, 255 = ignore, palette PNG (viewable)
+    OUT/validation/labels/val/<source>__<stem>.png   task ids 0..3, partial labels, 255 = ignore; palette PNG
     OUT/validation/manifest.json               where each example comes from
-    OUT/DATASETS.md                            provenance and licences from the datasets README (About tab)
+    OUT/DATASETS.md                            each source's provenance and licence (the app's About tab)
 
 Validation examples are picked deterministically: per source, in turn for plant, person/animal and
 vehicle, the image that has at least 2% of that class, then the most task classes present, then the
 largest share of that class, among those not within len/(count+1) positions (in file order) of an image
-already picked, so that near-identical video frames (CamVid) are not picked twice. ADE20K contributes
-its three samples.
+already picked, so that near-identical video frames (CamVid) are not picked twice. A source labelled for
+one class only (feral-cats: cat or "not a cat", a partial label) contributes ONE_CLASS_EXAMPLES images at
+evenly spaced ranks of that class's share, from small cats to large. ADE20K contributes its three samples.
 """
 
 import argparse
 import json
+import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +35,7 @@ from train.classes import (
     CLASS_NAMES,
     IGNORE_INDEX,
     PALETTE,
+    PERSON_ANIMAL,
     lookup_table,
     read_ade_object_info,
     task_classes_txt,
@@ -41,6 +44,9 @@ from train.data import SegmentationFolder
 from train.prepare import resized_size
 
 FOLDER_SOURCES = ("sift-flow", "msrc-v2", "camvid")
+#: Folder sources that label one task class only (everything else a partial label), and that class.
+ONE_CLASS_SOURCES = {"feral-cats": PERSON_ANIMAL}
+ONE_CLASS_EXAMPLES = 4
 ADE_DIR = Path("ade20k-samples/ADEChallengeData2016")
 SHORT_SIDE = 256
 JPEG_QUALITY = 90
@@ -49,11 +55,25 @@ PHOTO_SOURCES = ("camvid", "msrc-v2")
 
 
 def licence_notes(readme: str) -> str:
-    """Markdown with the provenance/licence parts of the datasets README: its table and the ADE20K samples' note."""
-    table = [line for line in readme.splitlines() if line.startswith("|")]
-    _, _, ade = readme.partition("## ade20k-samples")
-    ade_note = " ".join(ade.split("\n## ")[0].split())
-    return "\n".join(table) + (f"\n\n**ADE20K samples.** {ade_note}\n" if ade_note else "\n")
+    """Markdown for the app's users: the provenance and licence of each source, from the datasets README's tables
+    (their source, provenance and license columns) and the origin it gives for the ADE20K samples."""
+    rows = []
+    for block in re.findall(r"(?:^\|.*\n?)+", readme, flags=re.MULTILINE):
+        header, _, *lines = [
+            [cell.strip() for cell in line.strip().strip("|").split("|")] for line in block.split("\n") if line
+        ]
+        columns = [header.index(name) for name in ("source", "provenance", "license")]
+        rows += [[line[c] for c in columns] for line in lines]
+    ade = re.search(r"## ade20k-samples.*?From the ([^.]*?) \(([^)]*)\)\.", readme, flags=re.DOTALL)
+    if ade is None:
+        raise ValueError(
+            "the datasets README does not say where the ADE20K samples come from ('From the ... (licence).')"
+        )
+    rows.append(["ade20k", f"ADE20K scene-parsing validation pairs, from the {' '.join(ade[1].split())}", ade[2]])
+    table = "\n".join(f"| {' | '.join(row)} |" for row in [["source", "provenance", "licence"], ["---"] * 3, *rows])
+    return (
+        f"Each bundled example is named `<source>__<original name>`; its source's provenance and licence:\n\n{table}\n"
+    )
 
 
 def class_shares(mask: np.ndarray) -> np.ndarray:
@@ -75,6 +95,12 @@ def pick(shares: Sequence[np.ndarray], count: int) -> list[int]:
             max(rest, key=lambda i: (shares[i][cls] >= 0.02, int((shares[i] >= 0.01).sum()), shares[i][cls], -i))
         )
     return chosen
+
+
+def pick_by_share(shares: Sequence[float], count: int) -> list[int]:
+    """Indices of ``count`` examples at evenly spaced ranks of ``shares``, smallest first (ties in file order)."""
+    order = np.argsort(shares, kind="stable")
+    return [int(order[round((k + 1) * (len(order) - 1) / (count + 1))]) for k in range(count)]
 
 
 def write_pair(image: Image.Image, mask: np.ndarray, out: Path, name: str) -> tuple[int, int]:
@@ -119,10 +145,16 @@ def make_examples(datasets: Path, out: Path, per_source: int) -> list[dict]:
             {"name": name, "source": source, "original": str(path.relative_to(datasets)), "size": [width, height]}
         )
 
-    for source in FOLDER_SOURCES:
+    for source in (*FOLDER_SOURCES, *ONE_CLASS_SOURCES):
         folder = SegmentationFolder(datasets / source, "val")
         masks = [folder[i][1].numpy().astype(np.uint8) for i in range(len(folder))]
-        chosen = pick([class_shares(m) for m in masks], per_source)
+        if source in ONE_CLASS_SOURCES:
+            cls = ONE_CLASS_SOURCES[source]
+            labelled = [max(np.count_nonzero(m != IGNORE_INDEX), 1) for m in masks]
+            shares = [np.count_nonzero(m == cls) / n for m, n in zip(masks, labelled, strict=True)]
+            chosen = pick_by_share(shares, ONE_CLASS_EXAMPLES)
+        else:
+            chosen = pick([class_shares(m) for m in masks], per_source)
         for index in chosen:
             with Image.open(folder.image_paths[index]) as im:
                 add(source, folder.image_paths[index], im.convert("RGB"), masks[index])
