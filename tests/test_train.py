@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from PIL import Image
 from safetensors.torch import load_file
 from torchmetrics.classification import MulticlassJaccardIndex
 
-from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer, load_checkpoint
+from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer, load_checkpoint, preset
 from segformer.predict import normalise
 from train import evaluate as evaluate_cli
 from train.classes import CLASS_NAMES, IGNORE_INDEX
@@ -28,7 +29,16 @@ from train.metrics import confusion_matrix, scores
 from train.prepare import prepare
 from train.progress import progress
 from train.soup import soup
-from train.train import TrainConfig, build_optimizer, class_weights, lr_factor, parse_args, train
+from train.train import (
+    TrainConfig,
+    build_optimizer,
+    class_weights,
+    lr_factor,
+    model_config,
+    parse_args,
+    segmentation_loss,
+    train,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
@@ -105,6 +115,23 @@ def test_named_recipes_set_defaults_that_flags_override() -> None:
     assert scratch.data == ("d", "e") and scratch.recipe == "scratch"
     mine = parse_args(["--recipe", "scratch", "--lr", "1e-4", "--copy-paste", "0.5"])
     assert (mine.lr, mine.head_lr_mult, mine.copy_paste) == (1e-4, 1.0, 0.5)
+
+
+def test_design_variants_and_losses_are_options_of_a_run(tiny_data: Path, tmp_path: Path) -> None:
+    cfg = parse_args(["--data", str(tiny_data), "--sr-ratios", "1", "1", "1", "1", "--decoder", "fpn"])
+    assert model_config(cfg) == replace(preset("b0"), sr_ratios=(1, 1, 1, 1), decoder="fpn")
+    assert model_config(parse_args(["--data", "d"])) == preset("b0")  # no variant given: the paper's model
+    record = train(tiny_config(tiny_data, tmp_path / "v", epochs=1, patch_merging="max_pool", loss="ce+lovasz"))
+    model, meta = load_checkpoint(tmp_path / "v" / "last")
+    assert model.config.patch_merging == "max_pool" and meta["recipe"]["loss"] == "ce+lovasz"
+    assert np.isfinite(record["train_loss"])
+    logits = torch.randn(1, 4, 8, 8)
+    masks = torch.randint(0, 4, (1, 8, 8))
+    both = segmentation_loss(logits, masks, None, "ce+lovasz")
+    parts = segmentation_loss(logits, masks, None, "ce") + segmentation_loss(logits, masks, None, "lovasz")
+    torch.testing.assert_close(both, parts)
+    with pytest.raises(ValueError, match="unknown loss"):
+        segmentation_loss(logits, masks, None, "dice")
 
 
 def test_progress_prints_a_few_plain_lines_when_not_on_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
@@ -266,6 +293,19 @@ def test_evaluate_cli_scores_several_folders_each_and_together(
     # then a line per row with partial labels (the tiny data's SIFT Flow field pixels), none for MSRC-v2
     assert [line.split(": ")[0] for line in table[4:]] == [str(tiny_data), "overall"]
     assert "pixels with a partial label" in table[4]
+
+
+def test_evaluate_cli_swaps_the_ffn_padding_without_retraining(
+    trained_run: Path, tiny_data: Path, capsys: pytest.CaptureFixture
+) -> None:
+    reports = {}
+    for padding in ("zeros", "reflect"):
+        evaluate_cli.main(
+            ["--checkpoint", str(trained_run / "best"), "--json", "--data", str(tiny_data), "--ffn-padding", padding]
+        )
+        reports[padding] = json.loads(capsys.readouterr().out)
+    assert reports["reflect"]["ffn_padding"] == "reflect" and reports["zeros"]["ffn_padding"] == "zeros"
+    assert reports["reflect"]["confusion"] != reports["zeros"]["confusion"]  # the border pixels change
 
 
 @pytest.mark.parametrize(

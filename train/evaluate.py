@@ -24,6 +24,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from segformer import load_checkpoint
+from segformer.config import FFN_PADDINGS
+from segformer.model import swap_ffn_padding
 from segformer.predict import class_argmax, normalise, upsample_logits
 from train.classes import CLASS_NAMES, IGNORE_INDEX, PARTIAL_IDS
 from train.data import SegmentationFolder
@@ -99,9 +101,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--split", default="val")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--ffn-padding", choices=FFN_PADDINGS, help="swap the padding of Mix-FFN's depthwise conv (no retraining)"
+    )
     args = parser.parse_args(argv)
     try:
         model, meta = load_checkpoint(args.checkpoint)
+        if args.ffn_padding is not None:
+            swap_ffn_padding(model, args.ffn_padding)
         datasets = {str(folder): SegmentationFolder(folder, args.split) for folder in args.data}
     except (FileNotFoundError, ValueError) as err:
         sys.exit(f"error: {err}")
@@ -111,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         for name, dataset in datasets.items()
     }
-    head = {"checkpoint": str(args.checkpoint), "split": args.split}
+    head = {"checkpoint": str(args.checkpoint), "split": args.split, "ffn_padding": model.config.ffn_padding}
     if len(per_source) == 1:
         [(name, result)] = per_source.items()
         report = {**head, "data": name, **result}

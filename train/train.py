@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -34,6 +34,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSamp
 
 from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer, load_checkpoint, save_checkpoint
 from segformer.checkpoint import checkpoint_paths, load_tensors, save_json, save_tensors
+from segformer.config import DECODERS, FFN_ACTIVATIONS, FFN_PADDINGS, PATCH_MERGINGS, TOKEN_MIXERS, MiTConfig, preset
 from segformer.model import reference_init
 from segformer.predict import normalise, upsample_logits
 from segformer.transformers_weights import load_transformers_weights
@@ -43,6 +44,7 @@ from train.curves import save_curves
 from train.data import SegmentationFolder, collate, train_transform
 from train.evaluate import combine, evaluate
 from train.losses import partial_cross_entropy
+from train.lovasz import lovasz_softmax
 from train.progress import progress
 
 
@@ -111,6 +113,17 @@ class TrainConfig(RunConfig):
     # Initialisation of a model that starts from random weights: PyTorch's defaults, or the reference code's
     # (segformer.model.reference_init).
     weight_init: str = "pytorch"
+    # Design variants of the network (segformer.config.MiTConfig; None keeps the preset's, which is the paper's).
+    patch_merging: str | None = None
+    sr_ratios: tuple[int, int, int, int] | None = None
+    ffn_activations: int | None = None
+    ffn_padding: str | None = None
+    token_mixer: str | None = None
+    decoder: str | None = None
+    decoder_dim: int | None = None
+    # "ce": the cross-entropy (the paper's, with partial labels); "lovasz": the Lovasz-softmax surrogate of IoU
+    # (Berman et al. 2018); "ce+lovasz": their sum.
+    loss: str = "ce"
 
 
 #: Named recipes: each overrides TrainConfig's defaults (the paper's), and flags override the recipe.
@@ -272,11 +285,39 @@ class Run:
     step: int
 
 
+VARIANT_FIELDS = (
+    "patch_merging",
+    "sr_ratios",
+    "ffn_activations",
+    "ffn_padding",
+    "token_mixer",
+    "decoder",
+    "decoder_dim",
+)
+LOSSES = ("ce", "lovasz", "ce+lovasz")
+
+
+def model_config(cfg: TrainConfig) -> MiTConfig:
+    """The preset with the run's design variants (the paper's where none is given)."""
+    variants = {name: getattr(cfg, name) for name in VARIANT_FIELDS if getattr(cfg, name) is not None}
+    return replace(preset(cfg.preset), **variants)
+
+
+def segmentation_loss(
+    logits: torch.Tensor, masks: torch.Tensor, weights: torch.Tensor | None, loss: str
+) -> torch.Tensor:
+    """The training loss of full-resolution logits: cross-entropy, Lovasz-softmax or their sum."""
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; expected one of {', '.join(LOSSES)}")
+    total = partial_cross_entropy(logits, masks, weight=weights) if "ce" in loss.split("+") else 0
+    return total + lovasz_softmax(logits, masks) if "lovasz" in loss else total
+
+
 def start_or_resume(cfg: TrainConfig, device: torch.device, world: int) -> Run:
     """Build the model and optimizer: fresh, from ``--init`` weights, or from ``OUT/last`` with ``--resume``."""
     out = Path(cfg.out)
     torch.manual_seed(cfg.seed)
-    model = SegFormer.from_preset(cfg.preset, len(CLASS_NAMES))
+    model = SegFormer(model_config(cfg), len(CLASS_NAMES))
     if cfg.weight_init == "reference":
         reference_init(model)
     history: list[dict] = initialise(model, cfg.init) if cfg.init is not None else []
@@ -344,6 +385,7 @@ def train_one_epoch(
     loader: DataLoader,
     scheduler: torch.optim.lr_scheduler.LambdaLR,
     weights: torch.Tensor | None,
+    loss_name: str,
     device: torch.device,
     description: str,
     show: bool,
@@ -360,7 +402,7 @@ def train_one_epoch(
         with autocast:
             logits = run.net(images)
         full = upsample_logits(logits.float(), masks.shape[-2:])
-        loss = partial_cross_entropy(full, masks, weight=weights)
+        loss = segmentation_loss(full, masks, weights, loss_name)
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         run.optimizer.step()
@@ -435,7 +477,7 @@ def train(cfg: TrainConfig) -> dict:
         started = time.perf_counter()
         loader = epoch_loader(train_set, cfg, epoch, rank, world)
         loss_sum = train_one_epoch(
-            run, loader, scheduler, weights, device, f"epoch {epoch + 1}/{cfg.epochs}", show=rank == 0
+            run, loader, scheduler, weights, cfg.loss, device, f"epoch {epoch + 1}/{cfg.epochs}", show=rank == 0
         )
         if world > 1:
             dist.all_reduce(loss_sum)
@@ -471,7 +513,17 @@ def parse_args(argv: Sequence[str] | None) -> TrainConfig:
     add("--limit", type=int, help="use only the first N training images (tests, quick runs)")
     add("--init", help="starting weights: a checkpoint of this project, or hf://ORG/NAME (transformers layout)")
     add("--weight-init", choices=("pytorch", "reference"), help="initialisation of random weights (without --init)")
+    add("--loss", choices=LOSSES, help="ce (the paper's), lovasz (an IoU surrogate) or their sum")
+    add("--patch-merging", choices=PATCH_MERGINGS, help="overlap (the paper's), non_overlap or max_pool")
+    add("--sr-ratios", type=int, nargs=4, help="attention reduction ratio per stage (the paper's 8 4 2 1)")
+    add("--ffn-activations", type=int, choices=FFN_ACTIVATIONS, help="GELUs in Mix-FFN (the paper's 1)")
+    add("--ffn-padding", choices=FFN_PADDINGS, help="padding of Mix-FFN's depthwise conv (the paper's zeros)")
+    add("--token-mixer", choices=TOKEN_MIXERS, help="attention (the paper's) or dwconv")
+    add("--decoder", choices=DECODERS, help="all_mlp (the paper's) or fpn")
+    add("--decoder-dim", type=int, help="decoder width (the preset's by default)")
     args = given_flags(parser, argv)
+    if "sr_ratios" in args:
+        args["sr_ratios"] = tuple(args["sr_ratios"])
     recipe = args.pop("recipe")
     return TrainConfig(**{**RECIPES[recipe], **args, "recipe": recipe})
 
