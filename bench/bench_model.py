@@ -14,7 +14,7 @@ Prints one JSON line per case with both figures, their ratio (ours / transformer
   (this model drops whole decoder channels, as the reference implementation's Dropout2d; transformers drops
   elements).
 
-Usage: ``python bench/bench_model.py [--runs 10] [--threads N]``. Without ``--threads`` torch's default thread
+Usage: ``python -m bench.bench_model [--runs 10] [--threads N]``. Without ``--threads`` torch's default thread
 count is used; on a machine shared with other busy processes, ``--threads 1`` shows the cost of the work itself
 (a parallel region waits for any of its threads that the OS has parked, which hits the model with more
 operators harder).
@@ -35,14 +35,13 @@ import torch
 import torch.nn.functional as F
 from transformers import SegformerConfig, SegformerForSemanticSegmentation
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.interleave import interleaved
+from segformer.checkpoint import load_tensors
+from segformer.model import SegFormer
+from segformer.predict import upsample_logits
+from segformer.transformers_weights import config_from_transformers, load_transformers_weights
 
-from interleave import interleaved  # noqa: E402  (bench/ is on sys.path when run as a script)
-
-from segformer.checkpoint import load_tensors  # noqa: E402
-from segformer.model import SegFormer  # noqa: E402
-from segformer.predict import upsample_logits  # noqa: E402
-from segformer.transformers_weights import config_from_transformers, load_transformers_weights  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 from train.export import export_onnx  # noqa: E402
 
 
@@ -164,7 +163,8 @@ def bench_peak_memory(weights_dir: Path, size: tuple[int, int]) -> None:
     for which in ("ours", "transformers"):
         args = ["--peak-memory", which, "--weights", str(weights_dir), "--size", str(size[0]), str(size[1])]
         args += ["--threads", str(torch.get_num_threads())]
-        result = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=True)
+        command = [sys.executable, "-m", "bench.bench_model", *args]
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
         peaks[which] = float(result.stdout.split()[-1])
     line(f"b0 {size[0]}x{size[1]} eval", "peak_memory_mib", peaks["ours"], peaks["transformers"], "<= 0.5")
 

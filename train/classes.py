@@ -82,10 +82,6 @@ PARTIAL_IDS: tuple[int, ...] = tuple(
 # Borderline decisions:
 # * ADE20K id 0 ("other", i.e. not annotated) is absent from objectInfo150.csv, so it maps
 #   to IGNORE_INDEX like every id without a name.
-# * "field" (ADE20K, SIFT Flow) -> background. It is a land-use class (farmland, meadow,
-#   often bare or ploughed soil), both sources label lawns/grass separately as "grass", and
-#   the ADE20K list of plant classes given for the task does not include it; keeping it
-#   background everywhere keeps the sources consistent with each other.
 # * "field" (ADE20K, SIFT Flow) -> {background, plant}, a partial label. It is a land-use class:
 #   meadow and crops, but also bare or ploughed soil, and both sources label lawns separately as
 #   "grass". It is never a person, animal or vehicle, which is what the partial label teaches.
