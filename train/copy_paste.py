@@ -87,7 +87,7 @@ class CopyPaste(Dataset):
         cut = cut_mask == cls
         rows, cols = cut.any(1).nonzero()[:, 0], cut.any(0).nonzero()[:, 0]
         box = (slice(None), slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-        cut_image, cut_mask, cut = cut_image[box], cut_mask[box[1:]], cut[box[1:]]
+        cut_image, cut = cut_image[box], cut[box[1:]]
         low, high = self.scale
         side = (low + (high - low) * torch.rand(()).item()) * max(mask.shape)
         factor = side / max(cut.shape)

@@ -8,7 +8,7 @@ false positives include them (on feral-cats, the person/animal IoU of a cat-or-n
 
 import torch
 
-from train.classes import PARTIAL_IDS, admissible_classes
+from train.classes import PARTIAL_IDS, admissible_table
 
 
 def confusion_matrix(
@@ -59,9 +59,7 @@ def scores(confusion: torch.Tensor, class_names: list[str], partial: torch.Tenso
     if partial is not None:
         partial = partial.double()
         num_classes = len(class_names)
-        excluded = torch.tensor(
-            [[c not in admissible_classes(v) for c in range(num_classes)] for v in PARTIAL_IDS], dtype=torch.bool
-        )
+        excluded = ~torch.from_numpy(admissible_table()[list(PARTIAL_IDS), :num_classes])
         wrong = torch.where(excluded, partial, torch.zeros_like(partial))
         n_partial = partial.sum()
         result["partial_pixels"] = int(n_partial.item())

@@ -309,8 +309,9 @@ def segmentation_loss(
     """The training loss of full-resolution logits: cross-entropy, Lovasz-softmax or their sum."""
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}; expected one of {', '.join(LOSSES)}")
-    total = partial_cross_entropy(logits, masks, weight=weights) if "ce" in loss.split("+") else 0
-    return total + lovasz_softmax(logits, masks) if "lovasz" in loss else total
+    terms = loss.split("+")
+    total = partial_cross_entropy(logits, masks, weight=weights) if "ce" in terms else 0
+    return total + lovasz_softmax(logits, masks) if "lovasz" in terms else total
 
 
 def start_or_resume(cfg: TrainConfig, device: torch.device, world: int) -> Run:
