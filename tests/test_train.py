@@ -38,6 +38,7 @@ from train.train import (
     parse_args,
     segmentation_loss,
     train,
+    training_set,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -412,6 +413,35 @@ def test_init_from_a_checkpoint_continues_its_history(tiny_data: Path, trained_r
     assert meta["history"][:2] == earlier and meta["recipe"]["init"] == str(trained_run / "last")
     with pytest.raises(ValueError, match="different model"):
         train(tiny_config(tiny_data, tmp_path / "other", preset="b1", init=str(trained_run / "last")))
+
+
+def test_frozen_encoder_from_a_checkpoint_trains_only_a_new_decoder(
+    tiny_data: Path, trained_run: Path, tmp_path: Path
+) -> None:
+    start, _ = load_checkpoint(trained_run / "last")
+    out = tmp_path / "frozen"
+    train(
+        tiny_config(
+            tiny_data, out, epochs=1, init=str(trained_run / "last"), init_encoder_only=True, freeze_encoder=True,
+            decoder="fpn", decoder_dim=32,
+        )
+    )  # fmt: skip
+    model, meta = load_checkpoint(out / "last")
+    assert model.config.decoder == "fpn" and meta["inherited_epochs"] == 0 and len(meta["history"]) == 1
+    for name, value in start.encoder.state_dict().items():
+        torch.testing.assert_close(model.encoder.state_dict()[name], value, rtol=0, atol=0, msg=name)
+    fresh = SegFormer(model.config, len(CLASS_NAMES))
+    assert not torch.equal(model.decoder.classifier.weight, fresh.decoder.classifier.weight)
+    with pytest.raises(ValueError, match="encoder is a different design"):
+        train(tiny_config(tiny_data, tmp_path / "x", init=str(trained_run / "last"), init_encoder_only=True,
+                          patch_merging="max_pool"))  # fmt: skip
+
+
+def test_base_size_sets_the_scale_of_the_random_resize_apart_from_the_crop(tiny_data: Path) -> None:
+    cfg = parse_args(["--data", str(tiny_data), "--crop-size", "64"])
+    assert training_set(cfg).datasets[0].transform.transforms[0].min_size == 32  # 0.5 x the crop
+    [resize, crop, *_] = training_set(replace(cfg, base_size=256)).datasets[0].transform.transforms
+    assert (resize.min_size, resize.max_size, crop.size) == (128, 513, (64, 64))
 
 
 def test_gpu_recipe_fits_its_epochs_to_the_budget_and_writes_the_export(

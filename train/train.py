@@ -106,10 +106,17 @@ class TrainConfig(RunConfig):
     copy_paste: float = 0.0
     copy_paste_min_scale: float = 0.2
     copy_paste_max_scale: float = 1.0
+    # The random resize draws the short side from 0.5-2.0 x base_size (None: crop_size). A crop smaller than the
+    # prepared images' short side with base_size at that short side keeps the image scale (short ablation runs).
+    base_size: int | None = None
     limit: int | None = None  # use only the first N training images (tests, quick runs)
     # Start from these weights: a checkpoint of this project (path) or a Hub repo in the transformers layout
     # (hf://ORG/NAME, e.g. hf://nvidia/mit-b0 for the paper's ImageNet-pretrained encoder).
     init: str | None = None
+    # Load only the encoder from --init (the decoder starts fresh, and may be another design), and/or keep the
+    # encoder fixed and train only the decoder.
+    init_encoder_only: bool = False
+    freeze_encoder: bool = False
     # Initialisation of a model that starts from random weights: PyTorch's defaults, or the reference code's
     # (segformer.model.reference_init).
     weight_init: str = "pytorch"
@@ -158,6 +165,8 @@ def build_optimizer(model: SegFormer, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW with the decoder at ``head_lr_mult`` x lr; norms and biases take no weight decay."""
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
         head = name.startswith("decoder.")
         decay = param.ndim > 1
         groups.setdefault((head, decay), []).append(param)
@@ -195,10 +204,11 @@ def load_training_state(stem: Path, optimizer: torch.optim.Optimizer) -> tuple[i
     return meta["epoch"], meta["step"]
 
 
-def initialise(model: SegFormer, source: str) -> list[dict]:
+def initialise(model: SegFormer, source: str, encoder_only: bool = False) -> list[dict]:
     """Load starting weights from a checkpoint of this project (returning its history, which the run continues)
     or, for ``hf://ORG/NAME``, from a transformers-layout Hub repo (an encoder-only repo fills the encoder and
-    leaves the decoder freshly initialised; no history)."""
+    leaves the decoder freshly initialised; no history). ``encoder_only`` takes only a checkpoint's encoder, which
+    must be the same design; the decoder keeps its fresh weights and no history is inherited."""
     if source.startswith("hf://"):
         from huggingface_hub import hf_hub_download
 
@@ -206,6 +216,11 @@ def initialise(model: SegFormer, source: str) -> list[dict]:
         load_transformers_weights(model, load_tensors(Path(hf_hub_download(repo, "model.safetensors"))), repo)
         return []
     start, meta = load_checkpoint(source)
+    if encoder_only:
+        if replace(start.config, decoder=model.config.decoder, decoder_dim=model.config.decoder_dim) != model.config:
+            raise ValueError(f"--init {source}: its encoder is a different design than this run's")
+        model.encoder.load_state_dict(start.encoder.state_dict())
+        return []
     if start.config != model.config or start.num_classes != model.num_classes:
         raise ValueError(f"--init {source} is a different model (preset or classes) than this run's")
     model.load_state_dict(start.state_dict())
@@ -321,7 +336,9 @@ def start_or_resume(cfg: TrainConfig, device: torch.device, world: int) -> Run:
     model = SegFormer(model_config(cfg), len(CLASS_NAMES))
     if cfg.weight_init == "reference":
         reference_init(model)
-    history: list[dict] = initialise(model, cfg.init) if cfg.init is not None else []
+    history: list[dict] = initialise(model, cfg.init, cfg.init_encoder_only) if cfg.init is not None else []
+    if cfg.freeze_encoder:
+        model.encoder.requires_grad_(False)
     inherited, start_epoch, step = len(history), 0, 0
     model = model.to(device)
     optimizer = build_optimizer(model, cfg)
@@ -349,7 +366,7 @@ def start_or_resume(cfg: TrainConfig, device: torch.device, world: int) -> Run:
 def training_set(cfg: TrainConfig) -> Dataset:
     """The train splits of every folder, augmented (and with Copy-Paste when asked), cut to ``--limit``."""
     train_set: Dataset = ConcatDataset(
-        [SegmentationFolder(folder, "train", train_transform(cfg.crop_size)) for folder in cfg.data]
+        [SegmentationFolder(folder, "train", train_transform(cfg.crop_size, cfg.base_size)) for folder in cfg.data]
     )
     if cfg.copy_paste > 0:
         sources = [SegmentationFolder(folder, "train") for folder in cfg.data]
@@ -393,6 +410,8 @@ def train_one_epoch(
 ) -> torch.Tensor:
     """One pass over ``loader``; returns (summed loss, batches) as a float64 pair, to be reduced across ranks."""
     run.net.train()
+    if not any(p.requires_grad for p in run.model.encoder.parameters()):
+        run.model.encoder.eval()  # frozen: no stochastic depth either
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     loss_sum = torch.zeros(2, dtype=torch.float64, device=device)
     for images, masks in progress(loader, description, unit="batches") if show else loader:
@@ -511,8 +530,11 @@ def parse_args(argv: Sequence[str] | None) -> TrainConfig:
     add("--copy-paste", type=float, help="probability of Simple Copy-Paste per crop (0: off)")
     add("--copy-paste-min-scale", type=float, help="smallest pasted object, longer side as a share of the crop's")
     add("--copy-paste-max-scale", type=float, help="largest pasted object, likewise")
+    add("--base-size", type=int, help="random resize draws the short side from 0.5-2x this (default: crop size)")
     add("--limit", type=int, help="use only the first N training images (tests, quick runs)")
     add("--init", help="starting weights: a checkpoint of this project, or hf://ORG/NAME (transformers layout)")
+    add("--init-encoder-only", action="store_true", default=None, help="take only the encoder from --init")
+    add("--freeze-encoder", action="store_true", default=None, help="train only the decoder")
     add("--weight-init", choices=("pytorch", "reference"), help="initialisation of random weights (without --init)")
     add("--loss", choices=LOSSES, help="ce (the paper's), lovasz (an IoU surrogate) or their sum")
     add("--patch-merging", choices=PATCH_MERGINGS, help="overlap (the paper's), non_overlap or max_pool")

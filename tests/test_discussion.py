@@ -1,0 +1,83 @@
+"""The measurements behind docs/DISCUSSION.md, on real validation images: receptive fields, bands, tables."""
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from segformer import SegFormer, load_checkpoint, predict, preset
+from segformer.predict import class_argmax
+from train import discussion
+from train.classes import CLASS_NAMES
+from train.data import SegmentationFolder
+
+ROOT = Path(__file__).resolve().parents[1]
+SIFT_FLOW = ROOT.parent / "shared" / "datasets" / "sift-flow"  # 256 x 256 images: ERF crops need no resize
+
+
+@pytest.fixture(scope="module")
+def sift_flow_val() -> SegmentationFolder:
+    return SegmentationFolder(SIFT_FLOW, "val")
+
+
+def test_erf_of_a_convolution_encoder_stays_inside_its_receptive_field_and_attention_reaches_beyond(
+    sift_flow_val: SegmentationFolder,
+) -> None:
+    # Stage 1 of the dwconv encoder: the 7x7 stride-4 patch embedding (3 px either side of a token's centre), then
+    # two blocks of a 7x7 depthwise mixer (3 tokens) and Mix-FFN's 3x3 depthwise conv (1 token): 8 tokens = 32 px.
+    # So the centre token's gradient is zero farther than 35 px from its centre, pixel 4 * 32 = 128.
+    torch.manual_seed(0)
+    conv = SegFormer(replace(preset("b0"), token_mixer="dwconv"), len(CLASS_NAMES))
+    attention = SegFormer(preset("b0"), len(CLASS_NAMES))
+    conv_maps = discussion.erf_maps(conv, sift_flow_val)
+    attention_maps = discussion.erf_maps(attention, sift_flow_val)
+    for maps in (conv_maps, attention_maps):
+        torch.testing.assert_close(maps.sum((1, 2)), torch.ones(4))
+    inside = torch.zeros(256, 256, dtype=torch.bool)
+    inside[128 - 35 : 128 + 36, 128 - 35 : 128 + 36] = True
+    assert conv_maps[0][~inside].sum() == 0 and conv_maps[0][inside].sum() > 0.99
+    assert attention_maps[0][~inside].sum() > 0.05  # efficient attention sees the whole image from stage 1
+    assert discussion.mass_radius(conv_maps[0], 0.9) <= 35 < discussion.mass_radius(attention_maps[0], 0.9)
+
+
+def test_mass_radius_and_border_band_by_hand() -> None:
+    erf = torch.zeros(9, 9)
+    erf[4, 4], erf[4, 6], erf[0, 0] = 0.5, 0.3, 0.2
+    assert [discussion.mass_radius(erf, share) for share in (0.5, 0.79, 0.81, 1.0)] == [0, 2, 4, 4]
+    band = discussion.border_band(16, 24)  # an eighth of 16: 2 pixels
+    assert band.sum() == 16 * 24 - 12 * 20 and not band[2:14, 2:22].any() and band[:2].all() and band[:, -2:].all()
+
+
+def test_probabilities_at_scale_one_predict_as_the_prediction_path(sift_flow_val: SegmentationFolder) -> None:
+    model, _ = load_checkpoint(ROOT / "checkpoints" / "segformer-b0-4class")
+    image, _ = sift_flow_val[3]
+    image = image.as_subclass(torch.Tensor)
+    with torch.inference_mode():
+        ours = class_argmax(discussion.probabilities(model, image))[0]
+        flipped = discussion.probabilities(model, image.flip(-1), flip=True)
+    assert torch.equal(ours.to(torch.uint8), predict(model, image))
+    # Mirroring the input and un-mirroring the output equals the unmirrored prediction up to float rounding.
+    assert (class_argmax(flipped)[0] == ours).double().mean() > 0.999
+
+
+def test_fill_tables_rewrites_only_the_marked_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(discussion.TABLES, "demo", lambda: "| a |\n|---|\n| 1 |")
+    text = "intro\n<!-- table:demo -->\nold\nrows\n<!-- /table -->\noutro <!-- table:demo --><!-- /table -->\n"
+    filled = discussion.fill_tables(text)
+    assert filled == (
+        "intro\n<!-- table:demo -->\n| a |\n|---|\n| 1 |\n<!-- /table -->\n"
+        "outro <!-- table:demo -->\n| a |\n|---|\n| 1 |\n<!-- /table -->\n"
+    )
+    assert discussion.fill_tables(filled) == filled
+    with pytest.raises(ValueError, match="unknown table 'nope'"):
+        discussion.fill_tables("<!-- table:nope --><!-- /table -->")
+
+
+def test_spearman_and_the_noise_verdict_by_hand() -> None:
+    assert discussion.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == 1
+    assert discussion.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == -1
+    assert discussion.spearman([1, 2, 3, 4, 5], [2, 1, 4, 3, 5]) == pytest.approx(1 - 6 * 4 / 120)
+    assert discussion.verdict([0.50, 0.52], [0.40, 0.41]) == "+0.105 (outside the seed spread 0.020)"
+    assert discussion.verdict([0.40, 0.44], [0.41, 0.42]) == "+0.005 (inside the seed spread 0.040)"
+    assert discussion.spread([0.4, 0.5]) == "0.450 (0.400-0.500)"

@@ -1,0 +1,625 @@
+"""Measurements and tables of docs/DISCUSSION.md (the paper's eight design questions).
+
+    python -m train.discussion measure [--only NAME ...]   # evaluations of the shipped and the ablation models
+    python -m train.discussion report                      # tables into DISCUSSION.md, figures into docs/discussion
+
+``measure`` writes small JSON files to docs/discussion/results/ (MEASUREMENTS names them); the training arms'
+results come from ``python -m train.ablate run``, and the attention cost from ``python -m bench.bench_model
+--sr-sweep``. ``report`` reads only those JSON files (and the shipped checkpoint's history), so the tables and
+figures can be redrawn without a model. docs/discussion/run.sh runs everything in order.
+
+Every evaluation here is on the val splits of the prepared 4-class data (``data/4class-256``: SIFT Flow, MSRC-v2
+and CamVid at a 256-pixel short side, the scale the models were trained at), pooled into one confusion matrix.
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer, load_checkpoint
+from segformer.checkpoint import atomic_write, read_metadata, save_json
+from segformer.config import FFN_PADDINGS, preset
+from segformer.model import swap_ffn_padding
+from segformer.predict import class_argmax, normalise, upsample_logits
+from train.ablate import SHIPPED
+from train.classes import CLASS_NAMES, IGNORE_INDEX
+from train.data import SegmentationFolder
+from train.losses import partial_cross_entropy
+from train.lovasz import lovasz_softmax
+from train.metrics import confusion_matrix, scores
+from train.progress import progress
+
+VAL = "data/4class-256"
+FIGURES = Path("docs/discussion")
+RESULTS = FIGURES / "results"
+DOC = Path("docs/DISCUSSION.md")
+NUM_CLASSES = len(CLASS_NAMES)
+
+PADDING_SCALES = (0.5, 1.0, 1.5)  # input scales of the padding comparison (Q4)
+TTA_SCALES = (0.75, 1.0, 1.25)  # multi-scale evaluation (Q8), each also flipped
+ERF_IMAGES = 24  # validation images (256x256 centre crops) per effective-receptive-field map (Q6)
+ERF_SIZE = 256
+
+
+# ------------------------------------------------------------------------------------------------ predictions
+def probabilities(model: SegFormer, image: torch.Tensor, scale: float = 1.0, flip: bool = False) -> torch.Tensor:
+    """Softmax (1, K, H, W) at the image's own size, the network seeing it scaled by ``scale`` (and mirrored)."""
+    size = (image.shape[-2], image.shape[-1])
+    x = normalise(image.as_subclass(torch.Tensor)[None], IMAGENET_MEAN, IMAGENET_STD)
+    if scale != 1.0:
+        x = F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False, antialias=scale < 1)
+    if flip:
+        x = x.flip(-1)
+    logits = model(x)
+    if flip:
+        logits = logits.flip(-1)
+    return upsample_logits(logits.float(), size).softmax(1)
+
+
+def border_band(height: int, width: int) -> torch.Tensor:
+    """True within an eighth of the shorter side of any edge (at 256 pixels, 32: one stage-4 token)."""
+    band = max(1, round(min(height, width) / 8))
+    inside = torch.zeros(height, width, dtype=torch.bool)
+    inside[band : height - band, band : width - band] = True
+    return ~inside
+
+
+def confusion(pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return confusion_matrix(pred, mask, NUM_CLASSES, IGNORE_INDEX)
+
+
+def miou(matrix: torch.Tensor) -> dict:
+    """mIoU and per-class IoU of a confusion matrix, with the matrix itself (as a list) for later pooling."""
+    result = scores(matrix, list(CLASS_NAMES))
+    return {"miou": result["miou"], "per_class_iou": result["per_class_iou"], "confusion": matrix.tolist()}
+
+
+# ----------------------------------------------------------------------------------------------- measurements
+@torch.inference_mode()
+def measure_padding() -> dict:
+    """Q4: the shipped model with its Mix-FFN padding swapped (no retraining), near the border and inside, at
+    several input scales."""
+    model, _ = load_checkpoint(SHIPPED)
+    model.eval()
+    data = SegmentationFolder(VAL, "val")
+    cases = []
+    for padding in FFN_PADDINGS:
+        swap_ffn_padding(model, padding)
+        for scale in PADDING_SCALES:
+            parts = {"border": torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.int64)}
+            parts["interior"] = parts["border"].clone()
+            for index in progress(range(len(data)), f"padding {padding}, scale {scale}", unit="images"):
+                image, mask = data[index]
+                pred = class_argmax(probabilities(model, image, scale))[0]
+                border = border_band(*mask.shape)
+                parts["border"] += confusion(pred[border], mask[border])
+                parts["interior"] += confusion(pred[~border], mask[~border])
+            total = parts["border"] + parts["interior"]
+            cases.append(
+                {
+                    "padding": padding,
+                    "scale": scale,
+                    "all": miou(total),
+                    **{name: miou(matrix) for name, matrix in parts.items()},
+                    "border_pixel_share": parts["border"].sum().item() / max(total.sum().item(), 1),
+                }
+            )
+    return {"checkpoint": SHIPPED, "data": VAL, "scales": PADDING_SCALES, "cases": cases}
+
+
+@torch.inference_mode()
+def measure_tta() -> dict:
+    """Q8: single-scale evaluation against flipping and multi-scale averaging of the softmax (mmseg's aug_test)."""
+    model, _ = load_checkpoint(SHIPPED)
+    model.eval()
+    data = SegmentationFolder(VAL, "val")
+    settings: dict[str, list[tuple[float, bool]]] = {
+        "single scale": [(1.0, False)],
+        "flip": [(1.0, False), (1.0, True)],
+        "multi-scale": [(s, False) for s in TTA_SCALES],
+        "multi-scale + flip": [(s, f) for s in TTA_SCALES for f in (False, True)],
+    }
+    matrices = {name: torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.int64) for name in settings}
+    for index in progress(range(len(data)), "multi-scale evaluation", unit="images"):
+        image, mask = data[index]
+        probs = {(s, f): probabilities(model, image, s, f) for s in TTA_SCALES for f in (False, True)}
+        for name, views in settings.items():
+            pred = class_argmax(sum(probs[v] for v in views))[0]
+            matrices[name] += confusion(pred, mask)
+    return {
+        "checkpoint": SHIPPED,
+        "data": VAL,
+        "settings": {name: {"views": len(views), **miou(matrices[name])} for name, views in settings.items()},
+    }
+
+
+def erf_maps(model: SegFormer, data: SegmentationFolder) -> torch.Tensor:
+    """Effective receptive fields (Luo et al. 2016): |d y / d input| summed over colour channels, for y the sum of
+    the ReLU of each stage's centre token (as RepLKNet's ERF code, Ding et al. 2022: a plain channel sum of a
+    LayerNorm output is constant), as (4, ERF_SIZE, ERF_SIZE) maps normalised to sum 1, averaged over images."""
+    model.eval()
+    maps = torch.zeros(4, ERF_SIZE, ERF_SIZE)
+    step = max(1, len(data) // ERF_IMAGES)
+    for index in range(0, step * ERF_IMAGES, step):
+        image, _ = data[index]
+        top, left = (image.shape[-2] - ERF_SIZE) // 2, (image.shape[-1] - ERF_SIZE) // 2
+        crop = image.as_subclass(torch.Tensor)[:, top : top + ERF_SIZE, left : left + ERF_SIZE]
+        x = normalise(crop[None], IMAGENET_MEAN, IMAGENET_STD).requires_grad_(True)
+        features, _ = model.encoder(x)
+        for stage, feature in enumerate(features):
+            centre = feature[0, :, feature.shape[-2] // 2, feature.shape[-1] // 2].relu().sum()
+            (grad,) = torch.autograd.grad(centre, x, retain_graph=stage < 3)
+            magnitude = grad[0].abs().sum(0)
+            maps[stage] += magnitude / magnitude.sum().clamp(min=1e-12) / ERF_IMAGES
+    return maps
+
+
+def mass_radius(erf: torch.Tensor, share: float) -> int:
+    """Half-side of the smallest centred square holding ``share`` of the map's mass, in input pixels."""
+    size = erf.shape[-1]
+    centre = size // 2
+    for radius in range(size):
+        window = erf[max(0, centre - radius) : centre + radius + 1, max(0, centre - radius) : centre + radius + 1]
+        if window.sum() >= share * erf.sum():
+            return radius
+    return size
+
+
+def measure_erf(runs: Path) -> dict:
+    """Q6: the effective receptive field per stage of the attention and the depthwise-convolution token mixers
+    (the ablation runs, both seeds) and of the shipped model."""
+    data = SegmentationFolder(VAL, "val")
+    sources = {"shipped": Path(SHIPPED)}
+    for arm in ("paper", "dwconv-mixer"):
+        for seed in (0, 1):
+            sources[f"{arm}-s{seed}"] = runs / f"{arm}-s{seed}" / "last"
+    models = {}
+    for name, path in sources.items():
+        if not path.with_suffix(".json").is_file():
+            print(f"erf: {path} is missing; run python -m train.ablate run first", file=sys.stderr)
+            continue
+        model, _ = load_checkpoint(path)
+        maps = erf_maps(model, data)
+        models[name] = {
+            "token_mixer": model.config.token_mixer,
+            "r50": [mass_radius(m, 0.5) for m in maps],
+            "r90": [mass_radius(m, 0.9) for m in maps],
+            "maps_32": F.adaptive_avg_pool2d(maps[:, None], 32)[:, 0].tolist(),  # for the figure
+        }
+    return {"data": VAL, "images": ERF_IMAGES, "crop": ERF_SIZE, "models": models}
+
+
+def median_seconds(step: Callable[[], object], runs: int = 15, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+@torch.inference_mode()
+def measure_decoders() -> dict:
+    """Q7: parameters and latency (one thread, B0 features of a 512x512 input) of the two decoders."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    x = torch.randn(1, 3, 512, 512)
+    result = {}
+    for name, variant in {"all_mlp (C=256)": {}, "fpn (C=96)": {"decoder": "fpn", "decoder_dim": 96}}.items():
+        torch.manual_seed(0)
+        model = SegFormer(replace(preset("b0"), **variant), NUM_CLASSES).eval()
+        features, _ = model.encoder(x)
+        result[name] = {
+            "decoder_parameters": sum(p.numel() for p in model.decoder.parameters()),
+            "decoder_seconds_512": median_seconds(lambda m=model, f=features: m.decoder(f)),
+            "model_seconds_512": median_seconds(lambda m=model: m(x), runs=7),
+        }
+    torch.set_num_threads(threads)
+    return {"threads": 1, "decoders": result}
+
+
+def measure_argmax_gradient() -> dict:
+    """Q5: what reaches the logits from each training signal, on val images through the shipped model."""
+    model, _ = load_checkpoint(SHIPPED)
+    model.eval()
+    data = SegmentationFolder(VAL, "val")
+    image, mask = data[0]
+    with torch.no_grad():
+        x = normalise(image.as_subclass(torch.Tensor)[None], IMAGENET_MEAN, IMAGENET_STD)
+        logits = upsample_logits(model(x).float(), tuple(mask.shape))
+    logits.requires_grad_(True)
+    labelled = (mask != IGNORE_INDEX)[None, None].expand_as(logits)
+    result: dict = {"image": data.stems[0], "logits": list(logits.shape)}
+    for name, loss in {
+        "cross-entropy": lambda z: partial_cross_entropy(z, mask[None]),
+        "lovasz-softmax": lambda z: lovasz_softmax(z, mask[None]),
+    }.items():
+        (grad,) = torch.autograd.grad(loss(logits), logits)
+        result[name] = {"nonzero_gradient_share": (grad[labelled] != 0).double().mean().item()}
+    pred = class_argmax(logits)
+    result["argmax"] = {"requires_grad": pred.requires_grad, "dtype": str(pred.dtype)}
+    # mIoU is piecewise constant in the logits: changing one logit by eps moves it only where that flips the pixel's
+    # argmax, i.e. where the top two logits are within eps, and then it jumps. Elsewhere its derivative is zero.
+    top2 = logits.detach().topk(2, dim=1).values
+    margin = (top2[:, 0] - top2[:, 1])[mask[None] != IGNORE_INDEX]
+    result["argmax_margin"] = {
+        "pixels": margin.numel(),
+        "share_flippable_by_1e-3": (margin < 1e-3).double().mean().item(),
+        "median_margin": margin.median().item(),
+    }
+    return result
+
+
+MEASUREMENTS: dict[str, Callable[[Path], dict]] = {
+    "padding-border": lambda runs: measure_padding(),
+    "tta": lambda runs: measure_tta(),
+    "erf": measure_erf,
+    "decoders": lambda runs: measure_decoders(),
+    "argmax-gradient": lambda runs: measure_argmax_gradient(),
+}
+
+
+# ----------------------------------------------------------------------------------------------------- tables
+def load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def arm_results() -> dict[str, list[dict]]:
+    """The ablation results by arm name, one entry per seed."""
+    by_arm: dict[str, list[dict]] = {}
+    for path in sorted((RESULTS / "arms").glob("*.json")):
+        result = json.loads(path.read_text())
+        by_arm.setdefault(result["arm"], []).append(result)
+    return by_arm
+
+
+def spread(values: Sequence[float]) -> str:
+    """``mean (min-max, n seeds)``."""
+    if len(values) == 1:
+        return f"{values[0]:.3f} (1 seed)"
+    return f"{statistics.fmean(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+
+
+def verdict(values: Sequence[float], reference: Sequence[float]) -> str:
+    """The mean difference, and whether it is outside the seeds' spread: each arm's range, whichever is wider."""
+    if not values or not reference or values is reference:
+        return ""
+    delta = statistics.fmean(values) - statistics.fmean(reference)
+    noise = max(max(values) - min(values), max(reference) - min(reference))
+    if len(values) < 2 or len(reference) < 2:
+        return f"{delta:+.3f} (too few seeds to judge)"
+    return f"{delta:+.3f} ({'outside' if abs(delta) > noise else 'inside'} the seed spread {noise:.3f})"
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def arms_table(names: Sequence[str], reference: str = "paper") -> str:
+    """Final val mIoU per arm (mean and range over seeds), its difference from ``reference``, per-class IoU."""
+    results = arm_results()
+    ref = [r["history"][-1]["val_miou"] for r in results.get(reference, [])]
+    rows = []
+    for name in names:
+        runs = results.get(name, [])
+        if not runs:
+            rows.append([name, "not run yet", "", "", "", "", "", ""])
+            continue
+        finals = [r["history"][-1]["val_miou"] for r in runs]
+        classes = [statistics.fmean(r["history"][-1]["val_per_class_iou"][c] or 0.0 for r in runs) for c in CLASS_NAMES]
+        speed = statistics.fmean(r["train_images_per_s"] for r in runs)
+        rows.append(
+            [
+                name,
+                " ".join(runs[0]["flags"]) or "(the paper's)",
+                f"{runs[0]['parameters'] / 1e6:.3f} M",
+                spread(finals),
+                verdict(finals, ref) if name != reference else "",
+                " / ".join(f"{v:.2f}" for v in classes),
+                f"{speed:.1f}",
+                len(runs),
+            ]
+        )
+    header = [
+        "arm",
+        "flags",
+        "params",
+        "val mIoU",
+        "vs " + reference,
+        "IoU bg / plant / p-a / vehicle",
+        "img/s",
+        "seeds",
+    ]
+    return markdown_table(header, rows)
+
+
+def table_padding() -> str:
+    data = load("padding-border")
+    if data is None:
+        return "(not measured yet: python -m train.discussion measure --only padding-border)"
+    rows = [
+        [
+            case["padding"],
+            f"{case['scale']:g}x",
+            f"{case['all']['miou']:.3f}",
+            f"{case['border']['miou']:.3f}",
+            f"{case['interior']['miou']:.3f}",
+            f"{case['border']['miou'] - case['interior']['miou']:+.3f}",
+        ]
+        for case in sorted(data["cases"], key=lambda c: (c["scale"], FFN_PADDINGS.index(c["padding"])))
+    ]
+    header = ["padding at test time", "input scale", "mIoU", "border band mIoU", "interior mIoU", "border - interior"]
+    return markdown_table(header, rows)
+
+
+def table_attention_cost() -> str:
+    data = load("attention-cost")
+    if data is None:
+        return f"(not measured yet: python -m bench.bench_model --sr-sweep --json-out {RESULTS}/attention-cost.json)"
+    cases = data["cases"]
+    keys = [k for k in cases[0] if k not in ("sr_ratios", "size")]
+    rows = [[" ".join(map(str, c["sr_ratios"])), c["size"], *(c.get(k, "") for k in keys)] for c in cases]
+    return markdown_table(["sr_ratios", "input", *keys], rows)
+
+
+def table_loss_history() -> str:
+    history = read_metadata(SHIPPED)["history"]
+    loss = [h["val_loss"] for h in history]
+    score = [h["val_miou"] for h in history]
+    moves = list(zip(loss[:-1], loss[1:], score[:-1], score[1:], strict=True))
+    agree = sum((l1 < l0) == (s1 > s0) for l0, l1, s0, s1 in moves)
+    rows = [
+        ["epochs", len(history)],
+        ["Spearman correlation of val loss and val mIoU", f"{spearman(loss, score):.3f}"],
+        [
+            "epoch-to-epoch moves in which loss fell and mIoU rose, or loss rose and mIoU fell",
+            f"{agree} of {len(moves)}",
+        ],
+        [
+            "epoch of the lowest val loss / of the highest val mIoU",
+            f"{loss.index(min(loss)) + 1} / {score.index(max(score)) + 1}",
+        ],
+    ]
+    gradient = load("argmax-gradient")
+    if gradient is not None:
+        margin = gradient["argmax_margin"]
+        rows += [
+            [
+                "share of labelled logits with a nonzero gradient: cross-entropy",
+                f"{gradient['cross-entropy']['nonzero_gradient_share']:.3f}",
+            ],
+            ["the same: Lovasz-softmax", f"{gradient['lovasz-softmax']['nonzero_gradient_share']:.3f}"],
+            ["argmax output requires grad", gradient["argmax"]["requires_grad"]],
+            [
+                "share of pixels whose argmax a 1e-3 change of one logit can flip (elsewhere d mIoU / d logit = 0)",
+                f"{margin['share_flippable_by_1e-3']:.1e} (median top-2 margin {margin['median_margin']:.2f})",
+            ],
+        ]
+    return markdown_table(["shipped model", "value"], rows)
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    def ranks(values: Sequence[float]) -> list[int]:
+        order = sorted(range(len(values)), key=values.__getitem__)
+        result = [0] * len(values)
+        for rank, index in enumerate(order):
+            result[index] = rank
+        return result
+
+    ra, rb = ranks(a), ranks(b)
+    n = len(a)
+    return 1 - 6 * sum((x - y) ** 2 for x, y in zip(ra, rb, strict=True)) / (n * (n * n - 1))
+
+
+def table_erf() -> str:
+    data = load("erf")
+    if data is None:
+        return "(not measured yet: python -m train.discussion measure --only erf)"
+    rows = []
+    for mixer in ("attention", "dwconv"):
+        group = {n: m for n, m in data["models"].items() if m["token_mixer"] == mixer and n != "shipped"}
+        if group:
+            r50 = [statistics.fmean(m["r50"][s] for m in group.values()) for s in range(4)]
+            r90 = [statistics.fmean(m["r90"][s] for m in group.values()) for s in range(4)]
+            rows.append(
+                [
+                    f"{mixer} ({len(group)} seeds, ablation protocol)",
+                    *(f"{a:.0f} / {b:.0f}" for a, b in zip(r50, r90, strict=True)),
+                ]
+            )
+    if "shipped" in data["models"]:
+        m = data["models"]["shipped"]
+        rows.append(["attention (shipped model)", *(f"{a} / {b}" for a, b in zip(m["r50"], m["r90"], strict=True))])
+    header = ["token mixer", *(f"stage {s + 1}: r50 / r90 px" for s in range(4))]
+    return markdown_table(header, rows)
+
+
+def table_decoders() -> str:
+    latency = load("decoders")
+    results = arm_results()
+    rows = []
+    for arm, name in (("frozen-all-mlp", "all_mlp (C=256)"), ("frozen-fpn", "fpn (C=96)")):
+        finals = [r["history"][-1]["val_miou"] for r in results.get(arm, [])]
+        cost = latency["decoders"][name] if latency else {}
+        rows.append(
+            [
+                name,
+                f"{cost['decoder_parameters'] / 1e3:.0f} k" if cost else "",
+                f"{cost['decoder_seconds_512'] * 1e3:.0f} ms" if cost else "",
+                f"{cost['model_seconds_512'] * 1e3:.0f} ms" if cost else "",
+                spread(finals) if finals else "not run yet",
+                verdict(finals, [r["history"][-1]["val_miou"] for r in results.get("frozen-all-mlp", [])])
+                if arm != "frozen-all-mlp"
+                else "",
+            ]
+        )
+    header = [
+        "decoder",
+        "decoder params",
+        "decoder latency 512x512",
+        "whole model",
+        "val mIoU (frozen encoder)",
+        "vs all_mlp",
+    ]
+    return markdown_table(header, rows)
+
+
+def table_tta() -> str:
+    data = load("tta")
+    if data is None:
+        return "(not measured yet: python -m train.discussion measure --only tta)"
+    single = data["settings"]["single scale"]["miou"]
+    rows = [
+        [
+            name,
+            s["views"],
+            f"{s['miou']:.3f}",
+            f"{s['miou'] - single:+.3f}",
+            " / ".join(f"{v:.3f}" for v in s["per_class_iou"].values()),
+        ]
+        for name, s in data["settings"].items()
+    ]
+    return markdown_table(
+        ["evaluation", "forward passes", "val mIoU", "vs single scale", "IoU bg / plant / p-a / vehicle"], rows
+    )
+
+
+def table_schedule() -> str:
+    history = read_metadata(SHIPPED)["history"]
+    rows = [
+        [h["epoch"], f"{h['val_miou']:.3f}", f"{h['val_loss']:.3f}"]
+        for h in history
+        if h["epoch"] % 10 == 0 or h is history[-1]
+    ]
+    results = arm_results()
+    short = [r["history"][-1]["val_miou"] for r in results.get("paper", [])]
+    if short:
+        rows.append(["2 (ablation protocol, 128 crops)", spread(short), ""])
+    return markdown_table(["epoch (shipped run)", "val mIoU", "val loss"], rows)
+
+
+TABLES: dict[str, Callable[[], str]] = {
+    "q1": lambda: arms_table(["paper", "non-overlap", "max-pool"]),
+    "q2": table_attention_cost,
+    "q3": lambda: arms_table(["paper", "ffn-0-act", "ffn-2-act"]),
+    "q4": table_padding,
+    "q5-arms": lambda: arms_table(["paper", "lovasz", "ce+lovasz"]),
+    "q5-history": table_loss_history,
+    "q6-arms": lambda: arms_table(["paper", "dwconv-mixer"]),
+    "q6-erf": table_erf,
+    "q7": table_decoders,
+    "q8-tta": table_tta,
+    "q8-schedule": table_schedule,
+}
+
+
+# ---------------------------------------------------------------------------------------------------- figures
+def figure_history(path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    history = read_metadata(SHIPPED)["history"]
+    epochs = [h["epoch"] for h in history]
+    fig, loss_axis = plt.subplots(figsize=(7, 3.2), dpi=110)
+    loss_axis.plot(epochs, [h["val_loss"] for h in history], color="tab:red", label="val cross-entropy")
+    loss_axis.set_xlabel("epoch")
+    loss_axis.set_ylabel("val cross-entropy", color="tab:red")
+    miou_axis = loss_axis.twinx()
+    miou_axis.plot(epochs, [h["val_miou"] for h in history], color="tab:blue", label="val mIoU")
+    miou_axis.set_ylabel("val mIoU", color="tab:blue")
+    loss_axis.set_title("Shipped model: validation loss and mIoU per epoch")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def figure_erf(path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = load("erf")
+    if data is None:
+        return
+    rows = [n for n in ("paper-s0", "dwconv-mixer-s0", "shipped") if n in data["models"]]
+    fig, axes = plt.subplots(len(rows), 4, figsize=(8, 2.1 * len(rows)), dpi=100, squeeze=False)
+    for row, name in zip(axes, rows, strict=True):
+        for stage, axis in enumerate(row):
+            erf = torch.tensor(data["models"][name]["maps_32"][stage])
+            axis.imshow((erf / erf.max()).clamp(min=1e-4).log10(), cmap="magma", vmin=-4, vmax=0)
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if stage == 0:
+                axis.set_ylabel(name, fontsize=8)
+            axis.set_title(f"stage {stage + 1}", fontsize=8)
+    fig.suptitle("Effective receptive field of the centre token (log10 of |gradient|, 256x256 input)", fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def save_figure(fig: object, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))  # type: ignore[attr-defined]
+    plt.close(fig)  # type: ignore[arg-type]
+
+
+FIGURES_MADE: dict[str, Callable[[Path], None]] = {"q5-history.png": figure_history, "q6-erf.png": figure_erf}
+
+
+def fill_tables(text: str) -> str:
+    """Replace the body of every ``<!-- table:NAME -->`` ... ``<!-- /table -->`` block with TABLES[NAME]()."""
+    out, rest = [], text
+    while (start := rest.find("<!-- table:")) >= 0:
+        head_end = rest.index("-->", start) + 3
+        name = rest[start + len("<!-- table:") : head_end - 3].strip()
+        end = rest.index("<!-- /table -->", head_end)
+        if name not in TABLES:
+            raise ValueError(f"{DOC}: unknown table {name!r}; known: {', '.join(TABLES)}")
+        out += [rest[:head_end], "\n", TABLES[name](), "\n"]
+        rest = rest[end:]
+    return "".join(out) + rest
+
+
+def report() -> None:
+    for name, draw in FIGURES_MADE.items():
+        draw(FIGURES / name)
+    text = fill_tables(DOC.read_text())
+    atomic_write(DOC, lambda tmp: Path(tmp).write_text(text))
+    print(f"wrote {DOC} and {', '.join(FIGURES_MADE)}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m train.discussion", description=__doc__.split("\n")[0])
+    parser.add_argument("action", choices=("measure", "report"))
+    parser.add_argument("--only", nargs="+", choices=sorted(MEASUREMENTS), help="measure only these")
+    parser.add_argument("--runs", type=Path, default=Path("runs/ablate"), help="the ablation run folders (for erf)")
+    args = parser.parse_args(argv)
+    if args.action == "report":
+        report()
+        return
+    if not Path(VAL).is_dir():
+        sys.exit(f"error: {VAL} is missing; prepare it first (train/recipes/b0-4class.sh, stage 0)")
+    for name in args.only or MEASUREMENTS:
+        started = time.perf_counter()
+        save_json(RESULTS / f"{name}.json", MEASUREMENTS[name](args.runs))
+        print(f"{name}: {time.perf_counter() - started:.0f} s -> {RESULTS / name}.json", flush=True)
+
+
+if __name__ == "__main__":
+    main()
