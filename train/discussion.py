@@ -333,16 +333,7 @@ def arms_table(names: Sequence[str], reference: str = "paper") -> str:
                 len(runs),
             ]
         )
-    header = [
-        "arm",
-        "flags",
-        "params",
-        "val mIoU",
-        "vs " + reference,
-        "IoU bg / plant / p-a / vehicle",
-        "img/s",
-        "seeds",
-    ]
+    header = f"arm|flags|params|val mIoU|vs {reference}|IoU bg / plant / p-a / vehicle|img/s|seeds".split("|")
     return markdown_table(header, rows)
 
 
@@ -466,14 +457,9 @@ def table_decoders() -> str:
                 else "",
             ]
         )
-    header = [
-        "decoder",
-        "decoder params",
-        "decoder latency 512x512",
-        "whole model",
-        "val mIoU (frozen encoder)",
-        "vs all_mlp",
-    ]
+    header = "decoder|decoder params|decoder latency 512x512|whole model|val mIoU (frozen encoder)|vs all_mlp".split(
+        "|"
+    )
     return markdown_table(header, rows)
 
 

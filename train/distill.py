@@ -48,7 +48,7 @@ from tqdm import tqdm
 from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer, load_checkpoint, save_checkpoint
 from segformer.checkpoint import load_state, load_tensors, save_tensors
 from segformer.predict import normalise
-from train.classes import CLASS_NAMES, PALETTE
+from train.classes import CLASS_NAMES
 from train.prepare import IMAGE_SUFFIXES
 from train.train import (
     RESUMABLE_CHANGES,
@@ -58,6 +58,7 @@ from train.train import (
     data_summary,
     given_flags,
     load_training_state,
+    model_metadata,
     save_training_state,
 )
 
@@ -78,11 +79,13 @@ class DistillConfig(RunConfig):
     """Everything a distillation run depends on; saved in the checkpoint's ``distillation`` record."""
 
     out: str = "runs/distill"
-    crop_size: int = 224
-    batch_size: int = 16
+    # AdamW as DeiT trains a transformer student (Touvron et al. 2021), with a shorter warmup for a short run.
     lr: float = 1e-3
     weight_decay: float = 0.05
     warmup_iters: int = 500
+    # The teacher's ImageNet resolution; one loader worker leaves the other core to the two networks.
+    crop_size: int = 224
+    batch_size: int = 16
     workers: int = 1
 
 
@@ -213,12 +216,7 @@ def checkpoint_metadata(cfg: DistillConfig, device: torch.device, history: list[
     """A training checkpoint's metadata, without its ``history`` (train.train --init starts a fresh one), with
     the ``distillation`` record instead."""
     return {
-        "preset": cfg.preset,
-        "classes": list(CLASS_NAMES),
-        "palette": [list(c) for c in PALETTE],
-        "mean": list(IMAGENET_MEAN),
-        "std": list(IMAGENET_STD),
-        "input_size": cfg.crop_size,
+        **model_metadata(cfg),
         "distillation": {
             "teacher": teacher_record(),
             "recipe": {**asdict(cfg), "device": device.type},

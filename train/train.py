@@ -69,20 +69,32 @@ class RunConfig:
 
 def add_run_flags(parser: argparse.ArgumentParser) -> None:
     """The flags of RunConfig's fields, without defaults (None: keep the config's)."""
-    add = parser.add_argument
-    add("--data", nargs="+", help="dataset folders in the shared layout")
-    add("--out", help="run folder")
-    add("--preset", help="MiT preset, b0..b5")
-    add("--crop-size", type=int, help="square training crop, pixels")
-    add("--batch-size", type=int, help="images per optimizer step (per process under DDP)")
-    add("--epochs", type=int, help="length of the schedule")
-    add("--lr", type=float, help="peak learning rate (of the encoder, for train.train)")
-    add("--weight-decay", type=float, help="AdamW weight decay (norms and biases take none)")
-    add("--warmup-iters", type=int, help="linear warmup steps, at most a tenth of the schedule")
-    add("--workers", type=int, help="DataLoader worker processes")
-    add("--seed", type=int, help="seeds initialisation, data order and augmentation")
-    add("--resume", action="store_true", default=None, help="continue the run in --out from its last epoch")
-    add("--stop-after", type=int, help="end this process after N epochs of the schedule (continue with --resume)")
+    parser.add_argument("--data", nargs="+", help="dataset folders in the shared layout")
+    parser.add_argument("--out", help="run folder")
+    parser.add_argument("--preset", help="MiT preset, b0..b5")
+    parser.add_argument("--crop-size", type=int, help="square training crop, pixels")
+    parser.add_argument("--batch-size", type=int, help="images per optimizer step (per process under DDP)")
+    parser.add_argument("--epochs", type=int, help="length of the schedule")
+    parser.add_argument("--lr", type=float, help="peak learning rate (of the encoder, for train.train)")
+    parser.add_argument("--weight-decay", type=float, help="AdamW weight decay (norms and biases take none)")
+    parser.add_argument("--warmup-iters", type=int, help="linear warmup steps, at most a tenth of the schedule")
+    parser.add_argument("--workers", type=int, help="DataLoader worker processes")
+    parser.add_argument("--seed", type=int, help="seeds initialisation, data order and augmentation")
+    parser.add_argument("--resume", action="store_true", default=None, help="continue the run in --out")
+    parser.add_argument("--stop-after", type=int, help="end this process after N epochs (continue with --resume)")
+
+
+def add_variant_flags(parser: argparse.ArgumentParser) -> None:
+    """The design variants of segformer.config.MiTConfig (docs/DISCUSSION.md); None where not given: the paper's."""
+    enc = parser.add_argument_group("encoder variants (default: the paper's)")
+    enc.add_argument("--patch-merging", choices=PATCH_MERGINGS, help="overlap (the paper's), non_overlap or max_pool")
+    enc.add_argument("--sr-ratios", type=int, nargs=4, help="attention reduction ratio per stage (paper: 8 4 2 1)")
+    enc.add_argument("--ffn-activations", type=int, choices=FFN_ACTIVATIONS, help="GELUs in Mix-FFN (the paper's 1)")
+    enc.add_argument("--ffn-padding", choices=FFN_PADDINGS, help="padding of Mix-FFN's depthwise conv (paper: zeros)")
+    enc.add_argument("--token-mixer", choices=TOKEN_MIXERS, help="attention (the paper's) or dwconv")
+    decoder = parser.add_argument_group("decoder variants (default: the paper's)")
+    decoder.add_argument("--decoder", choices=DECODERS, help="all_mlp (the paper's) or fpn")
+    decoder.add_argument("--decoder-dim", type=int, help="decoder width (the preset's by default)")
 
 
 def given_flags(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> dict:
@@ -455,16 +467,23 @@ def epoch_record(
     }
 
 
-def save_epoch(run: Run, cfg: TrainConfig, epoch: int, world: int, device: torch.device) -> None:
-    """``OUT/last`` (+ optimizer state), ``OUT/best`` when val mIoU is the run's best so far, and curves.png."""
-    out = Path(cfg.out)
-    metadata = {
+def model_metadata(cfg: RunConfig) -> dict:
+    """What a checkpoint of this task records about its model and inputs, whatever trained it."""
+    return {
         "preset": cfg.preset,
         "classes": list(CLASS_NAMES),
         "palette": [list(c) for c in PALETTE],
         "mean": list(IMAGENET_MEAN),
         "std": list(IMAGENET_STD),
         "input_size": cfg.crop_size,
+    }
+
+
+def save_epoch(run: Run, cfg: TrainConfig, epoch: int, world: int, device: torch.device) -> None:
+    """``OUT/last`` (+ optimizer state), ``OUT/best`` when val mIoU is the run's best so far, and curves.png."""
+    out = Path(cfg.out)
+    metadata = {
+        **model_metadata(cfg),
         "history": run.history,
         "inherited_epochs": run.inherited,
         "recipe": {**asdict(cfg), "world_size": world, "device": device.type},
@@ -524,26 +543,20 @@ def parse_args(argv: Sequence[str] | None) -> TrainConfig:
     parser = argparse.ArgumentParser(prog="python -m train.train", description=__doc__.split("\n")[0])
     add_run_flags(parser)
     add = parser.add_argument
-    add("--recipe", choices=sorted(RECIPES), default="paper", help="defaults to start from (see RECIPES)")
+    add("--recipe", choices=sorted(RECIPES), default="paper", help="defaults to start from (RECIPES)")
     add("--head-lr-mult", type=float, help="the decoder's learning rate as a multiple of --lr")
-    add("--class-weight-power", type=float, help="weight class c's loss by frequency_c ** -P (0: unweighted)")
-    add("--copy-paste", type=float, help="probability of Simple Copy-Paste per crop (0: off)")
-    add("--copy-paste-min-scale", type=float, help="smallest pasted object, longer side as a share of the crop's")
-    add("--copy-paste-max-scale", type=float, help="largest pasted object, likewise")
-    add("--base-size", type=int, help="random resize draws the short side from 0.5-2x this (default: crop size)")
-    add("--limit", type=int, help="use only the first N training images (tests, quick runs)")
-    add("--init", help="starting weights: a checkpoint of this project, or hf://ORG/NAME (transformers layout)")
-    add("--init-encoder-only", action="store_true", default=None, help="take only the encoder from --init")
-    add("--freeze-encoder", action="store_true", default=None, help="train only the decoder")
-    add("--weight-init", choices=("pytorch", "reference"), help="initialisation of random weights (without --init)")
+    add("--class-weight-power", type=float, help="weight class c's loss by frequency_c ** -P (0: off)")
     add("--loss", choices=LOSSES, help="ce (the paper's), lovasz (an IoU surrogate) or their sum")
-    add("--patch-merging", choices=PATCH_MERGINGS, help="overlap (the paper's), non_overlap or max_pool")
-    add("--sr-ratios", type=int, nargs=4, help="attention reduction ratio per stage (the paper's 8 4 2 1)")
-    add("--ffn-activations", type=int, choices=FFN_ACTIVATIONS, help="GELUs in Mix-FFN (the paper's 1)")
-    add("--ffn-padding", choices=FFN_PADDINGS, help="padding of Mix-FFN's depthwise conv (the paper's zeros)")
-    add("--token-mixer", choices=TOKEN_MIXERS, help="attention (the paper's) or dwconv")
-    add("--decoder", choices=DECODERS, help="all_mlp (the paper's) or fpn")
-    add("--decoder-dim", type=int, help="decoder width (the preset's by default)")
+    add("--copy-paste", type=float, help="probability of Simple Copy-Paste per crop (0: off)")
+    add("--copy-paste-min-scale", type=float, help="smallest pasted object: longer side / crop's")
+    add("--copy-paste-max-scale", type=float, help="largest pasted object, likewise")
+    add("--base-size", type=int, help="random resize to 0.5-2x this short side (default: crop)")
+    add("--limit", type=int, help="use only the first N training images (tests, quick runs)")
+    add("--init", help="a checkpoint of this project, or hf://ORG/NAME (transformers layout)")
+    add("--init-encoder-only", action="store_true", default=None, help="take only --init's encoder")
+    add("--freeze-encoder", action="store_true", default=None, help="train only the decoder")
+    add("--weight-init", choices=("pytorch", "reference"), help="init of random weights (no --init)")
+    add_variant_flags(parser)
     args = given_flags(parser, argv)
     if "sr_ratios" in args:
         args["sr_ratios"] = tuple(args["sr_ratios"])
