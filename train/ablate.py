@@ -64,6 +64,9 @@ ARMS = (
     Arm("ffn-2-act", "Q3", "scratch", ("--ffn-activations", "2")),
     Arm("frozen-all-mlp", "Q7", "frozen"),
     Arm("frozen-fpn", "Q7", "frozen", ("--decoder", "fpn", "--decoder-dim", "96")),
+    Arm("crop-64", "Q8", "scratch", ("--crop-size", "64")),
+    Arm("reference-init", "initialisation (MODEL_CARD.md)", "scratch", ("--weight-init", "reference")),
+    Arm("full-attention", "Q2", "scratch", ("--sr-ratios", "1", "1", "1", "1")),
 )
 
 
