@@ -7,6 +7,8 @@ Two protocols (PROTOCOLS):
 - ``scratch``: B0 from random weights with the ``scratch`` recipe, 2 epochs of the three sources' train splits,
   128-pixel crops drawn around the prepared 256-pixel short side (``--base-size 256``), so the image scale is the
   shipped model's and only the context per crop is smaller. Scored on the full val splits.
+- ``finetune``: the shipped checkpoint, trained 1 more epoch of 256-pixel crops at a low rate (5e-5), for variants
+  that keep its weights (the loss, Q5).
 - ``frozen``: the shipped checkpoint's encoder, fixed, under a freshly initialised decoder trained for 1 epoch of
   256-pixel crops (Q7 compares decoders on the same features).
 
@@ -35,6 +37,10 @@ PROTOCOLS: dict[str, list[str]] = {
     "scratch": [
         "--recipe", "scratch", "--data", "data/4class-256", "--epochs", "2",
         "--crop-size", "128", "--base-size", "256", "--batch-size", "8",
+    ],
+    "finetune": [
+        "--data", "data/4class-256", "--epochs", "1", "--crop-size", "256", "--batch-size", "8",
+        "--init", SHIPPED, "--lr", "5e-5", "--head-lr-mult", "1", "--warmup-iters", "20",
     ],
     "frozen": [
         "--data", "data/4class-256", "--epochs", "1", "--crop-size", "256", "--batch-size", "8",
@@ -65,6 +71,8 @@ ARMS = (
     Arm("frozen-all-mlp", "Q7", "frozen"),
     Arm("frozen-fpn", "Q7", "frozen", ("--decoder", "fpn", "--decoder-dim", "96")),
     Arm("crop-64", "Q8", "scratch", ("--crop-size", "64")),
+    Arm("finetune-ce", "Q5 (reference)", "finetune"),
+    Arm("finetune-ce+lovasz", "Q5", "finetune", ("--loss", "ce+lovasz")),
     Arm("reference-init", "initialisation (MODEL_CARD.md)", "scratch", ("--weight-init", "reference")),
     Arm("full-attention", "Q2", "scratch", ("--sr-ratios", "1", "1", "1", "1")),
 )

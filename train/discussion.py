@@ -500,15 +500,18 @@ def table_schedule() -> str:
 TABLES: dict[str, Callable[[], str]] = {
     "q1": lambda: arms_table(["paper", "non-overlap", "max-pool"]),
     "q2": table_attention_cost,
+    "q2-arms": lambda: arms_table(["paper", "full-attention"]),
     "q3": lambda: arms_table(["paper", "ffn-0-act", "ffn-2-act"]),
     "q4": table_padding,
     "q5-arms": lambda: arms_table(["paper", "lovasz", "ce+lovasz"]),
+    "q5-finetune": lambda: arms_table(["finetune-ce", "finetune-ce+lovasz"], reference="finetune-ce"),
     "q5-history": table_loss_history,
     "q6-arms": lambda: arms_table(["paper", "dwconv-mixer"]),
     "q6-erf": table_erf,
     "q7": table_decoders,
     "q8-tta": table_tta,
     "q8-schedule": table_schedule,
+    "q8-crop": lambda: arms_table(["paper", "crop-64"]),
 }
 
 
