@@ -1,12 +1,13 @@
-"""SegFormer demo page: segment a photo, validation examples, training curves, attention maps, about.
+"""SegFormer demo page: segment a photo, validation examples, training curves, attention maps, design questions, about.
 
     python app.py [--checkpoint PATH | hf://ORG/REPO/NAME] [--port N] [--host NAME]
 
 The checkpoint defaults to $SEGFORMER_CHECKPOINT, else checkpoints/segformer-b0-4class beside this file. Port
 and host default to gradio's GRADIO_SERVER_PORT (else 7860) and GRADIO_SERVER_NAME (else 127.0.0.1).
 Importing this module starts nothing: main() loads the model once, then serves build_demo(model).
-The computing lives in the demo package (one module per subject); this file is the page and its wiring, and the
-About tab's text is docs/about.md.
+The computing lives in the demo package (one module per subject); this file is the page and its wiring. The Design
+questions tab shows docs/DISCUSSION.md with its figures (served from docs/), and the About tab's text is
+docs/about.md.
 """
 
 import argparse
@@ -26,6 +27,7 @@ import numpy as np
 
 from demo.attention import ATTENTION_SIDE, attention_maps, heatmap, working_image
 from demo.checkpoints import CheckpointError, LoadedModel, load_model
+from demo.docs import read_page_markdown
 from demo.ground_truth import (
     HATCH_COLOURS,
     disagreement,
@@ -42,7 +44,9 @@ from train.curves import history_figure
 APP_DIR = Path(__file__).resolve().parent
 DEFAULT_CHECKPOINT = APP_DIR / "checkpoints" / "segformer-b0-4class"
 EXAMPLES = APP_DIR / "examples"
-ABOUT = APP_DIR / "docs" / "about.md"
+DOCS = APP_DIR / "docs"
+ABOUT = DOCS / "about.md"
+DISCUSSION = DOCS / "DISCUSSION.md"
 #: Requests allowed to wait in the queue; beyond that a caller is told that the queue is full.
 QUEUE_SIZE = 64
 MAX_UPLOAD = "100mb"
@@ -400,7 +404,15 @@ def attention_tab(loaded: LoadedModel) -> None:
     )
 
 
-# ---------------------------------------------------------------------------- tab 5: about
+# ---------------------------------------------------------------------------- tab 5: design questions
+
+
+def discussion_tab() -> None:
+    """docs/DISCUSSION.md, the design questions answered with measurements, with its figures (read at start)."""
+    gr.Markdown(read_page_markdown(DISCUSSION), elem_id="discussion")
+
+
+# ---------------------------------------------------------------------------- tab 6: about
 
 
 def about_tab(loaded: LoadedModel) -> None:
@@ -448,6 +460,8 @@ def build_demo(loaded: LoadedModel) -> gr.Blocks:
                 curves_tab(loaded)
             with gr.Tab("Attention maps"):
                 attention_tab(loaded)
+            with gr.Tab("Design questions"):
+                discussion_tab()
             with gr.Tab("About"):
                 about_tab(loaded)
     return demo
@@ -460,7 +474,7 @@ def serve(demo: gr.Blocks, host: str | None = None, port: int | None = None) -> 
         server_name=host,
         server_port=port,
         max_file_size=MAX_UPLOAD,
-        allowed_paths=[str(EXAMPLES)],
+        allowed_paths=[str(EXAMPLES), str(DOCS)],
     )
 
 

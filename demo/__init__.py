@@ -2,6 +2,7 @@
 
 ``checkpoints`` (loading a checkpoint, also from ``hf://``), ``segment`` (a photo through ``segformer.predict``,
 its class shares, its display size), ``ground_truth`` (the bundled validation pairs against their labels: scores
-and pictures), ``attention`` (where a clicked point attends). Nothing here imports gradio: app.py turns InputError
-and CheckpointError into messages on the page or at start.
+and pictures), ``attention`` (where a clicked point attends), ``docs`` (a Markdown file of the repository with its
+figures as the page serves them). Nothing here imports gradio: app.py turns InputError and CheckpointError into
+messages on the page or at start.
 """

@@ -4,8 +4,10 @@ Screenshots go to tests/artifacts/ (gitignored). Chromium comes from Debian (`ma
 the test is skipped only when /usr/bin/chromium is missing.
 """
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 import pytest
 from servers import AppServer
@@ -23,6 +25,7 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = Path(__file__).parent / "artifacts"
 EXAMPLES = Path(__file__).parents[1] / "examples"
+DISCUSSION = Path(__file__).parents[1] / "docs" / "DISCUSSION.md"
 PHOTO = EXAMPLES / "photos" / "ade20k__ADE_val_00000001.jpg"
 TIMEOUT_MS = 60_000
 
@@ -120,7 +123,34 @@ def test_attention_click(page) -> None:
     page.screenshot(path=ARTIFACTS / "4-attention.png", full_page=True)
 
 
+def test_discussion_tab(page) -> None:
+    """docs/DISCUSSION.md on its tab: its first heading, no HTML comment as text outside code, and each of its
+    figures that exists loaded from the app (a figure not generated yet is named in a note instead)."""
+    text = DISCUSSION.read_text(encoding="utf-8")
+    targets = re.findall(r"!\[[^\]]*\]\(<?([^)>\s]+)", text)
+    assert targets, f"{DISCUSSION} links no figure"
+    open_tab(page, "Design questions")
+    tab = page.locator("#discussion")
+    heading = re.search(r"^#+\s+(.+)$", text, re.MULTILINE)[1].replace("`", "").replace("*", "")
+    tab.get_by_role("heading", name=heading).first.wait_for(state="visible")
+    shown = tab.evaluate(
+        "element => { const copy = element.cloneNode(true); copy.querySelectorAll('code').forEach(c => c.remove());"
+        " return copy.innerText; }"
+    )
+    assert "<!--" not in shown and "-->" not in shown
+    for target in targets:
+        path = (DISCUSSION.parent / unquote(target)).resolve()
+        if not path.is_file():
+            tab.get_by_text(f"missing figure: {target}").wait_for(state="visible")
+            continue
+        image = tab.locator(f'img[src$="{quote(str(path))}"]').first
+        image.scroll_into_view_if_needed()
+        image.wait_for(state="visible")
+        page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+    page.screenshot(path=ARTIFACTS / "5-discussion.png", full_page=True)
+
+
 def test_about_tab(page) -> None:
     open_tab(page, "About")
     page.get_by_text("parameters").first.wait_for(state="visible")
-    page.screenshot(path=ARTIFACTS / "5-about.png", full_page=True)
+    page.screenshot(path=ARTIFACTS / "6-about.png", full_page=True)
