@@ -341,18 +341,22 @@ def table_padding() -> str:
     data = load("padding-border")
     if data is None:
         return "(not measured yet: python -m train.discussion measure --only padding-border)"
-    rows = [
-        [
-            case["padding"],
-            f"{case['scale']:g}x",
-            f"{case['all']['miou']:.3f}",
-            f"{case['border']['miou']:.3f}",
-            f"{case['interior']['miou']:.3f}",
-            f"{case['border']['miou'] - case['interior']['miou']:+.3f}",
-        ]
-        for case in sorted(data["cases"], key=lambda c: (c["scale"], FFN_PADDINGS.index(c["padding"])))
-    ]
-    header = ["padding at test time", "input scale", "mIoU", "border band mIoU", "interior mIoU", "border - interior"]
+    cases = {(c["padding"], c["scale"]): c for c in data["cases"]}
+    rows = []
+    for (padding, scale), case in sorted(cases.items(), key=lambda kv: (kv[0][1], FFN_PADDINGS.index(kv[0][0]))):
+        zeros = cases[("zeros", scale)]
+        rows.append(
+            [
+                padding,
+                f"{scale:g}x",
+                f"{case['all']['miou']:.3f}",
+                f"{case['border']['miou']:.3f}",
+                f"{case['interior']['miou']:.3f}",
+                "" if padding == "zeros" else f"{case['border']['miou'] - zeros['border']['miou']:+.3f}",
+                "" if padding == "zeros" else f"{case['interior']['miou'] - zeros['interior']['miou']:+.3f}",
+            ]
+        )
+    header = "padding at test time|input scale|mIoU|border band|interior|border vs zeros|interior vs zeros".split("|")
     return markdown_table(header, rows)
 
 
