@@ -1,0 +1,94 @@
+"""bench.bench_model's design-variant flags build the configs they name, and the attention-cost sweep's peak-memory
+process, capped in address space, reports running out of memory instead of crashing."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from bench.bench_model import (
+    attention_cost,
+    parse_args,
+    segformer_models,
+    segformer_peak_memory,
+    sweep_peak_memory,
+    variant_config,
+    variant_flags,
+    variants_of,
+)
+from segformer import SegFormer, preset
+
+
+def test_no_variant_flags_keep_the_transformers_comparison() -> None:
+    args = parse_args([])
+    assert variants_of(args) == {} and variant_config({}) == preset("b0")
+    assert args.runs == 10 and not args.sr_sweep
+
+
+def test_variant_flags_build_the_configs_they_name() -> None:
+    argv = ["--patch-merging", "max_pool", "--ffn-activations", "2", "--ffn-padding", "reflect"]
+    argv += ["--token-mixer", "dwconv", "--decoder", "fpn", "--decoder-dim", "96", "--sr-ratios", "4", "2", "1", "1"]
+    variants = variants_of(parse_args(argv))
+    expected = {
+        "patch_merging": "max_pool",
+        "sr_ratios": (4, 2, 1, 1),
+        "ffn_activations": 2,
+        "ffn_padding": "reflect",
+        "token_mixer": "dwconv",
+        "decoder": "fpn",
+        "decoder_dim": 96,
+    }
+    assert variants == expected
+    config, paper = variant_config(variants), preset("b0")
+    assert {name: getattr(config, name) for name in expected} == expected
+    assert replace(config, **{name: getattr(paper, name) for name in expected}) == paper  # the rest is B0's
+    model = segformer_models({"variant": config}, num_classes=4)["variant"]
+    assert model.config == config and model.encoder.blocks[0][0].token_mixer == "dwconv"
+    assert variants_of(parse_args(variant_flags(variants))) == variants  # the flags a child process is given
+    with pytest.raises(SystemExit):
+        parse_args(["--ffn-padding", "circular"])
+
+
+def test_sr_ratios_1_1_1_1_is_full_attention() -> None:
+    config = variant_config(variants_of(parse_args(["--sr-ratios", "1", "1", "1", "1"])))
+    model = segformer_models({"full": config}, num_classes=4)["full"].eval()
+    attention = model.encoder.blocks[0][0].attention
+    assert attention.sr_ratio == 1 and not hasattr(attention, "reduction")
+    with torch.inference_mode():
+        _, maps = model(torch.randn(1, 3, 64, 64), return_attentions=True)
+    assert maps[0][0].shape == (1, 1, 256, 256)  # every one of the 16x16 stage-1 tokens is a key
+    cost = attention_cost(model, (64, 64))
+    assert (cost["stage1_queries"], cost["stage1_keys"], cost["stage1_heads"]) == (256, 256, 1)
+    paper = attention_cost(SegFormer(preset("b0"), 4), (1024, 1024))
+    assert (paper["stage1_queries"], paper["stage1_keys"]) == (256 * 256, 32 * 32)
+    assert paper["stage1_attention_mib"] == 256 * 256 * 32 * 32 * 4 / 2**20
+
+
+def test_sweep_flags() -> None:
+    assert parse_args(["--sr-sweep"]).runs == 3
+    with pytest.raises(SystemExit):
+        parse_args(["--sr-sweep", "--sr-ratios", "1", "1", "1", "1"])
+    with pytest.raises(SystemExit):
+        parse_args(["--json-out", "cases.json"])
+
+
+def test_capped_child_reports_out_of_memory() -> None:
+    """A cap below what the process already maps: the forward's allocations fail inside torch, which is reported."""
+    result = segformer_peak_memory({}, (128, 128), num_classes=4, cap_gib=0.5)
+    assert result["out_of_memory"] and result["peak_memory_mib"] is None
+    assert result["error"].startswith(("RuntimeError", "MemoryError"))
+
+
+def test_capped_child_reports_a_peak_under_a_normal_cap() -> None:
+    result = segformer_peak_memory({"sr_ratios": (1, 1, 1, 1)}, (64, 64), num_classes=4, cap_gib=12)
+    assert not result["out_of_memory"] and result["error"] is None
+    assert isinstance(result["peak_memory_mib"], float) and 0 <= result["peak_memory_mib"] < 1024
+
+
+def test_sweep_skips_the_sizes_after_memory_ran_out() -> None:
+    """A path that ran out of memory at a smaller size is not measured again (no process is started)."""
+    sr = (1, 1, 1, 1)
+    ran_out = {(sr, "forward"): 512, (sr, "attention_maps"): 256}
+    result = sweep_peak_memory(sr, 1024, cap_gib=12, ran_out=ran_out)
+    assert result["forward"] == {"status": "skipped", "note": "skipped: out of memory under the 12 GiB cap at 512x512"}
+    assert result["attention_maps"]["status"] == "skipped" and "at 256x256" in result["attention_maps"]["note"]
