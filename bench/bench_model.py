@@ -58,10 +58,11 @@ from torch import nn
 
 from bench.interleave import interleaved
 from segformer.checkpoint import load_tensors, save_json
-from segformer.config import DECODERS, FFN_ACTIVATIONS, FFN_PADDINGS, PATCH_MERGINGS, TOKEN_MIXERS, MiTConfig, preset
+from segformer.config import VARIANT_FIELDS, MiTConfig, preset
 from segformer.model import SegFormer
 from segformer.predict import upsample_logits
 from segformer.transformers_weights import config_from_transformers, load_transformers_weights
+from train.train import add_variant_flags
 
 if TYPE_CHECKING:  # imported where used: a peak-memory child of this project's model does without them
     import onnxruntime as ort
@@ -69,16 +70,6 @@ if TYPE_CHECKING:  # imported where used: a peak-memory child of this project's 
 
 ROOT = Path(__file__).resolve().parents[1]
 GIB = 2**30
-#: MiTConfig fields that the design-variant flags set (the flags of train.train).
-VARIANT_FIELDS = (
-    "patch_merging",
-    "sr_ratios",
-    "ffn_activations",
-    "ffn_padding",
-    "token_mixer",
-    "decoder",
-    "decoder_dim",
-)
 #: Key reduction ratios per stage (Eq. 2) that ``--sr-sweep`` measures: the paper's first, full attention last.
 SR_SWEEP: tuple[tuple[int, int, int, int], ...] = ((8, 4, 2, 1), (4, 2, 1, 1), (2, 1, 1, 1), (1, 1, 1, 1))
 #: Square input sizes of ``--sr-sweep``, smallest first (a setting that runs out of memory skips the larger ones).
@@ -406,13 +397,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add = parser.add_argument
     add("--runs", type=int, help="timed runs per model and case, median reported (default 10; 3 with --sr-sweep)")
     add("--threads", type=int, help="intra-op threads (default: torch's default)")
-    add("--patch-merging", choices=PATCH_MERGINGS, help="overlap (the paper's), non_overlap or max_pool")
-    add("--sr-ratios", type=int, nargs=4, help="attention reduction ratio per stage (the paper's 8 4 2 1)")
-    add("--ffn-activations", type=int, choices=FFN_ACTIVATIONS, help="GELUs in Mix-FFN (the paper's 1)")
-    add("--ffn-padding", choices=FFN_PADDINGS, help="padding of Mix-FFN's depthwise conv (the paper's zeros)")
-    add("--token-mixer", choices=TOKEN_MIXERS, help="attention (the paper's) or dwconv")
-    add("--decoder", choices=DECODERS, help="all_mlp (the paper's) or fpn")
-    add("--decoder-dim", type=int, help="decoder width (the preset's by default)")
+    add_variant_flags(parser)
     add("--sr-sweep", action="store_true", help="the attention-cost sweep over sr_ratios and input sizes")
     add("--json-out", type=Path, help="with --sr-sweep: also write every case to this JSON file")
     add("--memory-cap-gib", type=float, default=12.0, help="address-space cap of a peak-memory process (GiB)")

@@ -16,6 +16,16 @@ FFN_ACTIVATIONS = (0, 1, 2)
 TOKEN_MIXERS = ("attention", "dwconv")
 #: The decoder (Section 3.2): "all_mlp" (Eq. 4, the paper) or "fpn" (Lin et al. 2017).
 DECODERS = ("all_mlp", "fpn")
+#: The MiTConfig fields that are design variants (docs/DISCUSSION.md); each defaults to the paper's choice.
+VARIANT_FIELDS = (
+    "patch_merging",
+    "sr_ratios",
+    "ffn_activations",
+    "ffn_padding",
+    "token_mixer",
+    "decoder",
+    "decoder_dim",
+)
 
 _CHOICES = {
     "patch_merging": PATCH_MERGINGS,

@@ -34,7 +34,16 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSamp
 
 from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer, load_checkpoint, save_checkpoint
 from segformer.checkpoint import checkpoint_paths, load_tensors, save_json, save_tensors
-from segformer.config import DECODERS, FFN_ACTIVATIONS, FFN_PADDINGS, PATCH_MERGINGS, TOKEN_MIXERS, MiTConfig, preset
+from segformer.config import (
+    DECODERS,
+    FFN_ACTIVATIONS,
+    FFN_PADDINGS,
+    PATCH_MERGINGS,
+    TOKEN_MIXERS,
+    VARIANT_FIELDS,
+    MiTConfig,
+    preset,
+)
 from segformer.model import reference_init
 from segformer.predict import normalise, upsample_logits
 from segformer.transformers_weights import load_transformers_weights
@@ -312,15 +321,6 @@ class Run:
     step: int
 
 
-VARIANT_FIELDS = (
-    "patch_merging",
-    "sr_ratios",
-    "ffn_activations",
-    "ffn_padding",
-    "token_mixer",
-    "decoder",
-    "decoder_dim",
-)
 LOSSES = ("ce", "lovasz", "ce+lovasz")
 
 
