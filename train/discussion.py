@@ -147,9 +147,14 @@ def erf_maps(model: SegFormer, data: SegmentationFolder) -> torch.Tensor:
     LayerNorm output is constant), as (4, ERF_SIZE, ERF_SIZE) maps normalised to sum 1, averaged over images."""
     model.eval()
     maps = torch.zeros(4, ERF_SIZE, ERF_SIZE)
-    step = max(1, len(data) // ERF_IMAGES)
-    for index in range(0, step * ERF_IMAGES, step):
+    used = 0
+    for index in torch.randperm(len(data), generator=torch.Generator().manual_seed(0)).tolist():
         image, _ = data[index]
+        if min(image.shape[-2:]) < ERF_SIZE:
+            continue  # smaller than the crop (MSRC-v2's 213-pixel images are not upscaled)
+        used += 1
+        if used > ERF_IMAGES:
+            break
         top, left = (image.shape[-2] - ERF_SIZE) // 2, (image.shape[-1] - ERF_SIZE) // 2
         crop = image.as_subclass(torch.Tensor)[:, top : top + ERF_SIZE, left : left + ERF_SIZE]
         x = normalise(crop[None], IMAGENET_MEAN, IMAGENET_STD).requires_grad_(True)
@@ -316,7 +321,7 @@ def arms_table(names: Sequence[str], reference: str = "paper") -> str:
     for name in names:
         runs = results.get(name, [])
         if not runs:
-            rows.append([name, "not run yet", "", "", "", "", "", ""])
+            rows.append([name, "not run yet", "", "", "", "", "", "", ""])
             continue
         finals = [r["history"][-1]["val_miou"] for r in runs]
         classes = [statistics.fmean(r["history"][-1]["val_per_class_iou"][c] or 0.0 for r in runs) for c in CLASS_NAMES]
@@ -328,12 +333,13 @@ def arms_table(names: Sequence[str], reference: str = "paper") -> str:
                 f"{runs[0]['parameters'] / 1e6:.3f} M",
                 spread(finals),
                 verdict(finals, ref) if name != reference else "",
+                spread([r["history"][-1]["val_loss"] for r in runs]),
                 " / ".join(f"{v:.2f}" for v in classes),
                 f"{speed:.1f}",
                 len(runs),
             ]
         )
-    header = f"arm|flags|params|val mIoU|vs {reference}|IoU bg / plant / p-a / vehicle|img/s|seeds".split("|")
+    header = f"arm|flags|params|val mIoU|vs {reference}|val loss|IoU bg / plant / p-a / vehicle|img/s|seeds".split("|")
     return markdown_table(header, rows)
 
 
@@ -364,10 +370,22 @@ def table_attention_cost() -> str:
     data = load("attention-cost")
     if data is None:
         return f"(not measured yet: python -m bench.bench_model --sr-sweep --json-out {RESULTS}/attention-cost.json)"
-    cases = data["cases"]
-    keys = [k for k in cases[0] if k not in ("sr_ratios", "size")]
-    rows = [[" ".join(map(str, c["sr_ratios"])), c["size"], *(c.get(k, "") for k in keys)] for c in cases]
-    return markdown_table(["sr_ratios", "input", *keys], rows)
+
+    def memory(path: dict) -> str:
+        if path["status"] != "ok":
+            return path.get("note", path["status"])
+        return f"{path['peak_memory_mib']:.0f} MiB ({path['peak_memory_ratio']:.1f}x)"
+
+    rows = []
+    for case in data["cases"]:
+        forward = case["forward"]
+        latency = f"{forward['latency_s']:.3g} s ({forward['latency_ratio']:.2f}x)" if "latency_s" in forward else ""
+        size = "x".join(map(str, case["size"]))
+        stage1 = f"{case['stage1_attention_mib']:g} MiB"
+        rows.append([" ".join(map(str, case["sr_ratios"])), size, stage1, latency, memory(forward)])
+        rows[-1].append(memory(case["attention_maps"]))
+    header = "sr_ratios|input|stage-1 attention matrix|latency (vs 8 4 2 1)|peak memory|peak, returning maps".split("|")
+    return markdown_table(header, rows)
 
 
 def table_loss_history() -> str:
