@@ -7,8 +7,8 @@ Two protocols (PROTOCOLS):
 - ``scratch``: B0 from random weights with the ``scratch`` recipe, 2 epochs of the three sources' train splits,
   128-pixel crops drawn around the prepared 256-pixel short side (``--base-size 256``), so the image scale is the
   shipped model's and only the context per crop is smaller. Scored on the full val splits.
-- ``finetune``: the shipped checkpoint, trained 1 more epoch of 256-pixel crops at a low rate (5e-5), for variants
-  that keep its weights (the loss, Q5).
+- ``finetune``: the shipped checkpoint, trained 1 more epoch (192-pixel crops at the 256-pixel scale) at a low rate
+  (5e-5), for variants that keep its weights (the loss, Q5).
 - ``frozen``: the shipped checkpoint's encoder, fixed, under a freshly initialised decoder trained for 1 epoch of
   256-pixel crops (Q7 compares decoders on the same features).
 
@@ -39,7 +39,7 @@ PROTOCOLS: dict[str, list[str]] = {
         "--crop-size", "128", "--base-size", "256", "--batch-size", "8",
     ],
     "finetune": [
-        "--data", "data/4class-256", "--epochs", "1", "--crop-size", "256", "--batch-size", "8",
+        "--data", "data/4class-256", "--epochs", "1", "--crop-size", "192", "--base-size", "256", "--batch-size", "8",
         "--init", SHIPPED, "--lr", "5e-5", "--head-lr-mult", "1", "--warmup-iters", "20",
     ],
     "frozen": [
