@@ -152,5 +152,5 @@ def test_discussion_tab(page) -> None:
 
 def test_about_tab(page) -> None:
     open_tab(page, "About")
-    page.get_by_text("parameters").first.wait_for(state="visible")
+    page.get_by_text("parameters").locator("visible=true").first.wait_for(state="visible")  # not the hidden tabs
     page.screenshot(path=ARTIFACTS / "6-about.png", full_page=True)

@@ -47,6 +47,7 @@ PADDING_SCALES = (0.5, 1.0, 1.5)  # input scales of the padding comparison (Q4)
 TTA_SCALES = (0.75, 1.0, 1.25)  # multi-scale evaluation (Q8), each also flipped
 ERF_IMAGES = 24  # validation images (256x256 centre crops) per effective-receptive-field map (Q6)
 ERF_SIZE = 256
+ERF_FIGURE_ROWS = ("paper-s0", "dwconv-mixer-s0", "shipped")
 
 
 # ------------------------------------------------------------------------------------------------ predictions
@@ -178,6 +179,14 @@ def mass_radius(erf: torch.Tensor, share: float) -> int:
     return size
 
 
+def compact_log_maps(maps: torch.Tensor) -> list[list[str]]:
+    """The maps pooled to 32x32, as log10 of the share of the maximum (floored at 1e-4), one decimal, one string
+    per row: small enough to commit, enough for the figure."""
+    pooled = F.adaptive_avg_pool2d(maps[:, None], 32)[:, 0]
+    logs = (pooled / pooled.amax((1, 2), keepdim=True)).clamp(min=1e-4).log10()
+    return [[" ".join(f"{v:.1f}" for v in row) for row in stage.tolist()] for stage in logs]
+
+
 def measure_erf(runs: Path) -> dict:
     """Q6: the effective receptive field per stage of the attention and the depthwise-convolution token mixers
     (the ablation runs, both seeds) and of the shipped model."""
@@ -197,8 +206,9 @@ def measure_erf(runs: Path) -> dict:
             "token_mixer": model.config.token_mixer,
             "r50": [mass_radius(m, 0.5) for m in maps],
             "r90": [mass_radius(m, 0.9) for m in maps],
-            "maps_32": F.adaptive_avg_pool2d(maps[:, None], 32)[:, 0].tolist(),  # for the figure
         }
+        if name in ERF_FIGURE_ROWS:
+            models[name]["log10_maps_32"] = compact_log_maps(maps)
     return {"data": VAL, "images": ERF_IMAGES, "crop": ERF_SIZE, "models": models}
 
 
@@ -321,11 +331,10 @@ def arms_table(names: Sequence[str], reference: str = "paper") -> str:
     for name in names:
         runs = results.get(name, [])
         if not runs:
-            rows.append([name, "not run yet", "", "", "", "", "", "", ""])
+            rows.append([name, "not run yet", "", "", "", "", "", ""])
             continue
         finals = [r["history"][-1]["val_miou"] for r in runs]
         classes = [statistics.fmean(r["history"][-1]["val_per_class_iou"][c] or 0.0 for r in runs) for c in CLASS_NAMES]
-        speed = statistics.fmean(r["train_images_per_s"] for r in runs)
         rows.append(
             [
                 name,
@@ -335,11 +344,10 @@ def arms_table(names: Sequence[str], reference: str = "paper") -> str:
                 verdict(finals, ref) if name != reference else "",
                 spread([r["history"][-1]["val_loss"] for r in runs]),
                 " / ".join(f"{v:.2f}" for v in classes),
-                f"{speed:.1f}",
                 len(runs),
             ]
         )
-    header = f"arm|flags|params|val mIoU|vs {reference}|val loss|IoU bg / plant / p-a / vehicle|img/s|seeds".split("|")
+    header = f"arm|flags|params|val mIoU|vs {reference}|val loss|IoU bg / plant / p-a / vehicle|seeds".split("|")
     return markdown_table(header, rows)
 
 
@@ -522,7 +530,6 @@ def table_schedule() -> str:
 TABLES: dict[str, Callable[[], str]] = {
     "q1": lambda: arms_table(["paper", "non-overlap", "max-pool"]),
     "q2": table_attention_cost,
-    "q2-arms": lambda: arms_table(["paper", "full-attention"]),
     "q3": lambda: arms_table(["paper", "ffn-0-act", "ffn-2-act"]),
     "q4": table_padding,
     "q5-arms": lambda: arms_table(["paper", "lovasz", "ce+lovasz"]),
@@ -567,12 +574,12 @@ def figure_erf(path: Path) -> None:
     data = load("erf")
     if data is None:
         return
-    rows = [n for n in ("paper-s0", "dwconv-mixer-s0", "shipped") if n in data["models"]]
+    rows = [n for n in ERF_FIGURE_ROWS if n in data["models"]]
     fig, axes = plt.subplots(len(rows), 4, figsize=(8, 2.1 * len(rows)), dpi=100, squeeze=False)
     for row, name in zip(axes, rows, strict=True):
         for stage, axis in enumerate(row):
-            erf = torch.tensor(data["models"][name]["maps_32"][stage])
-            axis.imshow((erf / erf.max()).clamp(min=1e-4).log10(), cmap="magma", vmin=-4, vmax=0)
+            log_erf = [[float(v) for v in row.split()] for row in data["models"][name]["log10_maps_32"][stage]]
+            axis.imshow(log_erf, cmap="magma", vmin=-4, vmax=0)
             axis.set_xticks([])
             axis.set_yticks([])
             if stage == 0:
