@@ -4,7 +4,7 @@
 #   bash docs/discussion/run.sh            # from the repository root, with the venv of `make test`
 #
 # Needs the prepared data (train/recipes/b0-4class.sh, stage 0: data/4class-256). The training arms take about
-# 4 hours on 2 CPU cores (two runs at a time, one thread each); every step resumes or skips what is already done,
+# 3 hours on 2 CPU cores (two runs at a time, one thread each); every step resumes or skips what is already done,
 # so an interrupted run is continued by running this again. Results land in docs/discussion/results/ (small JSON).
 set -euo pipefail
 PY=${PYTHON:-.venv/bin/python}
