@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from bench.interleave import interleaved
 from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer, load_checkpoint
 from segformer.checkpoint import atomic_write, read_metadata, save_json
 from segformer.config import FFN_PADDINGS, preset
@@ -212,33 +213,29 @@ def measure_erf(runs: Path) -> dict:
     return {"data": VAL, "images": ERF_IMAGES, "crop": ERF_SIZE, "models": models}
 
 
-def median_seconds(step: Callable[[], object], runs: int = 15, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
-
 @torch.inference_mode()
 def measure_decoders() -> dict:
     """Q7: parameters and latency (one thread, B0 features of a 512x512 input) of the two decoders."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     x = torch.randn(1, 3, 512, 512)
-    result = {}
-    for name, variant in {"all_mlp (C=256)": {}, "fpn (C=96)": {"decoder": "fpn", "decoder_dim": 96}}.items():
+    variants = {"all_mlp (C=256)": {}, "fpn (C=96)": {"decoder": "fpn", "decoder_dim": 96}}
+    models, features = {}, {}
+    for name, variant in variants.items():
         torch.manual_seed(0)
-        model = SegFormer(replace(preset("b0"), **variant), NUM_CLASSES).eval()
-        features, _ = model.encoder(x)
-        result[name] = {
+        models[name] = SegFormer(replace(preset("b0"), **variant), NUM_CLASSES).eval()
+        features[name] = models[name].encoder(x)[0]
+    # Taken in turn (bench.interleave), so that a change of the machine's load hits both decoders alike.
+    decoder = interleaved({n: lambda m=m, f=features[n]: m.decoder(f) for n, m in models.items()}, runs=15, warmup=3)
+    whole = interleaved({n: lambda m=m: m(x) for n, m in models.items()}, runs=7, warmup=2)
+    result = {
+        name: {
             "decoder_parameters": sum(p.numel() for p in model.decoder.parameters()),
-            "decoder_seconds_512": median_seconds(lambda m=model, f=features: m.decoder(f)),
-            "model_seconds_512": median_seconds(lambda m=model: m(x), runs=7),
+            "decoder_seconds_512": statistics.median(decoder[name]),
+            "model_seconds_512": statistics.median(whole[name]),
         }
+        for name, model in models.items()
+    }
     torch.set_num_threads(threads)
     return {"threads": 1, "decoders": result}
 
