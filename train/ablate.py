@@ -1,7 +1,9 @@
-"""The training arms behind docs/DISCUSSION.md: each design variant trained under one short protocol, two seeds.
+"""The training arms behind docs/DISCUSSION.md and the model card's levers: each variant trained under one short
+protocol, two seeds.
 
     python -m train.ablate run [--arms NAME ...] [--jobs 2] [--runs runs/ablate]
     python -m train.ablate list
+    python -m train.ablate report [--arms NAME ...] [--reference NAME]    (the levers table of MODEL_CARD.md)
 
 Two protocols (PROTOCOLS):
 - ``scratch``: B0 from random weights with the ``scratch`` recipe, 2 epochs of the three sources' train splits,
@@ -12,26 +14,41 @@ Two protocols (PROTOCOLS):
 - ``frozen``: the shipped checkpoint's encoder, fixed, under a freshly initialised decoder trained for 1 epoch of
   256-pixel crops (Q7 compares decoders on the same features).
 
+An arm with ``distill`` flags first distils EfficientNet-Lite0 into a fresh encoder (``python -m train.distill``,
+those flags) and then trains from it under its protocol (``--init``), so that distillation is compared with
+training from random weights for as many more epochs as it cost.
+
 Every arm runs as ``python -m train.train`` with one torch thread, is resumable (a rerun continues or skips it), and
-leaves a small JSON of its history in ``docs/discussion/results/arms/`` for ``train.discussion`` to tabulate.
+leaves a small JSON of its history in ``docs/discussion/results/arms/`` for ``train.discussion`` to tabulate. The
+summary also holds the arm's last checkpoint scored on the prepared val splits of the three sources and of
+feral-cats (``scores``: the model card's three figures, mIoU and person/animal IoU of the three sources pooled,
+and the cat IoU on feral-cats), and its compute (``seconds``: distillation and training).
 """
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from segformer import load_checkpoint
+from segformer import IMAGENET_MEAN, IMAGENET_STD, load_checkpoint
 from segformer.checkpoint import save_json
+from train.data import SegmentationFolder
+from train.evaluate import evaluate
+from train.tables import markdown_table, spread, verdict
 
 SHIPPED = "checkpoints/segformer-b0-4class"
 RESULTS = Path("docs/discussion/results/arms")
 SEEDS = (0, 1)
+THREE_SOURCES = "data/4class-256"  # SIFT Flow, MSRC-v2 and CamVid, prepared at short side 256
+FERAL_CATS = "data/feral-cats-256"
+WITH_CATS = ("--data", THREE_SOURCES, FERAL_CATS)
 
 PROTOCOLS: dict[str, list[str]] = {
     "scratch": [
@@ -56,6 +73,7 @@ class Arm:
     question: str  # the DISCUSSION.md question it answers
     protocol: str
     flags: tuple[str, ...] = ()
+    distill: tuple[str, ...] = ()  # train.distill flags of a distillation to start from (none: no distillation)
 
 
 #: In the order they run: both seeds of an arm before the next arm.
@@ -73,17 +91,47 @@ ARMS = (
     Arm("crop-64", "Q8", "scratch", ("--crop-size", "64")),
     Arm("finetune-ce", "Q5 (reference)", "finetune"),
     Arm("finetune-ce+lovasz", "Q5", "finetune", ("--loss", "ce+lovasz")),
-    Arm("reference-init", "initialisation (MODEL_CARD.md)", "scratch", ("--weight-init", "reference")),
+    Arm("reference-init", "levers: reference initialisation", "scratch", ("--weight-init", "reference")),
     Arm("full-attention", "Q2", "scratch", ("--sr-ratios", "1", "1", "1", "1")),
+    # The model card's levers (everyday photos): distillation against as many more epochs from random weights...
+    Arm("scratch-4-epochs", "levers: distillation (reference)", "scratch", ("--epochs", "4")),
+    Arm(
+        "distilled",
+        "levers: distillation",
+        "scratch",
+        distill=("--data", THREE_SOURCES, "--epochs", "2", "--crop-size", "128", "--batch-size", "16"),
+    ),
+    # ... and the additions to the shipped model's recipe, one epoch from its weights.
+    Arm("finetune-cats", "levers: feral-cats with partial labels", "finetune", WITH_CATS),
+    Arm("finetune-copy-paste", "levers: Simple Copy-Paste", "finetune", ("--copy-paste", "0.3")),
+    Arm("finetune-cats-copy-paste", "levers: both (stage 9)", "finetune", (*WITH_CATS, "--copy-paste", "0.3")),
 )
 
 
+def distill_command(arm: Arm, seed: int, runs: Path) -> list[str]:
+    """The train.distill command line of an arm's distillation."""
+    out = runs / f"{arm.name}-s{seed}-distill"
+    resume = ["--resume"] if (out / "last.json").is_file() else []
+    flags = [*arm.distill, "--seed", str(seed), "--workers", "1", "--out", str(out)]
+    return [sys.executable, "-m", "train.distill", *flags, *resume]
+
+
 def command(arm: Arm, seed: int, runs: Path) -> list[str]:
-    """The train.train command line of one arm and seed."""
+    """The train.train command line of one arm and seed (from its distilled encoder, if it has one)."""
     out = runs / f"{arm.name}-s{seed}"
     resume = ["--resume"] if (out / "last.json").is_file() else []
-    flags = [*PROTOCOLS[arm.protocol], *arm.flags, "--seed", str(seed), "--workers", "1", "--out", str(out)]
+    init = ["--init", str(runs / f"{arm.name}-s{seed}-distill" / "last")] if arm.distill else []
+    flags = [*PROTOCOLS[arm.protocol], *arm.flags, *init, "--seed", str(seed), "--workers", "1", "--out", str(out)]
     return [sys.executable, "-m", "train.train", *flags, *resume]
+
+
+def distilled(arm: Arm, seed: int, runs: Path) -> dict | None:
+    """The distillation record of an arm's finished distillation, else None."""
+    meta_path = runs / f"{arm.name}-s{seed}-distill" / "last.json"
+    if not meta_path.is_file():
+        return None
+    record = json.loads(meta_path.read_text())["distillation"]
+    return record if len(record["history"]) >= record["recipe"]["epochs"] else None
 
 
 def finished(arm: Arm, seed: int, runs: Path) -> dict | None:
@@ -96,10 +144,27 @@ def finished(arm: Arm, seed: int, runs: Path) -> dict | None:
     return meta if done >= meta["recipe"]["epochs"] else None
 
 
+def arm_scores(model) -> dict:
+    """The model card's figures on the prepared val splits: the three sources pooled, and the cat IoU on feral-cats
+    (person/animal IoU with "not a cat" pixels predicted person/animal counted as false positives)."""
+    three = evaluate(model, SegmentationFolder(THREE_SOURCES, "val"), mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    cats = evaluate(model, SegmentationFolder(FERAL_CATS, "val"), mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    return {
+        "three_sources": {"miou": three["miou"], "per_class_iou": three["per_class_iou"]},
+        "feral_cats": {
+            "cat_iou": cats["per_class_iou_with_partial"]["person/animal"],
+            "outside_admissible": cats["outside_admissible"],
+        },
+    }
+
+
 def summary(arm: Arm, seed: int, runs: Path, meta: dict) -> dict:
-    """The small result committed for one arm and seed: its settings, size and per-epoch val scores."""
+    """The small result committed for one arm and seed: its settings, size, compute, per-epoch val scores and the
+    model card's figures (``arm_scores``)."""
     model, _ = load_checkpoint(runs / f"{arm.name}-s{seed}" / "last")
     keys = ("epoch", "step", "train_loss", "val_loss", "val_miou", "val_per_class_iou", "val_pixel_acc")
+    history = meta["history"][meta.get("inherited_epochs", 0) :]
+    record = distilled(arm, seed, runs) if arm.distill else None
     return {
         "arm": arm.name,
         "question": arm.question,
@@ -109,7 +174,13 @@ def summary(arm: Arm, seed: int, runs: Path, meta: dict) -> dict:
         "parameters": sum(p.numel() for p in model.parameters()),
         "decoder_parameters": sum(p.numel() for p in model.decoder.parameters()),
         "train_images_per_s": meta["history"][-1]["train_images_per_s"],
-        "history": [{k: h[k] for k in keys} for h in meta["history"][meta.get("inherited_epochs", 0) :]],
+        "history": [{k: h[k] for k in keys} for h in history],
+        **({"distill_flags": list(arm.distill)} if arm.distill else {}),
+        "seconds": {
+            "distillation": sum(h["epoch_seconds"] for h in record["history"]) if record else 0.0,
+            "training": sum(h["epoch_seconds"] for h in history),
+        },
+        "scores": arm_scores(model),
     }
 
 
@@ -120,12 +191,14 @@ def run_one(arm: Arm, seed: int, runs: Path) -> str:
     if meta is None:
         runs.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        print(f"{name}: training", flush=True)
-        with open(runs / f"{name}.log", "a") as log:
-            env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-            code = subprocess.run(command(arm, seed, runs), stdout=log, stderr=subprocess.STDOUT, env=env).returncode
-        if code != 0:
-            return f"{name}: failed (exit {code}); see {runs / name}.log"
+        steps = [("distilling", distill_command)] if arm.distill and distilled(arm, seed, runs) is None else []
+        for step, build in [*steps, ("training", command)]:
+            print(f"{name}: {step}", flush=True)
+            with open(runs / f"{name}.log", "a") as log:
+                env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+                code = subprocess.run(build(arm, seed, runs), stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+            if code != 0:
+                return f"{name}: {step} failed (exit {code}); see {runs / name}.log"
         meta = finished(arm, seed, runs)
         if meta is None:
             return f"{name}: stopped before the end of its schedule"
@@ -135,9 +208,63 @@ def run_one(arm: Arm, seed: int, runs: Path) -> str:
     return f"{name}: val mIoU {result['history'][-1]['val_miou']:.3f}"
 
 
+#: The model card's levers table: each group of arms beside its reference (the first), under one protocol.
+LEVER_GROUPS = (
+    ("paper", "reference-init"),
+    ("scratch-4-epochs", "distilled"),
+    ("finetune-ce", "finetune-cats", "finetune-copy-paste", "finetune-cats-copy-paste"),
+)
+
+
+def figures(result: dict) -> dict[str, float | None]:
+    """3-source mIoU, person/animal and vehicle IoU, and the feral-cats cat IoU of one arm's summary. A summary
+    without ``scores`` (an arm trained on the three sources before they were recorded) takes its last val epoch,
+    which is the same pooled 3-source evaluation, and has no cat IoU."""
+    if "scores" in result:
+        three, cat = result["scores"]["three_sources"], result["scores"]["feral_cats"]["cat_iou"]
+    else:
+        last = result["history"][-1]
+        three, cat = {"miou": last["val_miou"], "per_class_iou": last["val_per_class_iou"]}, None
+    per_class = three["per_class_iou"]
+    return {"miou": three["miou"], "person/animal": per_class["person/animal"], "vehicle": per_class["vehicle"],
+            "cat": cat}  # fmt: skip
+
+
+def levers_table(groups: Sequence[Sequence[str]] = LEVER_GROUPS) -> str:
+    """Markdown: per arm the mean and range over seeds of ``figures``, each group's arms against its first."""
+    by_arm: dict[str, list[dict]] = {}
+    for path in sorted(RESULTS.glob("*.json")):
+        result = json.loads(path.read_text())
+        by_arm.setdefault(result["arm"], []).append(figures(result) | {"seconds": result.get("seconds")})
+    rows = []
+    for reference, *arms in groups:
+        ref = [r["miou"] for r in by_arm.get(reference, [])]
+        for name in (reference, *arms):
+            runs = by_arm.get(name, [])
+            if not runs:
+                rows.append([name, "not run yet", "", "", "", "", "", ""])
+                continue
+            cats = [r["cat"] for r in runs if r["cat"] is not None]
+            seconds = [sum(r["seconds"].values()) for r in runs if r["seconds"]]
+            rows.append(
+                [
+                    name,
+                    spread([r["miou"] for r in runs]),
+                    verdict([r["miou"] for r in runs], ref) if name != reference else "(reference)",
+                    spread([r["person/animal"] for r in runs]),
+                    spread([r["vehicle"] for r in runs]),
+                    spread(cats) if cats else "",
+                    f"{statistics.fmean(seconds) / 60:.0f} min" if seconds else "",
+                    len(runs),
+                ]
+            )
+    header = "arm|3-source mIoU|vs reference|person/animal|vehicle|cat IoU (feral-cats)|compute|seeds".split("|")
+    return markdown_table(header, rows)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m train.ablate", description=__doc__.split("\n")[0])
-    parser.add_argument("action", choices=("run", "list"))
+    parser.add_argument("action", choices=("run", "list", "report"))
     parser.add_argument("--arms", nargs="+", help="arm names (default: all, in ARMS order)")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one torch thread each")
     parser.add_argument("--runs", default="runs/ablate", help="folder of the run folders")
@@ -151,7 +278,12 @@ def main(argv: list[str] | None = None) -> None:
     runs = Path(args.runs)
     if args.action == "list":
         for arm, seed in jobs:
-            print(" ".join(command(arm, seed, runs)[1:]))
+            steps = [distill_command(arm, seed, runs)] if arm.distill else []
+            for line in [*steps, command(arm, seed, runs)]:
+                print(" ".join(line[1:]))
+        return
+    if args.action == "report":
+        print(levers_table())
         return
     with ThreadPoolExecutor(args.jobs) as pool:
         for line in pool.map(lambda job: run_one(*job, runs), jobs):

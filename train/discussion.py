@@ -17,7 +17,7 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -37,6 +37,7 @@ from train.losses import partial_cross_entropy
 from train.lovasz import lovasz_softmax
 from train.metrics import confusion_matrix, scores
 from train.progress import progress
+from train.tables import markdown_table, spread, verdict
 
 VAL = "data/4class-256"
 FIGURES = Path("docs/discussion")
@@ -294,30 +295,6 @@ def arm_results() -> dict[str, list[dict]]:
         result = json.loads(path.read_text())
         by_arm.setdefault(result["arm"], []).append(result)
     return by_arm
-
-
-def spread(values: Sequence[float]) -> str:
-    """``mean (min-max, n seeds)``."""
-    if len(values) == 1:
-        return f"{values[0]:.3f} (1 seed)"
-    return f"{statistics.fmean(values):.3f} ({min(values):.3f}-{max(values):.3f})"
-
-
-def verdict(values: Sequence[float], reference: Sequence[float]) -> str:
-    """The mean difference, and whether it is outside the seeds' spread: each arm's range, whichever is wider."""
-    if not values or not reference or values is reference:
-        return ""
-    delta = statistics.fmean(values) - statistics.fmean(reference)
-    noise = max(max(values) - min(values), max(reference) - min(reference))
-    if len(values) < 2 or len(reference) < 2:
-        return f"{delta:+.3f} (too few seeds to judge)"
-    return f"{delta:+.3f} ({'outside' if abs(delta) > noise else 'inside'} the seed spread {noise:.3f})"
-
-
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def arms_table(names: Sequence[str], reference: str = "paper") -> str:
