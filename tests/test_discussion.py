@@ -8,7 +8,7 @@ import torch
 
 from segformer import SegFormer, load_checkpoint, predict, preset
 from segformer.predict import class_argmax
-from train import discussion
+from train import discussion, tables
 from train.classes import CLASS_NAMES
 from train.data import SegmentationFolder
 
@@ -78,6 +78,6 @@ def test_spearman_and_the_noise_verdict_by_hand() -> None:
     assert discussion.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == 1
     assert discussion.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == -1
     assert discussion.spearman([1, 2, 3, 4, 5], [2, 1, 4, 3, 5]) == pytest.approx(1 - 6 * 4 / 120)
-    assert discussion.verdict([0.50, 0.52], [0.40, 0.41]) == "+0.105 (outside the seed spread 0.020)"
-    assert discussion.verdict([0.40, 0.44], [0.41, 0.42]) == "+0.005 (inside the seed spread 0.040)"
-    assert discussion.spread([0.4, 0.5]) == "0.450 (0.400-0.500)"
+    assert tables.verdict([0.50, 0.52], [0.40, 0.41]) == "+0.105 (outside the seed spread 0.020)"
+    assert tables.verdict([0.40, 0.44], [0.41, 0.42]) == "+0.005 (inside the seed spread 0.040)"
+    assert tables.spread([0.4, 0.5]) == "0.450 (0.400-0.500)"
