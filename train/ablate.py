@@ -101,6 +101,15 @@ ARMS = (
         "scratch",
         distill=("--data", THREE_SOURCES, "--epochs", "2", "--crop-size", "128", "--batch-size", "16"),
     ),
+    # ... and the same comparison over a longer schedule: 4 epochs of distillation cost about as long as 3 of training.
+    Arm("scratch-16-epochs", "levers: distillation, longer (reference)", "scratch", ("--epochs", "16")),
+    Arm(
+        "distilled-long",
+        "levers: distillation, longer",
+        "scratch",
+        ("--epochs", "13"),
+        distill=("--data", THREE_SOURCES, "--epochs", "4", "--crop-size", "128", "--batch-size", "16"),
+    ),
     # ... and the additions to the shipped model's recipe, one epoch from its weights.
     Arm("finetune-cats", "levers: feral-cats with partial labels", "finetune", WITH_CATS),
     Arm("finetune-copy-paste", "levers: Simple Copy-Paste", "finetune", ("--copy-paste", "0.3")),
@@ -212,6 +221,7 @@ def run_one(arm: Arm, seed: int, runs: Path) -> str:
 LEVER_GROUPS = (
     ("paper", "reference-init"),
     ("scratch-4-epochs", "distilled"),
+    ("scratch-16-epochs", "distilled-long"),
     ("finetune-ce", "finetune-cats", "finetune-copy-paste", "finetune-cats-copy-paste"),
 )
 
