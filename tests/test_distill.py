@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 from torchvision.transforms import v2
 
 from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer, load_checkpoint
-from segformer.predict import normalise
+from segformer.predict import normalise, upsample_logits
+from train.data import SegmentationFolder, collate, train_transform
 from train.distill import (
     TEACHER_MEAN,
     TEACHER_STD,
@@ -26,7 +27,7 @@ from train.distill import (
     teacher_features,
 )
 from train.prepare import prepare
-from train.train import TrainConfig, initialise, train
+from train.train import TrainConfig, initialise, segmentation_loss, start_or_resume, train, train_one_epoch
 
 ROOT = Path(__file__).resolve().parents[1]
 MSRC = ROOT.parent / "shared" / "datasets" / "msrc-v2"
@@ -175,3 +176,55 @@ def test_missing_folder_or_teacher_package_is_a_one_line_error(
         SystemExit, match=r"^error: .*efficientnet_lite_pytorch.*pip install -r requirements-distill.txt$"
     ):
         main(["--data", str(tiny_data), "--out", str(tmp_path / "run")])
+
+
+def joint_config(data: Path, out: Path, **changes: object) -> TrainConfig:
+    base = dict(data=(str(data),), out=str(out), crop_size=64, batch_size=4, epochs=2, workers=0, seed=5)
+    return TrainConfig(**{**base, "lr": 1e-3, "warmup_iters": 2, "distill_weight": 0.5, **changes})
+
+
+def test_a_distill_weight_adds_that_multiple_of_the_hint_loss_to_the_segmentation_loss(
+    tiny_data: Path, tmp_path: Path
+) -> None:
+    cfg = joint_config(tiny_data, tmp_path / "step")
+    folder = SegmentationFolder(tiny_data, "train", train_transform(64))
+    torch.manual_seed(0)
+    batch = collate([folder[i] for i in range(4)])
+    run = start_or_resume(cfg, torch.device("cpu"), 1)
+    # The same step by hand, before the model moves: drop path draws the same under the same seed.
+    torch.manual_seed(1)
+    images = normalise(batch[0], IMAGENET_MEAN, IMAGENET_STD)
+    run.model.train()
+    features, _ = run.model.encoder(images)
+    logits = run.model.decoder(features)
+    expected_segmentation = segmentation_loss(upsample_logits(logits, batch[1].shape[-2:]), batch[1], None, "ce")
+    expected_hint = run.hints.loss(features, batch[0])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(run.optimizer, lambda _: 1.0)
+    before = [p.detach().clone() for p in run.hints.project.parameters()]
+
+    torch.manual_seed(1)
+    loss, batches, hint = train_one_epoch(run, [batch], scheduler, None, cfg, torch.device("cpu"), "", show=False)
+
+    assert batches == 1 and hint.item() == pytest.approx(expected_hint.item(), rel=1e-5)
+    assert loss.item() == pytest.approx(expected_segmentation.item() + 0.5 * expected_hint.item(), rel=1e-5)
+    assert all((a != b).any() for a, b in zip(before, run.hints.project.parameters(), strict=True))  # they learn
+
+
+def test_training_with_a_distill_weight_records_its_teacher_and_resumes_exactly(
+    tiny_data: Path, tmp_path: Path
+) -> None:
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    train(joint_config(tiny_data, full))
+    train(joint_config(tiny_data, resumed, stop_after=1))
+    train(joint_config(tiny_data, resumed, resume=True))
+    meta = json.loads((full / "last.json").read_text())
+    assert meta["teacher"]["name"] == "EfficientNet-Lite0 (ImageNet-1k)" and meta["recipe"]["distill_weight"] == 0.5
+    assert all(h["train_hint_loss"] > 0 for h in meta["history"])
+    for name in ("last.safetensors", "last-projections.safetensors", "last-optimizer.safetensors"):
+        expected, got = load_file(full / name), load_file(resumed / name)
+        for key in expected:
+            torch.testing.assert_close(got[key], expected[key], rtol=0, atol=1e-6, msg=f"{name}: {key}")
+    resumed_history = json.loads((resumed / "last.json").read_text())["history"]
+    assert [h["train_hint_loss"] for h in resumed_history] == pytest.approx(
+        [h["train_hint_loss"] for h in meta["history"]]
+    )

@@ -114,6 +114,12 @@ ARMS = (
     Arm("finetune-cats", "levers: feral-cats with partial labels", "finetune", WITH_CATS),
     Arm("finetune-copy-paste", "levers: Simple Copy-Paste", "finetune", ("--copy-paste", "0.3")),
     Arm("finetune-cats-copy-paste", "levers: both (stage 9)", "finetune", (*WITH_CATS, "--copy-paste", "0.3")),
+    Arm(
+        "finetune-cats-copy-paste-hints",
+        "levers: distillation beside the labels",
+        "finetune",
+        (*WITH_CATS, "--copy-paste", "0.3", "--distill-weight", "1"),
+    ),
 )
 
 
@@ -223,6 +229,7 @@ LEVER_GROUPS = (
     ("scratch-4-epochs", "distilled"),
     ("scratch-16-epochs", "distilled-long"),
     ("finetune-ce", "finetune-cats", "finetune-copy-paste", "finetune-cats-copy-paste"),
+    ("finetune-cats-copy-paste", "finetune-cats-copy-paste-hints"),
 )
 
 

@@ -148,6 +148,22 @@ def stage_losses(
     return torch.stack(losses)
 
 
+class Hints:
+    """The frozen teacher and the projections P_i, for the loss L above beside the segmentation loss while SegFormer
+    trains on labels (``python -m train.train --distill-weight W``): the knowledge-distillation form in which the
+    hint loss is added to the task loss throughout training (Heo et al., "A comprehensive overhaul of feature
+    distillation", ICCV 2019) rather than spent before it (FitNets' hint stage, this module's ``distill``)."""
+
+    def __init__(self, student_channels: Sequence[int], device: torch.device) -> None:
+        self.teacher = load_teacher().to(device)
+        self.project = projections(student_channels).to(device)
+        self.record = teacher_record()
+
+    def loss(self, features: Sequence[torch.Tensor], images: torch.Tensor) -> torch.Tensor:
+        """L (the mean of the four stage losses) of the student's stage outputs for uint8 images (B, 3, H, W)."""
+        return stage_losses(features, teacher_features(self.teacher, images), self.project).mean()
+
+
 def training_images(folders: Sequence[str]) -> list[Path]:
     """The images of the training split of each folder (shared layout: FOLDER/images/train)."""
     paths: list[Path] = []

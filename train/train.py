@@ -11,7 +11,9 @@ val loss, val mIoU, per-class IoU, pixel accuracy and the learning rate to a his
 and drawn as curves.png. ``OUT/last`` and ``OUT/best`` (by val mIoU) are checkpoints (safetensors + JSON);
 ``OUT/last-optimizer`` holds the optimizer and scheduler state so that ``--resume`` continues exactly: 2 epochs
 == 1 epoch + resume 1 epoch. Each epoch reseeds every random generator from (seed, epoch), so no RNG state needs
-saving. ``--init`` starts from the weights of an earlier checkpoint (whose history this run continues) or of a
+saving. ``--distill-weight W`` adds W times train.distill's feature loss against the ImageNet-pretrained
+EfficientNet-Lite0 (its projections train at the decoder's rate and are saved in ``OUT/last-projections``).
+``--init`` starts from the weights of an earlier checkpoint (whose history this run continues) or of a
 transformers-layout Hub repo, such as the paper's ImageNet-pretrained encoder ``hf://nvidia/mit-b0``.
 ``--recipe scratch`` starts from the recipe that trained the shipped model's first stage from random weights.
 """
@@ -25,6 +27,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
@@ -33,7 +36,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler, RandomSampler
 
 from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer, load_checkpoint, save_checkpoint
-from segformer.checkpoint import checkpoint_paths, load_tensors, save_json, save_tensors
+from segformer.checkpoint import checkpoint_paths, load_state, load_tensors, save_json, save_tensors
 from segformer.config import (
     DECODERS,
     FFN_ACTIVATIONS,
@@ -55,6 +58,9 @@ from train.evaluate import combine, evaluate
 from train.losses import partial_cross_entropy
 from train.lovasz import lovasz_softmax
 from train.progress import progress
+
+if TYPE_CHECKING:
+    from train.distill import Hints
 
 
 @dataclass
@@ -152,6 +158,9 @@ class TrainConfig(RunConfig):
     # "ce": the cross-entropy (the paper's, with partial labels); "lovasz": the Lovasz-softmax surrogate of IoU
     # (Berman et al. 2018); "ce+lovasz": their sum.
     loss: str = "ce"
+    # Weight of train.distill's hint loss (the encoder's stage features against EfficientNet-Lite0's, through 1x1
+    # projections) added to the segmentation loss at every step; 0: off, and the teacher is not loaded.
+    distill_weight: float = 0.0
 
 
 #: Named recipes: each overrides TrainConfig's defaults (the paper's), and flags override the recipe.
@@ -182,13 +191,15 @@ def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
     return poly
 
 
-def build_optimizer(model: SegFormer, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with the decoder at ``head_lr_mult`` x lr; norms and biases take no weight decay."""
+def build_optimizer(model: SegFormer, cfg: TrainConfig, heads: Sequence[nn.Module] = ()) -> torch.optim.AdamW:
+    """AdamW with the decoder (and ``heads``, e.g. distillation projections) at ``head_lr_mult`` x lr; norms and
+    biases take no weight decay."""
+    params = [(name.startswith("decoder."), p) for name, p in model.named_parameters()]
+    params += [(True, p) for head in heads for p in head.parameters()]
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
-    for name, param in model.named_parameters():
+    for head, param in params:
         if not param.requires_grad:
             continue
-        head = name.startswith("decoder.")
         decay = param.ndim > 1
         groups.setdefault((head, decay), []).append(param)
     return torch.optim.AdamW(
@@ -319,6 +330,7 @@ class Run:
     inherited: int  # epochs of the --init run, continued by this one
     start_epoch: int
     step: int
+    hints: "Hints | None" = None  # the teacher and projections of --distill-weight
 
 
 LOSSES = ("ce", "lovasz", "ce+lovasz")
@@ -353,13 +365,21 @@ def start_or_resume(cfg: TrainConfig, device: torch.device, world: int) -> Run:
         model.encoder.requires_grad_(False)
     inherited, start_epoch, step = len(history), 0, 0
     model = model.to(device)
-    optimizer = build_optimizer(model, cfg)
+    hints = None
+    if cfg.distill_weight > 0:
+        from train.distill import Hints  # the teacher's packages are needed only here (requirements-distill.txt)
+
+        hints = Hints(model.config.widths, device)
+    optimizer = build_optimizer(model, cfg, [hints.project] if hints else [])
     if (out / "last.json").is_file() and not cfg.resume:
         raise ValueError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
     if cfg.resume:
         resumed, meta = load_checkpoint(out / "last", device=device)
         model.load_state_dict(resumed.state_dict())
         start_epoch, step = load_training_state(out / "last-optimizer", optimizer)
+        if hints is not None:
+            projections = out / "last-projections.safetensors"
+            load_state(hints.project, load_tensors(projections), str(projections))
         history, inherited = meta["history"], meta.get("inherited_epochs", 0)
         if start_epoch != len(history) - inherited:
             raise ValueError(f"{out}: last checkpoint and optimizer state disagree on the epoch; delete one")
@@ -372,7 +392,7 @@ def start_or_resume(cfg: TrainConfig, device: torch.device, world: int) -> Run:
         if world > 1:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # as the paper's mmseg recipe
     net = DistributedDataParallel(model) if world > 1 else model
-    return Run(model, net, optimizer, history, inherited, start_epoch, step)
+    return Run(model, net, optimizer, history, inherited, start_epoch, step, hints)
 
 
 def training_set(cfg: TrainConfig) -> Dataset:
@@ -415,32 +435,51 @@ def train_one_epoch(
     loader: DataLoader,
     scheduler: torch.optim.lr_scheduler.LambdaLR,
     weights: torch.Tensor | None,
-    loss_name: str,
+    cfg: TrainConfig,
     device: torch.device,
     description: str,
     show: bool,
 ) -> torch.Tensor:
-    """One pass over ``loader``; returns (summed loss, batches) as a float64 pair, to be reduced across ranks."""
+    """One pass over ``loader``; returns (summed loss, batches, summed hint loss) in float64, to be reduced across
+    ranks. With ``run.hints`` the loss is the segmentation loss + ``cfg.distill_weight`` x the hint loss of the
+    encoder's stage outputs (taken by a forward hook, so DDP's wrapper still runs the whole model)."""
     run.net.train()
     if not any(p.requires_grad for p in run.model.encoder.parameters()):
         run.model.encoder.eval()  # frozen: no stochastic depth either
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    loss_sum = torch.zeros(2, dtype=torch.float64, device=device)
-    for images, masks in progress(loader, description, unit="batches") if show else loader:
-        images = normalise(images.to(device, non_blocking=True), IMAGENET_MEAN, IMAGENET_STD)
+    loss_sum = torch.zeros(3, dtype=torch.float64, device=device)
+    stages: list[list[torch.Tensor]] = []
+    hook = (
+        run.model.encoder.register_forward_hook(lambda _module, _input, output: stages.append(output[0]))
+        if run.hints is not None
+        else None
+    )
+    for raw, masks in progress(loader, description, unit="batches") if show else loader:
+        raw = raw.to(device, non_blocking=True)
+        images = normalise(raw, IMAGENET_MEAN, IMAGENET_STD)
         masks = masks.to(device, non_blocking=True)
         if device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast:
             logits = run.net(images)
         full = upsample_logits(logits.float(), masks.shape[-2:])
-        loss = segmentation_loss(full, masks, weights, loss_name)
+        loss = segmentation_loss(full, masks, weights, cfg.loss)
+        hint = torch.zeros((), device=device)
+        if run.hints is not None:
+            hint = run.hints.loss([f.float() for f in stages.pop()], raw)
+            loss = loss + cfg.distill_weight * hint
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if run.hints is not None and dist.is_initialized():  # the projections sit outside DDP's wrapper
+            for param in run.hints.project.parameters():
+                dist.all_reduce(param.grad)
+                param.grad /= dist.get_world_size()
         run.optimizer.step()
         scheduler.step()
         run.step += 1
-        loss_sum += torch.stack([loss.detach().double(), torch.ones((), dtype=torch.float64, device=device)])
+        loss_sum += torch.stack([loss.detach(), torch.ones((), device=device), hint.detach()]).double()
+    if hook is not None:
+        hook.remove()
     return loss_sum
 
 
@@ -453,6 +492,7 @@ def epoch_record(
         "epoch": run.inherited + epoch + 1,
         "step": run.step,
         "train_loss": (loss_sum[0] / loss_sum[1]).item(),
+        **({"train_hint_loss": (loss_sum[2] / loss_sum[1]).item()} if run.hints is not None else {}),
         "val_loss": overall["loss"],
         "val_miou": overall["miou"],
         "val_pixel_acc": overall["pixel_acc"],
@@ -489,8 +529,11 @@ def save_epoch(run: Run, cfg: TrainConfig, epoch: int, world: int, device: torch
         "recipe": {**asdict(cfg), "world_size": world, "device": device.type},
         "data": data_summary(cfg.data),
         "code_version": code_version(),
+        **({"teacher": run.hints.record} if run.hints is not None else {}),
     }
     save_training_state(out / "last-optimizer", run.optimizer, epoch + 1, run.step)
+    if run.hints is not None:
+        save_tensors(out / "last-projections.safetensors", run.hints.project.state_dict())
     save_checkpoint(out / "last", run.model, metadata)
     if run.history[-1]["val_miou"] >= max(h["val_miou"] for h in run.history[run.inherited :]):
         save_checkpoint(out / "best", run.model, metadata)
@@ -516,7 +559,7 @@ def train(cfg: TrainConfig) -> dict:
         started = time.perf_counter()
         loader = epoch_loader(train_set, cfg, epoch, rank, world)
         loss_sum = train_one_epoch(
-            run, loader, scheduler, weights, cfg.loss, device, f"epoch {epoch + 1}/{cfg.epochs}", show=rank == 0
+            run, loader, scheduler, weights, cfg, device, f"epoch {epoch + 1}/{cfg.epochs}", show=rank == 0
         )
         if world > 1:
             dist.all_reduce(loss_sum)
@@ -547,6 +590,7 @@ def parse_args(argv: Sequence[str] | None) -> TrainConfig:
     add("--head-lr-mult", type=float, help="the decoder's learning rate as a multiple of --lr")
     add("--class-weight-power", type=float, help="weight class c's loss by frequency_c ** -P (0: off)")
     add("--loss", choices=LOSSES, help="ce (the paper's), lovasz (an IoU surrogate) or their sum")
+    add("--distill-weight", type=float, help="add W x the feature-distillation loss of train.distill (0: off)")
     add("--copy-paste", type=float, help="probability of Simple Copy-Paste per crop (0: off)")
     add("--copy-paste-min-scale", type=float, help="smallest pasted object: longer side / crop's")
     add("--copy-paste-max-scale", type=float, help="largest pasted object, likewise")
