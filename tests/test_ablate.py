@@ -77,17 +77,19 @@ def test_levers_table_gives_mean_range_and_the_difference_judged_by_the_seed_spr
     for index, result in enumerate(arms):
         (tmp_path / f"{index}.json").write_text(json.dumps(result))
 
-    rows = ablate.levers_table([("base", "lever", "absent")]).splitlines()[2:]
+    rows = ablate.levers_table([("base", "lever", "absent"), ("lever", "base")]).splitlines()[2:]
 
-    assert rows[0].split(" | ")[1:4] == ["0.710 (0.700-0.720)", "(reference)", "0.520 (0.500-0.540)"]
+    assert rows[0].split(" | ")[1:4] == ["0.710 (0.700-0.720)", "", "0.520 (0.500-0.540)"]
     lever = rows[1].split(" | ")
     # mean 0.78 - 0.71 = +0.07; spread: the wider range, 0.80 - 0.76 = 0.04 -> outside.
     assert lever[1:7] == [
         "0.780 (0.760-0.800)",
-        "+0.070 (outside the seed spread 0.040)",
+        "+0.070 (outside the seed spread 0.040) vs base",
         "0.610 (0.600-0.620)",
         "0.500 (0.500-0.500)",
         "0.450 (0.400-0.500)",
         "15 min",
     ]
     assert "not run yet" in rows[2]
+    # A reference already in the table is not repeated; its group's arms are judged against it.
+    assert len(rows) == 4 and rows[3].split(" | ")[2] == "-0.070 (outside the seed spread 0.040) vs lever"

@@ -253,10 +253,11 @@ def levers_table(groups: Sequence[Sequence[str]] = LEVER_GROUPS) -> str:
     for path in sorted(RESULTS.glob("*.json")):
         result = json.loads(path.read_text())
         by_arm.setdefault(result["arm"], []).append(figures(result) | {"seconds": result.get("seconds")})
-    rows = []
+    rows, shown = [], set()
     for reference, *arms in groups:
         ref = [r["miou"] for r in by_arm.get(reference, [])]
-        for name in (reference, *arms):
+        for name in [reference, *arms][reference in shown :]:  # a reference already in the table is not repeated
+            shown.add(name)
             runs = by_arm.get(name, [])
             if not runs:
                 rows.append([name, "not run yet", "", "", "", "", "", ""])
@@ -267,7 +268,7 @@ def levers_table(groups: Sequence[Sequence[str]] = LEVER_GROUPS) -> str:
                 [
                     name,
                     spread([r["miou"] for r in runs]),
-                    verdict([r["miou"] for r in runs], ref) if name != reference else "(reference)",
+                    f"{verdict([r['miou'] for r in runs], ref)} vs {reference}" if name != reference else "",
                     spread([r["person/animal"] for r in runs]),
                     spread([r["vehicle"] for r in runs]),
                     spread(cats) if cats else "",
@@ -275,7 +276,7 @@ def levers_table(groups: Sequence[Sequence[str]] = LEVER_GROUPS) -> str:
                     len(runs),
                 ]
             )
-    header = "arm|3-source mIoU|vs reference|person/animal|vehicle|cat IoU (feral-cats)|compute|seeds".split("|")
+    header = "arm|3-source mIoU|difference|person/animal|vehicle|cat IoU (feral-cats)|compute|seeds".split("|")
     return markdown_table(header, rows)
 
 
