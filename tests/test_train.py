@@ -386,6 +386,9 @@ def test_soup_averages_every_float_tensor_of_its_ingredients_and_records_them(
     histories = [json.loads(path.with_suffix(".json").read_text())["history"] for path in ingredients]
     assert [part["checkpoint"] for part in meta["soup"]] == [str(path) for path in ingredients]
     assert [part["history"] for part in meta["soup"]] == histories and meta["history"] == histories[0]
+    # Averaged again with one of its ingredients (WiSE-FT's interpolation), the soup keeps its own ingredients.
+    again = load_checkpoint(soup([tmp_path / "soup" / "best", trained_run / "last"], tmp_path / "wise" / "best"))[1]
+    assert again["soup"][0]["soup"] == meta["soup"] and "soup" not in again["soup"][1]
     result = evaluate(
         model, SegmentationFolder(tiny_data, "val"), mean=IMAGENET_MEAN, std=IMAGENET_STD, show_progress=False
     )

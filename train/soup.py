@@ -5,8 +5,10 @@ fine-tuned from one starting point, e.g. the same stage run with and without cla
 
 Every floating tensor is averaged, BatchNorm running statistics included (integer counters are taken from the
 first ingredient). The metadata is the first ingredient's (its history drives the curves) plus ``soup``: each
-ingredient's name and full history. Averaging only helps checkpoints that share a starting point: ones
-trained apart sit in different basins, and their mean is a poor model; score the soup with ``train.evaluate``.
+ingredient's name and full history (and its own ``soup``, for a soup of soups). Averaging only helps checkpoints
+that share a starting point: ones trained apart sit in different basins, and their mean is a poor model; score the
+soup with ``train.evaluate``. A soup of a fine-tuned model and the weights it started from is WiSE-FT's weight-space
+interpolation (Wortsman et al., CVPR 2022) with mixing coefficient 0.5.
 """
 
 import argparse
@@ -38,8 +40,8 @@ def soup(checkpoints: Sequence[str | Path], out: Path) -> Path:
         for name, tensor in states[0].items()
     }
     model.load_state_dict(averaged)
-    ingredients = [
-        {"checkpoint": str(path), "history": m.get("history", [])}
+    ingredients = [  # an ingredient that is itself a soup keeps its own ingredients
+        {"checkpoint": str(path), "history": m.get("history", []), **({"soup": m["soup"]} if "soup" in m else {})}
         for path, (_, m) in zip(checkpoints, loaded, strict=True)
     ]
     save_checkpoint(out, model, {**meta, "soup": ingredients})  # it rewrites config, num_classes and dtype
