@@ -78,10 +78,10 @@ def test_full_attention_matches_transformers_with_sr_ratio_1(tmp_path: Path) -> 
     check_eval_equivalence(ours, theirs, (97, 75), seed=9)
 
 
-def test_the_shipped_checkpoint_predates_the_variants_and_loads_as_the_paper() -> None:
-    """Its JSON config has no variant field (and says ``dropout``): it loads with the paper's defaults."""
+def test_the_shipped_checkpoint_is_the_papers_b0() -> None:
+    """Its JSON config names every variant field with the paper's value, and it loads as the paper's B0."""
     stored = json.loads(checkpoint_paths(CHECKPOINT)[1].read_text())["config"]
-    assert not set(PAPER) & set(stored) and "decoder" not in stored
+    assert {name: stored[name] for name in PAPER} == PAPER and stored["decoder"] == "all_mlp"
     model, _ = load_checkpoint(CHECKPOINT)
     assert model.config == B0
 
