@@ -4,13 +4,13 @@
 #   bash docs/discussion/run.sh            # from the repository root, with the venv of `make test`
 #
 # Needs the prepared data (train/recipes/b0-4class.sh, stage 0: data/4class-256). The training arms take about
-# 3 hours on 2 CPU cores (two runs at a time, one thread each); every step resumes or skips what is already done,
+# 3 hours on 2 CPU cores (two runs at a time, one thread each), the model card's levers about 1 more; every step resumes or skips what is already done,
 # so an interrupted run is continued by running this again. Results land in docs/discussion/results/ (small JSON).
 set -euo pipefail
 PY=${PYTHON:-.venv/bin/python}
 export OMP_NUM_THREADS=1
 
-"$PY" -m train.ablate run --jobs 2                       # the training arms (Q1, Q2, Q3, Q5, Q6, Q7, Q8)
+"$PY" -m train.ablate run --jobs 2                       # the training arms (Q1-Q8; the model card's levers too)
 "$PY" -m bench.bench_model --sr-sweep --threads 1 \
     --json-out docs/discussion/results/attention-cost.json  # speed and memory of attention (Q2)
 "$PY" -m train.discussion measure                       # padding, multi-scale, receptive fields, decoders (Q4-Q8)
