@@ -3,7 +3,7 @@ protocol, two seeds.
 
     python -m train.ablate run [--arms NAME ...] [--jobs 2] [--runs runs/ablate]
     python -m train.ablate list
-    python -m train.ablate report [--arms NAME ...] [--reference NAME]    (the levers table of MODEL_CARD.md)
+    python -m train.ablate report                                   (the levers table of MODEL_CARD.md)
 
 Two protocols (PROTOCOLS):
 - ``scratch``: B0 from random weights with the ``scratch`` recipe, 2 epochs of the three sources' train splits,
@@ -207,10 +207,10 @@ def run_one(arm: Arm, seed: int, runs: Path) -> str:
         runs.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         steps = [("distilling", distill_command)] if arm.distill and distilled(arm, seed, runs) is None else []
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         for step, build in [*steps, ("training", command)]:
             print(f"{name}: {step}", flush=True)
             with open(runs / f"{name}.log", "a") as log:
-                env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
                 code = subprocess.run(build(arm, seed, runs), stdout=log, stderr=subprocess.STDOUT, env=env).returncode
             if code != 0:
                 return f"{name}: {step} failed (exit {code}); see {runs / name}.log"
@@ -247,12 +247,20 @@ def figures(result: dict) -> dict[str, float | None]:
             "cat": cat}  # fmt: skip
 
 
-def levers_table(groups: Sequence[Sequence[str]] = LEVER_GROUPS) -> str:
-    """Markdown: per arm the mean and range over seeds of ``figures``, each group's arms against its first."""
+def arm_results() -> dict[str, list[dict]]:
+    """The committed summaries by arm name, one entry per seed."""
     by_arm: dict[str, list[dict]] = {}
     for path in sorted(RESULTS.glob("*.json")):
         result = json.loads(path.read_text())
-        by_arm.setdefault(result["arm"], []).append(figures(result) | {"seconds": result.get("seconds")})
+        by_arm.setdefault(result["arm"], []).append(result)
+    return by_arm
+
+
+def levers_table(groups: Sequence[Sequence[str]] = LEVER_GROUPS) -> str:
+    """Markdown: per arm the mean and range over seeds of ``figures``, each group's arms against its first."""
+    by_arm = {
+        name: [figures(r) | {"seconds": r.get("seconds")} for r in results] for name, results in arm_results().items()
+    }
     rows, shown = [], set()
     for reference, *arms in groups:
         ref = [r["miou"] for r in by_arm.get(reference, [])]

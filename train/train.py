@@ -454,6 +454,7 @@ def train_one_epoch(
         if run.hints is not None
         else None
     )
+    no_hint = torch.zeros((), device=device)
     for raw, masks in progress(loader, description, unit="batches") if show else loader:
         raw = raw.to(device, non_blocking=True)
         images = normalise(raw, IMAGENET_MEAN, IMAGENET_STD)
@@ -464,7 +465,7 @@ def train_one_epoch(
             logits = run.net(images)
         full = upsample_logits(logits.float(), masks.shape[-2:])
         loss = segmentation_loss(full, masks, weights, cfg.loss)
-        hint = torch.zeros((), device=device)
+        hint = no_hint
         if run.hints is not None:
             hint = run.hints.loss([f.float() for f in stages.pop()], raw)
             loss = loss + cfg.distill_weight * hint

@@ -3,9 +3,11 @@
 #
 #   bash docs/discussion/run.sh            # from the repository root, with the venv of `make test`
 #
-# Needs the prepared data (train/recipes/b0-4class.sh, stage 0: data/4class-256). The training arms take about
-# 3 hours on 2 CPU cores (two runs at a time, one thread each), the model card's levers about 1 more; every step resumes or skips what is already done,
-# so an interrupted run is continued by running this again. Results land in docs/discussion/results/ (small JSON).
+# Needs the prepared data (train/recipes/b0-4class.sh, stage 0: data/4class-256; train/recipes/levers.sh also
+# prepares data/feral-cats-256, which the model card's levers need). The training arms take about 3 hours on 2 CPU
+# cores (two runs at a time, one thread each), the levers about 1 more; every step resumes or skips what is already
+# done, so an interrupted run is continued by running this again. Results land in docs/discussion/results/ (small
+# JSON).
 set -euo pipefail
 PY=${PYTHON:-.venv/bin/python}
 export OMP_NUM_THREADS=1
