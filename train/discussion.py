@@ -5,7 +5,7 @@
 
 ``measure`` writes small JSON files to docs/discussion/results/ (MEASUREMENTS names them); the training arms'
 results come from ``python -m train.ablate run``, and the attention cost from ``python -m bench.bench_model
---sr-sweep``. ``report`` reads only those JSON files (and the shipped checkpoint's history), so the tables and
+--sr-sweep``. ``report`` reads only those JSON files (the shipped checkpoint's history too), so the tables and
 figures can be redrawn without a model. docs/discussion/run.sh runs everything in order.
 
 Every evaluation here is on the val splits of the prepared 4-class data (``data/4class-256``: SIFT Flow, MSRC-v2
@@ -30,7 +30,7 @@ from segformer.checkpoint import atomic_write, read_metadata, save_json
 from segformer.config import FFN_PADDINGS, preset
 from segformer.model import swap_ffn_padding
 from segformer.predict import class_argmax, normalise, upsample_logits
-from train.ablate import SHIPPED
+from train.ablate import SHIPPED, arm_results
 from train.classes import CLASS_NAMES, IGNORE_INDEX
 from train.data import SegmentationFolder
 from train.losses import partial_cross_entropy
@@ -273,7 +273,18 @@ def measure_argmax_gradient() -> dict:
     return result
 
 
+def measure_history(checkpoint: str = SHIPPED) -> dict:
+    """The per-epoch val loss and mIoU of a checkpoint's training history (Q5, Q8), kept as a result so that the
+    tables stay those of the model that was measured when the shipped checkpoint changes."""
+    keys = ("epoch", "val_loss", "val_miou")
+    return {
+        "checkpoint": checkpoint,
+        "history": [{k: h[k] for k in keys} for h in read_metadata(checkpoint)["history"]],
+    }
+
+
 MEASUREMENTS: dict[str, Callable[[Path], dict]] = {
+    "history": lambda runs: measure_history(),
     "padding-border": lambda runs: measure_padding(),
     "tta": lambda runs: measure_tta(),
     "erf": measure_erf,
@@ -288,13 +299,12 @@ def load(name: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def arm_results() -> dict[str, list[dict]]:
-    """The ablation results by arm name, one entry per seed."""
-    by_arm: dict[str, list[dict]] = {}
-    for path in sorted((RESULTS / "arms").glob("*.json")):
-        result = json.loads(path.read_text())
-        by_arm.setdefault(result["arm"], []).append(result)
-    return by_arm
+def shipped_history() -> list[dict]:
+    """The measured model's history (``measure_history``)."""
+    data = load("history")
+    if data is None:
+        raise FileNotFoundError(f"{RESULTS}/history.json is missing: python -m train.discussion measure --only history")
+    return data["history"]
 
 
 def arms_table(names: Sequence[str], reference: str = "paper") -> str:
@@ -371,7 +381,7 @@ def table_attention_cost() -> str:
 
 
 def table_loss_history() -> str:
-    history = read_metadata(SHIPPED)["history"]
+    history = shipped_history()
     loss = [h["val_loss"] for h in history]
     score = [h["val_miou"] for h in history]
     moves = list(zip(loss[:-1], loss[1:], score[:-1], score[1:], strict=True))
@@ -488,7 +498,7 @@ def table_tta() -> str:
 
 
 def table_schedule() -> str:
-    history = read_metadata(SHIPPED)["history"]
+    history = shipped_history()
     rows = [
         [h["epoch"], f"{h['val_miou']:.3f}", f"{h['val_loss']:.3f}"]
         for h in history
@@ -525,7 +535,7 @@ def figure_history(path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    history = read_metadata(SHIPPED)["history"]
+    history = shipped_history()
     epochs = [h["epoch"] for h in history]
     fig, loss_axis = plt.subplots(figsize=(7, 3.2), dpi=110)
     loss_axis.plot(epochs, [h["val_loss"] for h in history], color="tab:red", label="val cross-entropy")
