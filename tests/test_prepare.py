@@ -26,7 +26,7 @@ from train.classes import (
     task_classes_txt,
 )
 from train.data import SegmentationFolder
-from train.prepare import main, resized_size
+from train.prepare import main, prepare, resized_size
 
 DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 ADE_SAMPLES = DATASETS / "ade20k-samples"
@@ -317,3 +317,31 @@ def test_existing_output_needs_overwrite(tmp_path: Path) -> None:
     stale.touch()
     assert run(tmp_path / "out", *args, "--overwrite")["counts"] == {"msrc-v2": {"train": 1, "val": 1}}
     assert not stale.exists()
+
+
+def test_prepare_davis_ignores_what_is_not_annotated(tmp_path: Path) -> None:
+    """DAVIS 2016 annotates one object per video: its 0 is "not annotated" (ignore), never background; the object
+    maps by the source's class (a car to vehicle, the bicyclist of bmx-trees to {person/animal, vehicle})."""
+    out = tmp_path / "prepared"
+    prepare(out, 256, {"davis-2016": DATASETS / "davis-2016"}, workers=1)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["davis-2016"] == {"train": 230, "val": 39}
+    rider = label_id(frozenset({PERSON_ANIMAL, VEHICLE}))
+    for stem, task in (("bmx-trees_00000", rider), ("car-roundabout_00000", VEHICLE), ("blackswan_00000", 2)):
+        split = "val" if stem.startswith("blackswan") else "train"
+        raw = np.asarray(Image.open(DATASETS / "davis-2016" / "labels" / split / f"{stem}.png"))
+        label = np.asarray(Image.open(out / "labels" / split / f"davis-2016__{stem}.png"))
+        assert set(np.unique(label)) == {task, IGNORE_INDEX}
+        assert abs((label == task).mean() - (raw > 0).mean()) < 0.01
+    assert manifest["class_pixels"]["davis-2016"]["train"]["background"] == 0
+
+
+def test_prepare_everyday_photos_have_images_and_no_labels(tmp_path: Path) -> None:
+    out = tmp_path / "prepared"
+    run(out, "--short-side", "256", "--limit", "3", "--workers", "1", "--sources",
+        f"everyday-photos={DATASETS / 'everyday-photos'}")  # fmt: skip
+    assert len(files(out / "images" / "train")) == 3 and len(files(out / "labels" / "train")) == 3
+    for name in files(out / "labels" / "train"):
+        label = np.asarray(Image.open(out / "labels" / "train" / name))
+        image = Image.open(out / "images" / "train" / name.replace(".png", ".jpg"))
+        assert label.shape == image.size[::-1] and min(image.size) <= 256 and np.all(label == IGNORE_INDEX)

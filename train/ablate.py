@@ -13,6 +13,9 @@ Two protocols (PROTOCOLS):
   (5e-5), for variants that keep its weights (the loss, Q5).
 - ``frozen``: the shipped checkpoint's encoder, fixed, under a freshly initialised decoder trained for 1 epoch of
   256-pixel crops (Q7 compares decoders on the same features).
+- ``teacher``: the shipped checkpoint, 1 more epoch of the three sources, feral-cats and DAVIS (256-pixel crops,
+  lr 2e-4, bfloat16 autocast) with or without the segmentation teachers' targets (train.teach), for the model
+  card's teacher levers.
 
 An arm with ``distill`` flags first distils EfficientNet-Lite0 into a fresh encoder (``python -m train.distill``,
 those flags) and then trains from it under its protocol (``--init``), so that distillation is compared with
@@ -48,6 +51,8 @@ RESULTS = Path("docs/discussion/results/arms")
 SEEDS = (0, 1)
 THREE_SOURCES = "data/4class-256"  # SIFT Flow, MSRC-v2 and CamVid, prepared at short side 256
 FERAL_CATS = "data/feral-cats-256"
+DAVIS = "data/davis-256"
+EVERYDAY = "data/everyday-256"  # unlabelled: only teacher targets teach from it
 WITH_CATS = ("--data", THREE_SOURCES, FERAL_CATS)
 
 PROTOCOLS: dict[str, list[str]] = {
@@ -63,6 +68,10 @@ PROTOCOLS: dict[str, list[str]] = {
         "--data", "data/4class-256", "--epochs", "1", "--crop-size", "256", "--batch-size", "8",
         "--init", SHIPPED, "--init-encoder-only", "--freeze-encoder",
         "--lr", "6e-4", "--head-lr-mult", "1", "--warmup-iters", "40",
+    ],
+    "teacher": [
+        "--data", THREE_SOURCES, FERAL_CATS, DAVIS, "--epochs", "1", "--crop-size", "256", "--batch-size", "8",
+        "--init", SHIPPED, "--lr", "2e-4", "--head-lr-mult", "1", "--warmup-iters", "50", "--cpu-bf16",
     ],
 }  # fmt: skip
 
@@ -120,7 +129,15 @@ ARMS = (
         "finetune",
         (*WITH_CATS, "--copy-paste", "0.3", "--distill-weight", "1"),
     ),
-)
+    # The segmentation teachers (train.teach): labels alone against labels + the fused teachers' targets, the
+    # fusion rule (ADE20K alone), and the unlabelled everyday photos added (1.23x the images of an epoch).
+    Arm("teacher-none", "levers: teacher targets (reference)", "teacher"),
+    Arm("teacher-fused", "levers: teacher targets", "teacher", ("--teacher-weight", "1", "--teacher", "max-person")),
+    Arm("teacher-fused-everyday", "levers: teacher targets + everyday photos", "teacher",
+        ("--data", THREE_SOURCES, FERAL_CATS, DAVIS, EVERYDAY, "--teacher-weight", "1", "--teacher", "max-person")),
+    Arm("teacher-ade20k", "levers: teacher fusion (ADE20K alone)", "teacher",
+        ("--teacher-weight", "1", "--teacher", "ade20k")),
+)  # fmt: skip
 
 
 def distill_command(arm: Arm, seed: int, runs: Path) -> list[str]:
@@ -230,6 +247,7 @@ LEVER_GROUPS = (
     ("scratch-16-epochs", "distilled-long"),
     ("finetune-ce", "finetune-cats", "finetune-copy-paste", "finetune-cats-copy-paste"),
     ("finetune-cats-copy-paste", "finetune-cats-copy-paste-hints"),
+    ("teacher-none", "teacher-fused", "teacher-fused-everyday", "teacher-ade20k"),
 )
 
 

@@ -91,6 +91,12 @@ PARTIAL_IDS: tuple[int, ...] = tuple(
 # * feral-cats "not a cat" -> {background, plant, vehicle}: the source labels cats only, and its
 #   label 0 covers plants, pavement and cars alike. It is taken as "not person/animal", which
 #   holds for these street and garden photos of cats (a rare person or dog would be mislabelled).
+# * DAVIS 2016 annotates one object per video; its 0 ("unlabeled") means "not annotated", never background, so it
+#   is ignored (a teacher's targets cover those pixels). Its "bicyclist" (rider and bicycle, motorbike or cart) is
+#   {person/animal, vehicle} like CamVid's; "person with gear" (a kite-surfer or paraglider with board, harness and
+#   lines) is {person/animal, background}.
+# * everyday-photos has no labels at all (UNLABELLED_SOURCES): every pixel is ignored, and only a teacher's
+#   targets teach from it.
 # * MSRC "body" and "face" are person parts -> person/animal.
 # * ADE20K "pot" (flowerpot), "apparel", "sculpture" and "plaything" stay background: they
 #   are objects, not the plants/people/animals themselves.
@@ -154,6 +160,36 @@ SOURCE_TABLES: dict[str, dict[str, Label]] = {
         "bicyclist": frozenset({PERSON_ANIMAL, VEHICLE}),
         "car": VEHICLE,
     },
+    "davis-2016": {
+        "unlabeled": IGNORE_INDEX,
+        "person": PERSON_ANIMAL,
+        "bird": PERSON_ANIMAL,
+        "animal": PERSON_ANIMAL,
+        "cow": PERSON_ANIMAL,
+        "dog": PERSON_ANIMAL,
+        "horse": PERSON_ANIMAL,
+        "car": VEHICLE,
+        "bicyclist": frozenset({PERSON_ANIMAL, VEHICLE}),
+        "person with gear": frozenset({PERSON_ANIMAL, BACKGROUND}),
+    },
+    # The VOC teacher's output channels (train.teach): its "pottedplant" is the plant with its pot.
+    "pascal-voc": {
+        "aeroplane": VEHICLE,
+        "bicycle": VEHICLE,
+        "bird": PERSON_ANIMAL,
+        "boat": VEHICLE,
+        "bus": VEHICLE,
+        "car": VEHICLE,
+        "cat": PERSON_ANIMAL,
+        "cow": PERSON_ANIMAL,
+        "dog": PERSON_ANIMAL,
+        "horse": PERSON_ANIMAL,
+        "motorbike": VEHICLE,
+        "person": PERSON_ANIMAL,
+        "pottedplant": PLANT,
+        "sheep": PERSON_ANIMAL,
+        "train": VEHICLE,
+    },
     "feral-cats": {
         "not a cat": frozenset({BACKGROUND, PLANT, VEHICLE}),
         "cat": PERSON_ANIMAL,
@@ -164,6 +200,9 @@ SOURCE_TABLES: dict[str, dict[str, Label]] = {
 GENERIC_TABLE: dict[str, Label] = {name: IGNORE_INDEX for name in _IGNORE_NAMES} | {
     name: task_id for table in SOURCE_TABLES.values() for name, task_id in table.items()
 }
+
+#: Sources without labels or classes.txt: every pixel of theirs is IGNORE_INDEX (teacher targets only).
+UNLABELLED_SOURCES = frozenset({"everyday-photos"})
 
 #: Sources whose images are filtered with keep_image (see there).
 FILTERED_SOURCES = frozenset({"ade20k"})

@@ -5,6 +5,7 @@ Layout read by SegmentationFolder (the shared datasets and the output of ``train
     root/classes.txt                   "ID NAME" per line
     root/images/<split>/<stem>.jpg     (or .jpeg/.png)
     root/labels/<split>/<stem>.png     8-bit class ids, same size as the image
+    root/teachers/<teacher>/<split>/<stem>.png   optional: teacher targets (train.teach, train.teacher_targets)
 """
 
 from collections.abc import Callable, Sequence
@@ -19,9 +20,11 @@ from torchvision.transforms import v2
 
 from train.classes import IGNORE_INDEX, SOURCE_TABLES, lookup_table, read_classes_txt
 from train.prepare import IMAGE_SUFFIXES
+from train.teacher_targets import SoftTarget, load_target
 
-Sample = tuple[tv_tensors.Image, tv_tensors.Mask]
-Transform = Callable[[tv_tensors.Image, tv_tensors.Mask], Sample]
+#: (image, mask) or, with teacher targets, (image, mask, target).
+Sample = tuple[tv_tensors.Image, tv_tensors.Mask] | tuple[tv_tensors.Image, tv_tensors.Mask, SoftTarget]
+Transform = Callable[..., Sample]
 
 
 class SegmentationFolder(Dataset):
@@ -31,13 +34,17 @@ class SegmentationFolder(Dataset):
     ``tv_tensors.Mask`` (H, W) holding task ids and IGNORE_INDEX, passed through ``transform``
     when given. Labels are mapped by class name: with the source's table when the folder is
     named after a known source (``camvid``, ...), by name alone otherwise, and to themselves
-    for a prepared folder.
+    for a prepared folder. With ``teacher`` (a fusion rule of train.teacher_targets.FUSIONS) items are
+    ``(image, mask, target)``, the fused teacher probabilities transformed with them.
     """
 
-    def __init__(self, root: str | Path, split: str, transform: Transform | None = None) -> None:
+    def __init__(
+        self, root: str | Path, split: str, transform: Transform | None = None, teacher: str | None = None
+    ) -> None:
         self.root = Path(root)
         self.split = split
         self.transform = transform
+        self.teacher = teacher
         self.source_name = self.root.resolve().name
         classes_txt = self.root / "classes.txt"
         if not self.root.is_dir():
@@ -82,9 +89,13 @@ class SegmentationFolder(Dataset):
             )
         image = tv_tensors.Image(torch.from_numpy(rgb).permute(2, 0, 1))
         mask = tv_tensors.Mask(torch.from_numpy(self.lut[raw]).long())
-        if self.transform is not None:
-            image, mask = self.transform(image, mask)
-        return image, mask
+        sample: Sample = (image, mask)
+        if self.teacher is not None:
+            target = load_target(self.root, self.split, self.stems[index], self.teacher)
+            if target.shape[-2:] != mask.shape:
+                raise ValueError(f"teacher target of {image_path.name} is not the image's size: remake it")
+            sample = (image, mask, target)
+        return self.transform(*sample) if self.transform is not None else sample
 
 
 def train_transform(crop_size: int, base_size: int | None = None) -> v2.Compose:
@@ -101,7 +112,11 @@ def train_transform(crop_size: int, base_size: int | None = None) -> v2.Compose:
     return v2.Compose(
         [
             v2.RandomResize(base // 2, 2 * base + 1),
-            v2.RandomCrop(crop_size, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}),
+            v2.RandomCrop(
+                crop_size,
+                pad_if_needed=True,
+                fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX, SoftTarget: 0},
+            ),
             v2.RandomHorizontalFlip(),
             v2.RandomApply([v2.ColorJitter(brightness=32 / 255)]),
             v2.RandomApply([v2.ColorJitter(contrast=0.5)]),
@@ -111,14 +126,13 @@ def train_transform(crop_size: int, base_size: int | None = None) -> v2.Compose:
     )
 
 
-def collate(batch: Sequence[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack same-size samples into (B, 3, H, W) uint8 images and (B, H, W) int64 masks.
+def collate(batch: Sequence[Sample]) -> tuple[torch.Tensor, ...]:
+    """Stack same-size samples into (B, 3, H, W) uint8 images and (B, H, W) int64 masks (and, with teacher
+    targets, (B, C, H, W) float targets).
 
     Full-resolution evaluation images differ in size: evaluate those with batch size 1.
     """
-    sizes = {tuple(image.shape[-2:]) for image, _ in batch}
+    sizes = {tuple(sample[0].shape[-2:]) for sample in batch}
     if len(sizes) > 1:
         raise ValueError(f"cannot batch images of different sizes {sorted(sizes)}; use batch_size=1")
-    images = torch.stack([image.as_subclass(torch.Tensor) for image, _ in batch])
-    masks = torch.stack([mask.as_subclass(torch.Tensor) for _, mask in batch])
-    return images, masks
+    return tuple(torch.stack([part.as_subclass(torch.Tensor) for part in parts]) for parts in zip(*batch, strict=True))

@@ -13,7 +13,7 @@ the plain cross-entropy -log p_y; only the classes inside S receive a positive g
 
 import torch
 
-from train.classes import NUM_CLASSES, admissible_table
+from train.classes import IGNORE_INDEX, NUM_CLASSES, PARTIAL_BASE, admissible_table
 
 _ADMISSIBLE = torch.from_numpy(admissible_table())
 
@@ -50,3 +50,35 @@ def partial_cross_entropy(
     if reduction == "mean":
         return total / pixel_weight.sum()
     raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+
+
+def teacher_kl(
+    logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
+    """Pixel-wise knowledge distillation, T^2 KL(q_T || p_T) averaged over the pixels that have a teacher target.
+
+    Hinton et al. 2015, applied per pixel for segmentation as in Liu et al. (CVPR 2019, "Structured knowledge
+    distillation for semantic segmentation"): p_T = softmax(logits / T) is the student's distribution and
+    q_T ∝ q^(1/T) the teacher's ``teacher`` (B, C, H, W) probabilities at temperature T (softmax(log q / T)); T^2
+    keeps the gradient's scale independent of T. Per pixel, q is the teacher's full distribution where the label is
+    one class or ignored (a pixel nobody annotated learns from the teacher alone), and the teacher's distribution
+    restricted to the admissible set, renormalised, where the label is partial: so that term too gives a positive
+    gradient share only to the classes inside the set. A pixel whose teacher channels sum to 0 (crop padding) has
+    no target. On a one-hot teacher at T = 1 the term is the cross-entropy -log p_y.
+    """
+    if logits.shape[1] != NUM_CLASSES or teacher.shape != logits.shape:
+        raise ValueError(
+            f"expected logits and teacher of shape (B, {NUM_CLASSES}, H, W), got {tuple(logits.shape)} "
+            f"and {tuple(teacher.shape)}"
+        )
+    valid = teacher.sum(1) > 0
+    admissible = _ADMISSIBLE.to(logits.device)[labels.long()].movedim(-1, 1)  # (B, C, H, W)
+    partial = (labels >= PARTIAL_BASE) & (labels != IGNORE_INDEX)
+    admissible = torch.where(partial[:, None], admissible, torch.ones_like(admissible))
+    q = teacher.float() * admissible
+    # A partial pixel whose teacher puts no mass inside its set (after rounding) learns the set's uniform share.
+    q = torch.where((q.sum(1) == 0)[:, None], admissible.float(), q)
+    q_t = (q.log() / temperature).softmax(1)  # q^(1/T) normalised; a class the teacher rules out stays at 0
+    log_p = (logits.float() / temperature).log_softmax(1)
+    kl = (torch.special.xlogy(q_t, q_t) - q_t * log_p).sum(1)  # (B, H, W)
+    return temperature**2 * (kl * valid).sum() / valid.sum().clamp(min=1)

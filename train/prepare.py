@@ -42,6 +42,7 @@ from train.classes import (
     IGNORE_INDEX,
     PARTIAL_IDS,
     SOURCE_TABLES,
+    UNLABELLED_SOURCES,
     keep_image,
     lookup_table,
     parse_ade_object_info,
@@ -96,11 +97,16 @@ def _image_files(folder: Path) -> list[Path]:
 
 
 def list_folder_source(name: str, root: Path, limit: int | None) -> tuple[list[Item], np.ndarray]:
-    """List a source in the shared layout (classes.txt, images/<split>/, labels/<split>/)."""
+    """List a source in the shared layout (classes.txt, images/<split>/, labels/<split>/).
+
+    A source in UNLABELLED_SOURCES has only images/<split>/: its items have no label, and every pixel is ignored.
+    """
     classes_txt = root / "classes.txt"
+    unlabelled = name in UNLABELLED_SOURCES
     if not root.is_dir():
-        raise PrepareError(f"{name} folder not found: {root} (expected classes.txt, images/<split>/, labels/<split>/)")
-    if not classes_txt.is_file():
+        layout = "images/<split>/" if unlabelled else "classes.txt, images/<split>/, labels/<split>/"
+        raise PrepareError(f"{name} folder not found: {root} (expected {layout})")
+    if not unlabelled and not classes_txt.is_file():
         raise PrepareError(f"{name}: missing {classes_txt}")
     items = []
     for split in SPLITS:
@@ -109,6 +115,8 @@ def list_folder_source(name: str, root: Path, limit: int | None) -> tuple[list[I
             items.append(Item(name, split, image.stem, str(image), str(label) if label.is_file() else None))
     if not items:
         raise PrepareError(f"{name}: no images in {root / 'images' / 'train'} or {root / 'images' / 'val'}")
+    if unlabelled:
+        return items, np.full(256, IGNORE_INDEX, dtype=np.uint8)
     return items, lookup_table(read_classes_txt(classes_txt), name)
 
 
@@ -269,7 +277,8 @@ class Converter:
         return io.BytesIO(self.archives[archive].read(path))
 
     def __call__(self, item: Item) -> Result:
-        if item.label is None:
+        unlabelled = item.source in UNLABELLED_SOURCES
+        if item.label is None and not unlabelled:
             return Result(item, "skipped", "missing label")
         try:
             image_bytes = self._read(item.image, item.archive)
@@ -278,20 +287,35 @@ class Converter:
                 image = im.convert("RGB")
         except Exception as e:  # any decoding failure means a corrupt image: skip it
             return Result(item, "skipped", f"unreadable image ({e})")
-        try:
-            with Image.open(self._read(item.label, item.archive)) as lab:
-                if lab.mode not in ("L", "P"):
-                    return Result(item, "skipped", f"label is not 8-bit class ids (mode {lab.mode})")
-                raw = np.asarray(lab)
-        except Exception as e:  # as above, for the label
-            return Result(item, "skipped", f"unreadable label ({e})")
+        if unlabelled:
+            raw = np.zeros((image.height, image.width), dtype=np.uint8)  # the source's lut maps every id to ignore
+        else:
+            raw = self._read_label(item)
+            if isinstance(raw, str):
+                return Result(item, "skipped", raw)
         if raw.shape != (image.height, image.width):
             return Result(
                 item,
                 "skipped",
                 f"label size {raw.shape[1]}x{raw.shape[0]} != image size {image.width}x{image.height}",
             )
-        mask = self.luts[item.source][raw]
+        return self._write(item, image, image_bytes, is_rgb_jpeg, self.luts[item.source][raw])
+
+    def _read_label(self, item: Item) -> np.ndarray | str:
+        """The label's raw ids, or why it can't be used."""
+        assert item.label is not None
+        try:
+            with Image.open(self._read(item.label, item.archive)) as lab:
+                if lab.mode not in ("L", "P"):
+                    return f"label is not 8-bit class ids (mode {lab.mode})"
+                return np.asarray(lab)
+        except Exception as e:  # as above, for the image
+            return f"unreadable label ({e})"
+
+    def _write(
+        self, item: Item, image: Image.Image, image_bytes: io.BytesIO, is_rgb_jpeg: bool, mask: np.ndarray
+    ) -> Result:
+        """Resize the image and its task-id mask to the short side and write both (label first)."""
         if item.source in FILTERED_SOURCES and not keep_image(mask):
             return Result(item, "filtered")
         size = resized_size(image.width, image.height, self.short_side)
@@ -454,8 +478,9 @@ def _quality(text: str) -> int:
 
 def _parse_source(text: str) -> tuple[str, Path]:
     name, sep, path = text.partition("=")
-    if not sep or name not in SOURCE_TABLES:
-        raise argparse.ArgumentTypeError(f"expected NAME=PATH with NAME in {', '.join(SOURCE_TABLES)}: {text!r}")
+    names = [*SOURCE_TABLES, *sorted(UNLABELLED_SOURCES)]
+    if not sep or name not in names:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH with NAME in {', '.join(names)}: {text!r}")
     return name, Path(path).expanduser()
 
 

@@ -50,14 +50,15 @@ from segformer.config import (
 from segformer.model import reference_init
 from segformer.predict import normalise, upsample_logits
 from segformer.transformers_weights import load_transformers_weights
-from train.classes import CLASS_NAMES, PALETTE
+from train.classes import CLASS_NAMES, PALETTE, UNLABELLED_SOURCES
 from train.copy_paste import CopyPaste
 from train.curves import save_curves
 from train.data import SegmentationFolder, collate, train_transform
 from train.evaluate import combine, evaluate
-from train.losses import partial_cross_entropy
+from train.losses import partial_cross_entropy, teacher_kl
 from train.lovasz import lovasz_softmax
 from train.progress import progress
+from train.teacher_targets import FUSIONS, TEACHER_DIR
 
 if TYPE_CHECKING:
     from train.distill import Hints
@@ -161,6 +162,14 @@ class TrainConfig(RunConfig):
     # Weight of train.distill's hint loss (the encoder's stage features against EfficientNet-Lite0's, through 1x1
     # projections) added to the segmentation loss at every step; 0: off, and the teacher is not loaded.
     distill_weight: float = 0.0
+    # Pixel-wise distillation from the segmentation teachers' stored targets (train.teach): teacher_weight x
+    # train.losses.teacher_kl at teacher_temperature is added to the segmentation loss, the two teachers fused by
+    # the rule ``teacher`` (train.teacher_targets.FUSIONS); weight 0: off, and no target is read.
+    teacher: str = "max-person"
+    teacher_weight: float = 0.0
+    teacher_temperature: float = 1.0
+    # bfloat16 autocast on the CPU too (on CUDA it is always on); worth it where the CPU has AMX.
+    cpu_bf16: bool = False
 
 
 #: Named recipes: each overrides TrainConfig's defaults (the paper's), and flags override the recipe.
@@ -272,14 +281,26 @@ def code_version() -> str:
         return "unknown"
 
 
-def data_summary(folders: Sequence[str]) -> dict:
-    """Per folder: its manifest's counts (a prepared folder) or just its name."""
+def data_summary(folders: Sequence[str], teacher: bool = False) -> dict:
+    """Per folder: its manifest's counts (a prepared folder) or just its name; with ``teacher``, the records of
+    its teacher targets (model files and their sha256)."""
     summary = {}
     for folder in folders:
         manifest = Path(folder) / "manifest.json"
         info = json.loads(manifest.read_text()) if manifest.is_file() else {}
         summary[Path(folder).name] = {k: info[k] for k in ("counts", "short_side", "class_frequency") if k in info}
+        if teacher:
+            records = sorted((Path(folder) / TEACHER_DIR).glob("*.json"))
+            summary[Path(folder).name]["teachers"] = {p.stem: json.loads(p.read_text()) for p in records}
     return summary
+
+
+def is_labelled(folder: str) -> bool:
+    """False for a prepared folder whose every source is unlabelled (train.classes.UNLABELLED_SOURCES): it has no
+    val labels to score."""
+    manifest = Path(folder) / "manifest.json"
+    sources = json.loads(manifest.read_text()).get("sources", {}) if manifest.is_file() else {}
+    return not sources or not set(sources) <= UNLABELLED_SOURCES
 
 
 def class_weights(folders: Sequence[str], power: float) -> torch.Tensor | None:
@@ -353,6 +374,22 @@ def segmentation_loss(
     return total + lovasz_softmax(logits, masks) if "lovasz" in terms else total
 
 
+def training_loss(
+    logits: torch.Tensor,
+    masks: torch.Tensor,
+    targets: torch.Tensor | None,
+    weights: torch.Tensor | None,
+    cfg: TrainConfig,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(the step's loss, its teacher term): the segmentation loss plus, with teacher ``targets``,
+    ``cfg.teacher_weight`` x train.losses.teacher_kl; without targets the segmentation loss alone, unchanged."""
+    loss = segmentation_loss(logits, masks, weights, cfg.loss)
+    if targets is None:
+        return loss, None
+    kd = teacher_kl(logits, masks, targets, cfg.teacher_temperature)
+    return loss + cfg.teacher_weight * kd, kd
+
+
 def start_or_resume(cfg: TrainConfig, device: torch.device, world: int) -> Run:
     """Build the model and optimizer: fresh, from ``--init`` weights, or from ``OUT/last`` with ``--resume``."""
     out = Path(cfg.out)
@@ -397,8 +434,16 @@ def start_or_resume(cfg: TrainConfig, device: torch.device, world: int) -> Run:
 
 def training_set(cfg: TrainConfig) -> Dataset:
     """The train splits of every folder, augmented (and with Copy-Paste when asked), cut to ``--limit``."""
+    teacher = cfg.teacher if cfg.teacher_weight > 0 else None
+    if teacher is not None and teacher not in FUSIONS:
+        raise ValueError(f"unknown --teacher {teacher!r}; expected one of {', '.join(FUSIONS)}")
+    if teacher is not None and cfg.copy_paste > 0:
+        raise ValueError("--copy-paste does not paste teacher targets: use it without --teacher-weight")
     train_set: Dataset = ConcatDataset(
-        [SegmentationFolder(folder, "train", train_transform(cfg.crop_size, cfg.base_size)) for folder in cfg.data]
+        [
+            SegmentationFolder(folder, "train", train_transform(cfg.crop_size, cfg.base_size), teacher)
+            for folder in cfg.data
+        ]
     )
     if cfg.copy_paste > 0:
         sources = [SegmentationFolder(folder, "train") for folder in cfg.data]
@@ -440,14 +485,15 @@ def train_one_epoch(
     description: str,
     show: bool,
 ) -> torch.Tensor:
-    """One pass over ``loader``; returns (summed loss, batches, summed hint loss) in float64, to be reduced across
-    ranks. With ``run.hints`` the loss is the segmentation loss + ``cfg.distill_weight`` x the hint loss of the
-    encoder's stage outputs (taken by a forward hook, so DDP's wrapper still runs the whole model)."""
+    """One pass over ``loader``; returns (summed loss, batches, summed hint loss, summed teacher loss) in float64,
+    to be reduced across ranks. The loss is training_loss's (with the teacher term when the batches carry teacher
+    targets); with ``run.hints`` it adds ``cfg.distill_weight`` x the hint loss of the encoder's stage outputs
+    (taken by a forward hook, so DDP's wrapper still runs the whole model)."""
     run.net.train()
     if not any(p.requires_grad for p in run.model.encoder.parameters()):
         run.model.encoder.eval()  # frozen: no stochastic depth either
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    loss_sum = torch.zeros(3, dtype=torch.float64, device=device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" or cfg.cpu_bf16)
+    loss_sum = torch.zeros(4, dtype=torch.float64, device=device)
     stages: list[list[torch.Tensor]] = []
     hook = (
         run.model.encoder.register_forward_hook(lambda _module, _input, output: stages.append(output[0]))
@@ -455,16 +501,15 @@ def train_one_epoch(
         else None
     )
     no_hint = torch.zeros((), device=device)
-    for raw, masks in progress(loader, description, unit="batches") if show else loader:
-        raw = raw.to(device, non_blocking=True)
+    for batch in progress(loader, description, unit="batches") if show else loader:
+        raw, masks, *targets = (part.to(device, non_blocking=True) for part in batch)
         images = normalise(raw, IMAGENET_MEAN, IMAGENET_STD)
-        masks = masks.to(device, non_blocking=True)
         if device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast:
             logits = run.net(images)
         full = upsample_logits(logits.float(), masks.shape[-2:])
-        loss = segmentation_loss(full, masks, weights, cfg.loss)
+        loss, kd = training_loss(full, masks, targets[0] if targets else None, weights, cfg)
         hint = no_hint
         if run.hints is not None:
             hint = run.hints.loss([f.float() for f in stages.pop()], raw)
@@ -478,14 +523,22 @@ def train_one_epoch(
         run.optimizer.step()
         scheduler.step()
         run.step += 1
-        loss_sum += torch.stack([loss.detach(), torch.ones((), device=device), hint.detach()]).double()
+        kd = no_hint if kd is None else kd
+        loss_sum += torch.stack([loss.detach(), torch.ones((), device=device), hint.detach(), kd.detach()]).double()
     if hook is not None:
         hook.remove()
     return loss_sum
 
 
 def epoch_record(
-    run: Run, epoch: int, loss_sum: torch.Tensor, lr: float, images: int, train_seconds: float, per_source: dict
+    run: Run,
+    epoch: int,
+    loss_sum: torch.Tensor,
+    lr: float,
+    images: int,
+    train_seconds: float,
+    per_source: dict,
+    teacher: bool = False,
 ) -> dict:
     """The history entry of one epoch: losses, validation scores (each folder and all together), speed."""
     overall = combine(list(per_source.values()), CLASS_NAMES)
@@ -494,6 +547,7 @@ def epoch_record(
         "step": run.step,
         "train_loss": (loss_sum[0] / loss_sum[1]).item(),
         **({"train_hint_loss": (loss_sum[2] / loss_sum[1]).item()} if run.hints is not None else {}),
+        **({"train_teacher_loss": (loss_sum[3] / loss_sum[1]).item()} if teacher else {}),
         "val_loss": overall["loss"],
         "val_miou": overall["miou"],
         "val_pixel_acc": overall["pixel_acc"],
@@ -528,7 +582,7 @@ def save_epoch(run: Run, cfg: TrainConfig, epoch: int, world: int, device: torch
         "history": run.history,
         "inherited_epochs": run.inherited,
         "recipe": {**asdict(cfg), "world_size": world, "device": device.type},
-        "data": data_summary(cfg.data),
+        "data": data_summary(cfg.data, teacher=cfg.teacher_weight > 0),
         "code_version": code_version(),
         **({"teacher": run.hints.record} if run.hints is not None else {}),
     }
@@ -546,7 +600,7 @@ def train(cfg: TrainConfig) -> dict:
     rank, world, device = setup_distributed()
     run = start_or_resume(cfg, device, world)
     train_set = training_set(cfg)
-    val_sets = {Path(folder).name: SegmentationFolder(folder, "val") for folder in cfg.data}
+    val_sets = {Path(folder).name: SegmentationFolder(folder, "val") for folder in cfg.data if is_labelled(folder)}
     batches_per_epoch = len(train_set) // (cfg.batch_size * world)
     total = batches_per_epoch * cfg.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -571,7 +625,8 @@ def train(cfg: TrainConfig) -> dict:
             name: evaluate(run.model, data, mean=IMAGENET_MEAN, std=IMAGENET_STD) for name, data in val_sets.items()
         }
         images = batches_per_epoch * cfg.batch_size * world
-        record = epoch_record(run, epoch, loss_sum, scheduler.get_last_lr()[0], images, train_seconds, per_source)
+        lr = scheduler.get_last_lr()[0]
+        record = epoch_record(run, epoch, loss_sum, lr, images, train_seconds, per_source, cfg.teacher_weight > 0)
         record["epoch_seconds"] = time.perf_counter() - started  # training and validation
         run.history.append(record)
         if rank == 0:
@@ -592,6 +647,10 @@ def parse_args(argv: Sequence[str] | None) -> TrainConfig:
     add("--class-weight-power", type=float, help="weight class c's loss by frequency_c ** -P (0: off)")
     add("--loss", choices=LOSSES, help="ce (the paper's), lovasz (an IoU surrogate) or their sum")
     add("--distill-weight", type=float, help="add W x the feature-distillation loss of train.distill (0: off)")
+    add("--teacher-weight", type=float, help="add W x the KL to the stored teacher targets of train.teach (0: off)")
+    add("--teacher-temperature", type=float, help="temperature of that KL")
+    add("--teacher", choices=sorted(FUSIONS), help="how the two teachers' targets are fused")
+    add("--cpu-bf16", action="store_true", default=None, help="bfloat16 autocast on the CPU (AMX)")
     add("--copy-paste", type=float, help="probability of Simple Copy-Paste per crop (0: off)")
     add("--copy-paste-min-scale", type=float, help="smallest pasted object: longer side / crop's")
     add("--copy-paste-max-scale", type=float, help="largest pasted object, likewise")

@@ -1,0 +1,261 @@
+"""Teacher targets: pretrained segmentation networks' 4-class probabilities for every image of prepared folders.
+
+    python -m train.teach --data data/4class-256 data/feral-cats-256 [--models ../shared/models] [--workers 2]
+    python -m train.teach --data ... --score [--json results/teachers-val.json]     (each fusion rule on val)
+
+Two DeepLabV3-MobileNetV2 networks (TFLite, Apache-2.0, run by ``ai-edge-litert``; requirements-teach.txt) are the
+teachers: one trained on ADE20K (the dataset this task was defined on, 150 classes, 513x513) and one on PASCAL VOC
+(21 classes, 257x257). For each image the teacher's softmax over its upstream classes is summed inside each task
+class through the one class table (train.classes; a partial entry such as ADE20K's "field" = {background, plant}
+shares its mass equally between its classes), resized to the prepared image, and stored as::
+
+    DIR/teachers/<teacher>/<split>/<stem>.png    RGBA, uint8: channel c = round(255 p_c) (decode with decode)
+    DIR/teachers/<teacher>.json                  the model file, its sha256, preprocessing, counts
+
+Each file is written atomically and a rerun skips the images already done, so an interrupted run resumes; a run
+with a different model file (sha256) than the one recorded refuses to mix the two. The targets are made once and
+read by training through train.teacher_targets (the format's decoder), which fuses the two teachers. ``--score``
+scores every fusion rule's argmax against the val labels of each folder, as train.evaluate scores a model.
+"""
+
+import argparse
+import hashlib
+import json
+import multiprocessing
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from segformer.checkpoint import atomic_write
+from train.classes import (
+    CLASS_NAMES,
+    IGNORE_INDEX,
+    NUM_CLASSES,
+    PARTIAL_IDS,
+    admissible_classes,
+    lookup_table,
+    read_classes_txt,
+)
+from train.data import SegmentationFolder
+from train.metrics import confusion_matrix, partial_counts, scores
+from train.paths import MODELS_DIR
+from train.prepare import IMAGE_SUFFIXES, SPLITS
+from train.progress import progress
+from train.teacher_targets import FUSIONS, TEACHER_DIR, TEACHER_NAMES, encode, target_path
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    """One teacher network: its file, input size and resize mode (the models' README), and its class table."""
+
+    file: str
+    size: int
+    resize: str  # "letterbox" (long side to size, image top-left, padded) or "stretch" (to the square)
+    table: str  # the train.classes source table that maps its output channels
+    unannotated: tuple[int, ...] = ()  # output channels of the upstream "not annotated" label, left out
+
+
+#: The teachers. ADE20K letterboxed and VOC stretched: the better of the two on these datasets (models' README).
+TEACHERS: dict[str, TeacherSpec] = {  # keys: train.teacher_targets.TEACHER_NAMES
+    "ade20k": TeacherSpec("deeplabv3-mobilenetv2-ade20k-513.tflite", 513, "letterbox", "ade20k", unannotated=(0,)),
+    "voc": TeacherSpec("deeplabv3-mobilenetv2-voc-257.tflite", 257, "stretch", "pascal-voc"),
+}
+assert tuple(TEACHERS) == TEACHER_NAMES
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def task_matrix(names_by_id: dict[int, str], table: str, unannotated: Sequence[int] = ()) -> torch.Tensor:
+    """(upstream channels, NUM_CLASSES) float: row k spreads channel k's probability over its task classes.
+
+    A channel of one task class puts all of it there, a partial entry shares it equally, and an ignored or
+    ``unannotated`` channel has a zero row (it is dropped before the softmax, see Teacher.probabilities).
+    """
+    lut = lookup_table(names_by_id, table)
+    matrix = torch.zeros(max(names_by_id) + 1, NUM_CLASSES)
+    for channel in names_by_id:
+        classes = sorted(admissible_classes(int(lut[channel])))
+        if channel in unannotated or lut[channel] == IGNORE_INDEX or not classes:
+            continue
+        matrix[channel, classes] = 1 / len(classes)
+    return matrix
+
+
+class Teacher:
+    """A TFLite segmentation network that returns 4-class probabilities for an RGB image (one thread)."""
+
+    def __init__(self, spec: TeacherSpec, models_dir: Path, threads: int = 1) -> None:
+        from ai_edge_litert.interpreter import Interpreter  # a training-time dependency only
+
+        self.spec = spec
+        path = models_dir / spec.file
+        if not path.is_file():
+            raise FileNotFoundError(f"teacher model not found: {path} (see --models)")
+        classes = path.with_name(path.name.removesuffix(".tflite") + ".classes.txt")
+        self.matrix = task_matrix(read_classes_txt(classes), spec.table, spec.unannotated)
+        self.keep = self.matrix.sum(1) > 0
+        self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]["index"]
+        self.output = self.interpreter.get_output_details()[0]["index"]
+
+    def logits(self, rgb: np.ndarray) -> np.ndarray:
+        """The network's (h, w, C) logits over the image region of its input (letterbox padding cropped off)."""
+        height, width = rgb.shape[:2]
+        size = self.spec.size
+        if self.spec.resize == "stretch":
+            resized = Image.fromarray(rgb).resize((size, size), Image.Resampling.BILINEAR)
+            region = (size, size)
+        else:
+            scale = size / max(height, width)
+            region = (max(1, round(width * scale)), max(1, round(height * scale)))
+            resized = Image.fromarray(rgb).resize(region, Image.Resampling.BILINEAR)
+        x = np.zeros((size, size, 3), np.float32)  # 0 after scaling is the README's grey padding
+        x[: region[1], : region[0]] = np.asarray(resized, np.float32) / 127.5 - 1
+        self.interpreter.set_tensor(self.input, x[None])
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.output)[0, : region[1], : region[0]]
+
+    def probabilities(self, rgb: np.ndarray) -> torch.Tensor:
+        """(NUM_CLASSES, H, W) float probabilities at the image's size: the softmax over the upstream classes,
+        summed inside each task class."""
+        # The logits are resized (as the models' README does) before the softmax, which then runs at the image's
+        # own, usually smaller, size; (1, h, w, C) permuted is channels-last, which the resize reads as it is.
+        logits = torch.from_numpy(self.logits(rgb))[None].permute(0, 3, 1, 2)
+        logits = F.interpolate(logits, size=rgb.shape[:2], mode="bilinear", align_corners=False)[0, self.keep]
+        probs = torch.einsum("khw,kc->chw", logits.softmax(0), self.matrix[self.keep])
+        return probs / probs.sum(0, keepdim=True).clamp(min=1e-6)
+
+
+def _record(folder: Path, name: str, spec: TeacherSpec, digest: str) -> dict:
+    """The teacher's record in FOLDER/teachers/NAME.json; a different model than the recorded one is an error."""
+    path = folder / TEACHER_DIR / f"{name}.json"
+    record = {"teacher": name, **asdict(spec), "sha256": digest, "encoding": "RGBA uint8, channel c = 255 p_c"}
+    if path.is_file():
+        recorded = json.loads(path.read_text())
+        if recorded.get("sha256") != digest or recorded.get("size") != spec.size:
+            raise ValueError(
+                f"{path.parent / name} holds targets of another {name} model (sha256 {recorded.get('sha256')}); "
+                "delete that folder to remake them"
+            )
+    return record
+
+
+_TEACHERS: dict[str, Teacher] = {}
+
+
+def _init_worker(names: Sequence[str], models_dir: Path) -> None:
+    torch.set_num_threads(1)
+    for name in names:
+        _TEACHERS[name] = Teacher(TEACHERS[name], models_dir)
+
+
+def _teach_one(job: tuple[Path, Path, tuple[str, ...]]) -> Path:
+    """Write every missing target of one image; return the image."""
+    image, folder, names = job
+    with Image.open(image) as im:
+        rgb = np.array(im.convert("RGB"))
+    for name in names:
+        out = target_path(folder, name, image.parent.name, image.stem)
+        data = encode(_TEACHERS[name].probabilities(rgb))
+        atomic_write(out, lambda tmp, data=data: tmp.write_bytes(data))
+    return image
+
+
+def teach(folders: Sequence[Path], models_dir: Path = MODELS_DIR, workers: int = 1, limit: int | None = None) -> dict:
+    """Make the missing targets of every teacher for every image of ``folders``; return the records written."""
+    digests = {name: sha256(models_dir / spec.file) for name, spec in TEACHERS.items()}
+    records = {}
+    jobs = []
+    for folder in folders:
+        for name, spec in TEACHERS.items():
+            records[(folder, name)] = _record(folder, name, spec, digests[name])
+        for split in SPLITS:
+            images = sorted(p for p in (folder / "images" / split).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            for image in images[:limit]:
+                missing = tuple(n for n in TEACHERS if not target_path(folder, n, split, image.stem).is_file())
+                if missing:
+                    jobs.append((image, folder, missing))
+    print(f"teach: {len(jobs)} image(s) to do in {len(folders)} folder(s)", file=sys.stderr, flush=True)
+    if workers <= 1:
+        _init_worker(tuple(TEACHERS), models_dir)
+        done = map(_teach_one, jobs)
+        for _ in progress(done, "teach", total=len(jobs), unit="images"):
+            pass
+    else:
+        with multiprocessing.Pool(workers, _init_worker, (tuple(TEACHERS), models_dir)) as pool:
+            for _ in progress(pool.imap_unordered(_teach_one, jobs, chunksize=4), "teach", total=len(jobs)):
+                pass
+    for (folder, name), record in records.items():
+        split_counts = {s: len(list((folder / TEACHER_DIR / name / s).glob("*.png"))) for s in SPLITS}
+        record["counts"] = split_counts
+        path = folder / TEACHER_DIR / f"{name}.json"
+        atomic_write(path, lambda tmp, record=record: tmp.write_text(json.dumps(record, indent=1) + "\n"))
+    return {f"{folder.name}/{name}": record for (folder, name), record in records.items()}
+
+
+def score(folders: Sequence[Path], split: str = "val") -> dict:
+    """{fusion rule: {folder name: scores}}: each rule's argmax against the folder's labels (train.metrics), with
+    partial labels scored apart as train.evaluate does."""
+    results: dict[str, dict] = {}
+    for fusion in FUSIONS:
+        for folder in folders:
+            data = SegmentationFolder(folder, split, teacher=fusion)
+            confusion = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.int64)
+            partial = torch.zeros(len(PARTIAL_IDS), NUM_CLASSES, dtype=torch.int64)
+            for index in range(len(data)):
+                _, mask, target = data[index]
+                pred = target.as_subclass(torch.Tensor).argmax(0)
+                confusion += confusion_matrix(pred, mask, NUM_CLASSES, IGNORE_INDEX)
+                partial += partial_counts(pred, mask, NUM_CLASSES)
+            result = scores(confusion, list(CLASS_NAMES), partial)
+            results.setdefault(fusion, {})[folder.name] = {**result, "confusion": confusion.tolist()}
+    return results
+
+
+def print_scores(results: dict) -> None:
+    """One line per rule and folder: mIoU and per-class IoU (counting partial-label pixels predicted outside their
+    set as false positives, as the cat IoU of feral-cats is)."""
+    print(f"{'fusion':<12} {'folder':<16} mIoU    " + "  ".join(f"{c:<13}" for c in CLASS_NAMES))
+    for fusion, per_folder in results.items():
+        for name, r in per_folder.items():
+            ious = r.get("per_class_iou_with_partial") or r["per_class_iou"]
+            cells = "  ".join(f"{'n/a' if v is None else f'{v:.3f}':<13}" for v in ious.values())
+            print(f"{fusion:<12} {name:<16} {r['miou']:.3f}   {cells}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m train.teach", description=__doc__.split("\n")[0])
+    parser.add_argument("--data", nargs="+", type=Path, required=True, help="prepared dataset folders")
+    parser.add_argument("--models", type=Path, default=MODELS_DIR, help="folder of the teachers' .tflite files")
+    parser.add_argument("--workers", type=int, default=1, help="processes, one thread each")
+    parser.add_argument("--limit", type=int, help="only the first N images of each split (quick runs)")
+    parser.add_argument("--score", action="store_true", help="score the fusion rules on val instead of teaching")
+    parser.add_argument("--json", type=Path, help="with --score: also write the scores to this file")
+    args = parser.parse_args(argv)
+    try:
+        if not args.score:
+            teach(args.data, args.models, args.workers, args.limit)
+            return
+        results = score(args.data)
+    except (FileNotFoundError, ValueError) as err:
+        sys.exit(f"error: {err}")
+    print_scores(results)
+    if args.json is not None:
+        atomic_write(args.json, lambda tmp: tmp.write_text(json.dumps(results, indent=1) + "\n"))
+
+
+if __name__ == "__main__":
+    main()
