@@ -3,17 +3,20 @@
 from dataclasses import replace
 from pathlib import Path
 
+import matplotlib
 import pytest
 import torch
+from PIL import Image
 
 from segformer import SegFormer, load_checkpoint, predict, preset
 from segformer.predict import class_argmax
 from train import discussion, tables
 from train.classes import CLASS_NAMES
 from train.data import SegmentationFolder
+from train.paths import DATASETS_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
-SIFT_FLOW = ROOT.parent / "shared" / "datasets" / "sift-flow"  # 256 x 256 images: ERF crops need no resize
+SIFT_FLOW = DATASETS_DIR / "sift-flow"  # 256 x 256 images: ERF crops need no resize
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +84,59 @@ def test_spearman_and_the_noise_verdict_by_hand() -> None:
     assert tables.verdict([0.50, 0.52], [0.40, 0.41]) == "+0.105 (outside the seed spread 0.020)"
     assert tables.verdict([0.40, 0.44], [0.41, 0.42]) == "+0.005 (inside the seed spread 0.040)"
     assert tables.spread([0.4, 0.5]) == "0.450 (0.400-0.500)"
+
+
+def test_paired_differences_and_their_verdict_by_hand() -> None:
+    # Seed 2 has no reference run, so it is left out; the differences come in seed order.
+    assert tables.paired_differences({1: 0.60, 0: 0.50, 2: 0.70}, {0: 0.40, 1: 0.45}) == pytest.approx([0.10, 0.15])
+    assert tables.paired_verdict([0.10, 0.15]) == "+0.100 / +0.150: mean +0.125, spread 0.050, holds"
+    # Same sign, but the mean (0.03) is not larger than the spread (0.04).
+    assert tables.paired_verdict([0.01, 0.05]) == "+0.010 / +0.050: mean +0.030, spread 0.040, inside the noise"
+    assert tables.paired_verdict([0.01, -0.02]) == "+0.010 / -0.020: mean -0.005, spread 0.030, inside the noise"
+    assert tables.paired_verdict([-0.02]) == "-0.020 (1 seed: too few to judge)" and tables.paired_verdict([]) == ""
+    assert not tables.paired_holds([0.02]) and tables.paired_holds([-0.03, -0.02, -0.025])
+    # A seed that lifts both arms alike (+0.10) is noise to the unpaired test and cancels in the paired one.
+    arm, reference = {0: 0.31, 1: 0.41}, {0: 0.30, 1: 0.40}
+    assert tables.verdict(list(arm.values()), list(reference.values())) == "+0.010 (inside the seed spread 0.100)"
+    assert tables.paired_verdict(tables.paired_differences(arm, reference)).endswith("spread 0.000, holds")
+
+
+def test_pairs_table_from_seed_summaries(monkeypatch: pytest.MonkeyPatch) -> None:
+    def run(seed: int, miou: float, person: float) -> dict:
+        classes = {"background": 0.8, "plant": 0.4, "person/animal": person, "vehicle": None}
+        return {"seed": seed, "history": [{"val_miou": miou, "val_per_class_iou": classes}]}
+
+    results = {"a": [run(1, 0.42, 0.2), run(0, 0.33, 0.1)], "ref": [run(0, 0.30, 0.0), run(1, 0.40, 0.0)]}
+    monkeypatch.setattr(discussion, "arm_results", lambda: results)
+    rows = discussion.pairs_table([("a", "ref", "Q0"), ("b", "ref", "Q0")]).splitlines()[2:]
+    assert rows == [
+        "| a | ref | Q0 | +0.025 (inside the seed spread 0.100) | +0.030 / +0.020: mean +0.025, spread 0.010, holds "
+        "| 0.10 / 0.20 | 0.00 / 0.00 |",
+        "| b | ref | Q0 | not run yet |  |  |  |",
+    ]
+
+
+def test_decoder_macs_by_hand() -> None:
+    # The FPN decoder at C = 96 for B0 (widths 32, 64, 160, 256) at 512x512, the stages 128, 64, 32 and 16 per side:
+    # a 1x1 lateral per stage, a 3x3 smoothing per level and the 4-class classifier at 1/4 (sums are not counted).
+    sides, widths = (128, 64, 32, 16), (32, 64, 160, 256)
+    laterals = sum(c * 96 * side**2 for c, side in zip(widths, sides, strict=True))
+    smoothing = sum(96 * 96 * 9 * side**2 for side in sides)
+    decoder, whole = discussion.macs({"decoder": "fpn", "decoder_dim": 96})
+    assert decoder == laterals + smoothing + 96 * 4 * 128**2 == 1_908_670_464
+    assert whole - decoder == discussion.macs({})[1] - discussion.macs({})[0]  # the same encoder under both
+
+
+def test_report_rebuilds_the_committed_page_and_figures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page's tables are those the committed results give, and the figures redraw byte for byte (under the
+    matplotlib version that drew them, which each PNG records)."""
+    monkeypatch.chdir(ROOT)
+    text = discussion.DOC.read_text()
+    assert discussion.fill_tables(text) == text
+    for name, draw in discussion.FIGURES_MADE.items():
+        committed = discussion.FIGURES / name
+        drawn_by = Image.open(committed).info.get("Software", "")
+        if f"version{matplotlib.__version__}," not in drawn_by:
+            pytest.skip(f"{committed} was drawn by {drawn_by!r}, not matplotlib {matplotlib.__version__}")
+        draw(tmp_path / name)
+        assert (tmp_path / name).read_bytes() == committed.read_bytes(), name

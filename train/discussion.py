@@ -5,8 +5,9 @@
 
 ``measure`` writes small JSON files to docs/discussion/results/ (MEASUREMENTS names them); the training arms'
 results come from ``python -m train.ablate run``, and the attention cost from ``python -m bench.bench_model
---sr-sweep``. ``report`` reads only those JSON files (the shipped checkpoint's history too), so the tables and
-figures can be redrawn without a model. docs/discussion/run.sh runs everything in order.
+--sr-sweep``. ``report`` reads only those JSON files (the shipped checkpoint's history too) and, for the decoders'
+MACs, the model definition on the meta device (no weights, no arithmetic), so the tables and figures can be redrawn
+without a model. docs/discussion/run.sh runs everything in order.
 
 Every evaluation here is on the val splits of the prepared 4-class data (``data/4class-256``: SIFT Flow, MSRC-v2
 and CamVid at a 256-pixel short side, the scale the models were trained at), pooled into one confusion matrix.
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from bench.interleave import interleaved
 from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer, load_checkpoint
@@ -37,7 +39,7 @@ from train.losses import partial_cross_entropy
 from train.lovasz import lovasz_softmax
 from train.metrics import confusion_matrix, scores
 from train.progress import progress
-from train.tables import markdown_table, spread, verdict
+from train.tables import markdown_table, paired_differences, paired_verdict, spread, verdict
 
 VAL = "data/4class-256"
 FIGURES = Path("docs/discussion")
@@ -50,6 +52,29 @@ TTA_SCALES = (0.75, 1.0, 1.25)  # multi-scale evaluation (Q8), each also flipped
 ERF_IMAGES = 24  # validation images (256x256 centre crops) per effective-receptive-field map (Q6)
 ERF_SIZE = 256
 ERF_FIGURE_ROWS = ("paper-s0", "dwconv-mixer-s0", "shipped")
+#: Q7's two decoders as config changes of B0, by the name the results use.
+DECODER_VARIANTS: dict[str, dict] = {"all_mlp (C=256)": {}, "fpn (C=96)": {"decoder": "fpn", "decoder_dim": 96}}
+DECODER_ARMS = {"all_mlp (C=256)": "frozen-all-mlp", "fpn (C=96)": "frozen-fpn"}
+REFERENCE_DECODER = "all_mlp (C=256)"
+COST_SIZE = 512  # input side of the decoders' latency and MACs (Q7)
+#: (arm, reference, question) of every comparison the answers rest on, in the order of the protocol table.
+PAIRS = (
+    ("non-overlap", "paper", "Q1"),
+    ("max-pool", "paper", "Q1"),
+    ("ffn-0-act", "paper", "Q3"),
+    ("ffn-2-act", "paper", "Q3"),
+    ("lovasz", "paper", "Q5"),
+    ("ce+lovasz", "paper", "Q5"),
+    ("dwconv-mixer", "paper", "Q6"),
+    ("crop-64", "paper", "Q8"),
+    ("reference-init", "paper", "(model card)"),
+    ("scratch-4-epochs", "paper", "Q8"),
+    ("scratch-16-epochs", "paper", "Q8"),
+    ("distilled", "scratch-4-epochs", "Q8"),
+    ("distilled-long", "scratch-16-epochs", "Q8"),
+    ("finetune-ce+lovasz", "finetune-ce", "Q5"),
+    ("frozen-fpn", "frozen-all-mlp", "Q7"),
+)
 
 
 # ------------------------------------------------------------------------------------------------ predictions
@@ -219,10 +244,9 @@ def measure_decoders() -> dict:
     """Q7: parameters and latency (one thread, B0 features of a 512x512 input) of the two decoders."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    x = torch.randn(1, 3, 512, 512)
-    variants = {"all_mlp (C=256)": {}, "fpn (C=96)": {"decoder": "fpn", "decoder_dim": 96}}
+    x = torch.randn(1, 3, COST_SIZE, COST_SIZE)
     models, features = {}, {}
-    for name, variant in variants.items():
+    for name, variant in DECODER_VARIANTS.items():
         torch.manual_seed(0)
         models[name] = SegFormer(replace(preset("b0"), **variant), NUM_CLASSES).eval()
         features[name] = models[name].encoder(x)[0]
@@ -307,31 +331,83 @@ def shipped_history() -> list[dict]:
     return data["history"]
 
 
+def final_mious(runs: Sequence[dict]) -> dict[int, float]:
+    """The last epoch's val mIoU of each seed of an arm, by seed."""
+    return {r["seed"]: r["history"][-1]["val_miou"] for r in runs}
+
+
 def arms_table(names: Sequence[str], reference: str = "paper") -> str:
-    """Final val mIoU per arm (mean and range over seeds), its difference from ``reference``, per-class IoU."""
+    """Final val mIoU per arm (mean and range over seeds), its same-seed differences from ``reference``, per-class
+    IoU."""
     results = arm_results()
-    ref = [r["history"][-1]["val_miou"] for r in results.get(reference, [])]
+    ref = final_mious(results.get(reference, []))
     rows = []
     for name in names:
         runs = results.get(name, [])
         if not runs:
             rows.append([name, "not run yet", "", "", "", "", "", ""])
             continue
-        finals = [r["history"][-1]["val_miou"] for r in runs]
+        finals = final_mious(runs)
         classes = [statistics.fmean(r["history"][-1]["val_per_class_iou"][c] or 0.0 for r in runs) for c in CLASS_NAMES]
         rows.append(
             [
                 name,
                 " ".join(runs[0]["flags"]) or "(the paper's)",
                 f"{runs[0]['parameters'] / 1e6:.3f} M",
-                spread(finals),
-                verdict(finals, ref) if name != reference else "",
+                spread(list(finals.values())),
+                paired_verdict(paired_differences(finals, ref)) if name != reference else "",
                 spread([r["history"][-1]["val_loss"] for r in runs]),
                 " / ".join(f"{v:.2f}" for v in classes),
                 len(runs),
             ]
         )
-    header = f"arm|flags|params|val mIoU|vs {reference}|val loss|IoU bg / plant / p-a / vehicle|seeds".split("|")
+    header = [
+        "arm",
+        "flags",
+        "params",
+        "val mIoU",
+        f"same-seed difference vs {reference} (seed 0 / seed 1)",
+        "val loss",
+        "IoU bg / plant / p-a / vehicle",
+        "seeds",
+    ]
+    return markdown_table(header, rows)
+
+
+def pairs_table(pairs: Sequence[tuple[str, str, str]] = PAIRS) -> str:
+    """Each (arm, reference, question): the difference of the mean mIoUs judged by the wider seed range (unpaired),
+    the same-seed differences judged by their own spread (paired), and the arm's person/animal and vehicle IoU per
+    seed, which say whether its protocol can see objects at all."""
+    results = arm_results()
+    rows = []
+    for arm, reference, question in pairs:
+        runs, ref = results.get(arm, []), final_mious(results.get(reference, []))
+        if not runs or not ref:
+            rows.append([arm, reference, question, "not run yet", "", "", ""])
+            continue
+        finals = final_mious(runs)
+        per_seed = [r["history"][-1]["val_per_class_iou"] for r in sorted(runs, key=lambda r: r["seed"])]
+        iou = {c: " / ".join(f"{classes[c] or 0.0:.2f}" for classes in per_seed) for c in CLASS_NAMES}
+        rows.append(
+            [
+                arm,
+                reference,
+                question,
+                verdict(list(finals.values()), list(ref.values())),
+                paired_verdict(paired_differences(finals, ref)),
+                iou["person/animal"],
+                iou["vehicle"],
+            ]
+        )
+    header = [
+        "arm",
+        "vs",
+        "question",
+        "unpaired: mean difference (wider seed range)",
+        "paired: same-seed differences (seed 0 / seed 1)",
+        "arm's person/animal IoU",
+        "vehicle IoU",
+    ]
     return markdown_table(header, rows)
 
 
@@ -452,28 +528,53 @@ def table_erf() -> str:
     return markdown_table(header, rows)
 
 
+def macs(variant: dict, size: int = COST_SIZE) -> tuple[int, int]:
+    """Multiply-accumulates of the convolutions and matrix products (``torch.utils.flop_counter``, FLOPs / 2) of
+    B0 with ``variant`` on one size x size input: (decoder, whole model). Counted on the meta device, so no weights
+    are made and nothing is computed; normalisations, activations and interpolations are not counted."""
+    with torch.device("meta"):
+        model = SegFormer(replace(preset("b0"), **variant), NUM_CLASSES).eval()
+        x = torch.empty(1, 3, size, size)
+    with torch.no_grad():
+        features = model.encoder(x)[0]
+        with FlopCounterMode(display=False) as decoder:
+            model.decoder(features)
+        with FlopCounterMode(display=False) as whole:
+            model(x)
+    return decoder.get_total_flops() // 2, whole.get_total_flops() // 2
+
+
 def table_decoders() -> str:
     latency = load("decoders")
     results = arm_results()
+    reference = final_mious(results.get(DECODER_ARMS[REFERENCE_DECODER], []))
     rows = []
-    for arm, name in (("frozen-all-mlp", "all_mlp (C=256)"), ("frozen-fpn", "fpn (C=96)")):
-        finals = [r["history"][-1]["val_miou"] for r in results.get(arm, [])]
+    for name, variant in DECODER_VARIANTS.items():
+        finals = final_mious(results.get(DECODER_ARMS[name], []))
         cost = latency["decoders"][name] if latency else {}
+        decoder_macs, model_macs = macs(variant)
         rows.append(
             [
                 name,
                 f"{cost['decoder_parameters'] / 1e3:.0f} k" if cost else "",
+                f"{decoder_macs / 1e9:.2f} G",
                 f"{cost['decoder_seconds_512'] * 1e3:.0f} ms" if cost else "",
+                f"{model_macs / 1e9:.2f} G",
                 f"{cost['model_seconds_512'] * 1e3:.0f} ms" if cost else "",
-                spread(finals) if finals else "not run yet",
-                verdict(finals, [r["history"][-1]["val_miou"] for r in results.get("frozen-all-mlp", [])])
-                if arm != "frozen-all-mlp"
-                else "",
+                spread(list(finals.values())) if finals else "not run yet",
+                paired_verdict(paired_differences(finals, reference)) if name != REFERENCE_DECODER else "",
             ]
         )
-    header = "decoder|decoder params|decoder latency 512x512|whole model|val mIoU (frozen encoder)|vs all_mlp".split(
-        "|"
-    )
+    header = [
+        "decoder",
+        "decoder params",
+        f"decoder MACs {COST_SIZE}x{COST_SIZE}",
+        "decoder latency",
+        "whole-model MACs",
+        "whole-model latency",
+        "val mIoU (frozen encoder)",
+        "same-seed difference vs all_mlp (seed 0 / seed 1)",
+    ]
     return markdown_table(header, rows)
 
 
@@ -497,21 +598,8 @@ def table_tta() -> str:
     )
 
 
-def table_schedule() -> str:
-    history = shipped_history()
-    rows = [
-        [h["epoch"], f"{h['val_miou']:.3f}", f"{h['val_loss']:.3f}"]
-        for h in history
-        if h["epoch"] % 10 == 0 or h is history[-1]
-    ]
-    results = arm_results()
-    short = [r["history"][-1]["val_miou"] for r in results.get("paper", [])]
-    if short:
-        rows.append(["2 (ablation protocol, 128 crops)", spread(short), ""])
-    return markdown_table(["epoch (shipped run)", "val mIoU", "val loss"], rows)
-
-
 TABLES: dict[str, Callable[[], str]] = {
+    "protocol": pairs_table,
     "q1": lambda: arms_table(["paper", "non-overlap", "max-pool"]),
     "q2": table_attention_cost,
     "q3": lambda: arms_table(["paper", "ffn-0-act", "ffn-2-act"]),
@@ -523,7 +611,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "q6-erf": table_erf,
     "q7": table_decoders,
     "q8-tta": table_tta,
-    "q8-schedule": table_schedule,
+    "q8-schedule": lambda: arms_table(["paper", "scratch-4-epochs", "scratch-16-epochs"]),
+    "q8-distill": lambda: pairs_table([p for p in PAIRS if p[0].startswith("distilled")]),
     "q8-crop": lambda: arms_table(["paper", "crop-64"]),
 }
 
