@@ -50,7 +50,7 @@ from segformer.checkpoint import load_state, load_tensors, save_tensors
 from segformer.predict import normalise
 from train.classes import CLASS_NAMES
 from train.prepare import IMAGE_SUFFIXES
-from train.train import (
+from train.runs import (
     RESUMABLE_CHANGES,
     RunConfig,
     add_run_flags,

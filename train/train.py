@@ -20,8 +20,6 @@ transformers-layout Hub repo, such as the paper's ImageNet-pretrained encoder ``
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -36,7 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler, RandomSampler
 
 from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer, load_checkpoint, save_checkpoint
-from segformer.checkpoint import checkpoint_paths, load_state, load_tensors, save_json, save_tensors
+from segformer.checkpoint import load_state, load_tensors, save_tensors
 from segformer.config import (
     DECODERS,
     FFN_ACTIVATIONS,
@@ -50,7 +48,7 @@ from segformer.config import (
 from segformer.model import reference_init
 from segformer.predict import normalise, upsample_logits
 from segformer.transformers_weights import load_transformers_weights
-from train.classes import CLASS_NAMES, PALETTE, UNLABELLED_SOURCES
+from train.classes import CLASS_NAMES
 from train.copy_paste import CopyPaste
 from train.curves import save_curves
 from train.data import SegmentationFolder, collate, train_transform
@@ -58,46 +56,23 @@ from train.evaluate import combine, evaluate
 from train.losses import partial_cross_entropy, teacher_kl
 from train.lovasz import lovasz_softmax
 from train.progress import progress
-from train.teacher_targets import FUSIONS, TEACHER_DIR
+from train.runs import (
+    RESUMABLE_CHANGES,
+    RunConfig,
+    add_run_flags,
+    code_version,
+    data_summary,
+    given_flags,
+    is_labelled,
+    load_training_state,
+    model_metadata,
+    save_training_state,
+    setup_distributed,
+)
+from train.teacher_targets import FUSIONS
 
 if TYPE_CHECKING:
     from train.distill import Hints
-
-
-@dataclass
-class RunConfig:
-    """What every training loop here depends on (train.train and train.distill); a run saves it with its weights."""
-
-    data: tuple[str, ...] = ("data/4class-256",)
-    out: str = "runs/b0"
-    preset: str = "b0"
-    crop_size: int = 256
-    batch_size: int = 8
-    epochs: int = 20
-    lr: float = 6e-5
-    weight_decay: float = 0.01
-    warmup_iters: int = 1500
-    workers: int = 2
-    seed: int = 0
-    resume: bool = False
-    stop_after: int | None = None  # end this process after that many epochs of the schedule (resume later)
-
-
-def add_run_flags(parser: argparse.ArgumentParser) -> None:
-    """The flags of RunConfig's fields, without defaults (None: keep the config's)."""
-    parser.add_argument("--data", nargs="+", help="dataset folders in the shared layout")
-    parser.add_argument("--out", help="run folder")
-    parser.add_argument("--preset", help="MiT preset, b0..b5")
-    parser.add_argument("--crop-size", type=int, help="square training crop, pixels")
-    parser.add_argument("--batch-size", type=int, help="images per optimizer step (per process under DDP)")
-    parser.add_argument("--epochs", type=int, help="length of the schedule")
-    parser.add_argument("--lr", type=float, help="peak learning rate (of the encoder, for train.train)")
-    parser.add_argument("--weight-decay", type=float, help="AdamW weight decay (norms and biases take none)")
-    parser.add_argument("--warmup-iters", type=int, help="linear warmup steps, at most a tenth of the schedule")
-    parser.add_argument("--workers", type=int, help="DataLoader worker processes")
-    parser.add_argument("--seed", type=int, help="seeds initialisation, data order and augmentation")
-    parser.add_argument("--resume", action="store_true", default=None, help="continue the run in --out")
-    parser.add_argument("--stop-after", type=int, help="end this process after N epochs (continue with --resume)")
 
 
 def add_variant_flags(parser: argparse.ArgumentParser) -> None:
@@ -111,14 +86,6 @@ def add_variant_flags(parser: argparse.ArgumentParser) -> None:
     decoder = parser.add_argument_group("decoder variants (default: the paper's)")
     decoder.add_argument("--decoder", choices=DECODERS, help="all_mlp (the paper's) or fpn")
     decoder.add_argument("--decoder-dim", type=int, help="decoder width (the preset's by default)")
-
-
-def given_flags(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> dict:
-    """The flags given on the command line, as config fields (``data`` as a tuple)."""
-    args = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
-    if "data" in args:
-        args["data"] = tuple(args["data"])
-    return args
 
 
 @dataclass
@@ -181,8 +148,6 @@ RECIPES: dict[str, dict] = {
     "scratch": {"lr": 6e-4, "head_lr_mult": 1.0, "warmup_iters": 350, "epochs": 10},
 }
 
-# Fields that may change between a run and its --resume; every other field defines the run.
-RESUMABLE_CHANGES = {"out", "resume", "stop_after", "workers"}
 WARMUP_RATIO = 1e-6  # the rate starts at this fraction of lr (mmseg's)
 POLY_POWER = 1.0  # poly decay (1 - step / total) ** power (mmseg's)
 
@@ -224,27 +189,6 @@ def build_optimizer(model: SegFormer, cfg: TrainConfig, heads: Sequence[nn.Modul
     )
 
 
-def save_training_state(stem: Path, optimizer: torch.optim.Optimizer, epoch: int, step: int) -> None:
-    """Optimizer tensors in STEM.safetensors; epoch, step and param groups in STEM.json."""
-    state = optimizer.state_dict()
-    tensors = {f"{i}.{k}": v for i, s in state["state"].items() for k, v in s.items()}
-    weights, meta = checkpoint_paths(stem)
-    save_tensors(weights, tensors)
-    save_json(meta, {"epoch": epoch, "step": step, "param_groups": state["param_groups"]})
-
-
-def load_training_state(stem: Path, optimizer: torch.optim.Optimizer) -> tuple[int, int]:
-    """Restore the optimizer saved by save_training_state; return (epoch, step)."""
-    weights, meta_path = checkpoint_paths(stem)
-    meta = json.loads(meta_path.read_text())
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in load_tensors(weights).items():
-        index, name = key.split(".", 1)
-        state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    return meta["epoch"], meta["step"]
-
-
 def initialise(model: SegFormer, source: str, encoder_only: bool = False) -> list[dict]:
     """Load starting weights from a checkpoint of this project (returning its history, which the run continues)
     or, for ``hf://ORG/NAME``, from a transformers-layout Hub repo (an encoder-only repo fills the encoder and
@@ -266,41 +210,6 @@ def initialise(model: SegFormer, source: str, encoder_only: bool = False) -> lis
         raise ValueError(f"--init {source} is a different model (preset or classes) than this run's")
     model.load_state_dict(start.state_dict())
     return meta.get("history", [])
-
-
-def code_version() -> str:
-    try:
-        return subprocess.run(
-            ["git", "describe", "--always", "--dirty"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).parent,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def data_summary(folders: Sequence[str], teacher: bool = False) -> dict:
-    """Per folder: its manifest's counts (a prepared folder) or just its name; with ``teacher``, the records of
-    its teacher targets (model files and their sha256)."""
-    summary = {}
-    for folder in folders:
-        manifest = Path(folder) / "manifest.json"
-        info = json.loads(manifest.read_text()) if manifest.is_file() else {}
-        summary[Path(folder).name] = {k: info[k] for k in ("counts", "short_side", "class_frequency") if k in info}
-        if teacher:
-            records = sorted((Path(folder) / TEACHER_DIR).glob("*.json"))
-            summary[Path(folder).name]["teachers"] = {p.stem: json.loads(p.read_text()) for p in records}
-    return summary
-
-
-def is_labelled(folder: str) -> bool:
-    """False for a prepared folder whose every source is unlabelled (train.classes.UNLABELLED_SOURCES): it has no
-    val labels to score."""
-    manifest = Path(folder) / "manifest.json"
-    sources = json.loads(manifest.read_text()).get("sources", {}) if manifest.is_file() else {}
-    return not sources or not set(sources) <= UNLABELLED_SOURCES
 
 
 def class_weights(folders: Sequence[str], power: float) -> torch.Tensor | None:
@@ -325,19 +234,6 @@ def class_weights(folders: Sequence[str], power: float) -> torch.Tensor | None:
     frequency = pixels / pixels.sum()
     weights = frequency**-power
     return (weights / (frequency * weights).sum()).float()
-
-
-def setup_distributed() -> tuple[int, int, torch.device]:
-    """Join the torchrun process group if there is one; return (rank, world size, device)."""
-    cuda = torch.cuda.is_available()
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    if world > 1:
-        dist.init_process_group("nccl" if cuda else "gloo")
-    device = torch.device("cuda", local) if cuda else torch.device("cpu")
-    if cuda:
-        torch.cuda.set_device(device)
-    return (dist.get_rank() if world > 1 else 0), world, device
 
 
 @dataclass
@@ -559,18 +455,6 @@ def epoch_record(
         },
         "lr": lr,
         "train_images_per_s": images / train_seconds,
-    }
-
-
-def model_metadata(cfg: RunConfig) -> dict:
-    """What a checkpoint of this task records about its model and inputs, whatever trained it."""
-    return {
-        "preset": cfg.preset,
-        "classes": list(CLASS_NAMES),
-        "palette": [list(c) for c in PALETTE],
-        "mean": list(IMAGENET_MEAN),
-        "std": list(IMAGENET_STD),
-        "input_size": cfg.crop_size,
     }
 
 

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Stage 11 of the shipped checkpoint (MODEL_CARD.md): the segmentation teachers. Their targets are made once
+# (train.teach: DeepLabV3-MobileNetV2 on ADE20K and on PASCAL VOC, ../shared/models), then one run from the stage 9
+# weights learns from the labels and the fused teachers' targets on the three sources, feral-cats, DAVIS 2016 and
+# the unlabelled everyday photos; the A/B of the teacher levers runs beside it.
+#
+#   bash train/recipes/teachers.sh            # DATASETS=PATH / MODELS=PATH for the raw datasets and the teachers
+#
+# The teachers' runtime: pip install -r requirements-teach.txt. Every step resumes or skips what is already done.
+set -euo pipefail
+DATASETS=${DATASETS:-../shared/datasets}
+MODELS=${MODELS:-../shared/models}
+PY=${PYTHON:-.venv/bin/python}
+export OMP_NUM_THREADS=1
+prepare() { [ -f "data/$1/manifest.json" ] || "$PY" -m train.prepare --out "data/$1" --short-side 256 --sources "${@:2}"; }
+
+prepare 4class-256 sift-flow="$DATASETS/sift-flow" msrc-v2="$DATASETS/msrc-v2" camvid="$DATASETS/camvid"
+prepare feral-cats-256 feral-cats="$DATASETS/feral-cats"
+prepare davis-256 davis-2016="$DATASETS/davis-2016"
+prepare everyday-256 everyday-photos="$DATASETS/everyday-photos"
+folders=(data/4class-256 data/feral-cats-256 data/davis-256 data/everyday-256)
+
+# The teachers' targets (about 35 minutes on two cores), and the fusion rules scored on val.
+"$PY" -m train.teach --data "${folders[@]}" --models "$MODELS" --workers 2
+"$PY" -m train.teach --data "${folders[@]::3}" --score --json results/teachers-val.json
+
+# The run (results/README.md fixed it before it was scored), and the teacher levers' A/B on the other core.
+"$PY" -m train.train --data "${folders[@]}" --init checkpoints/segformer-b0-4class --epochs 10 --lr 2e-4 \
+    --head-lr-mult 1 --warmup-iters 100 --teacher-weight 1 --teacher-temperature 1 --teacher max-person \
+    --cpu-bf16 --workers 1 --seed 11 --out runs/s11 &
+"$PY" -m train.ablate run --jobs 1 --arms teacher-none teacher-fused teacher-fused-everyday teacher-ade20k
+wait
