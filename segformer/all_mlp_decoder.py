@@ -11,7 +11,8 @@ materialising four C-channel maps at 1/4 resolution and a 4C-channel concatenati
 weight is split into its four C x C blocks W_i, folded into the per-stage weights
 (A_i = W_i L_i, a C x C_i matrix applied at each stage's own resolution) and the results are
 upsampled and summed. The parameters are the paper's (and transformers' layout); only the order of
-evaluation changes. In eval mode BatchNorm is folded into the same matrices.
+evaluation changes. In eval mode BatchNorm is folded into the same matrices. ``forward`` evaluates this folded
+order; ``forward_literal`` evaluates Eq. 4 line by line, as written above, on the same parameters.
 
 Bilinear upsampling is separable, Upsample(X) = R_h X R_w^T with two interpolation matrices, so each
 stage's term is widened by one matrix product and then added into F by a second one (``baddbmm_``):
@@ -95,7 +96,27 @@ class AllMLPDecoder(nn.Module):
             tokens.baddbmm_(grid_to_tokens(features[0]).to(tokens.dtype), stage1)
         return tokens.view(batch, height, width, dim).permute(0, 3, 1, 2)
 
+    def forward_literal(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """Eq. 4 as the paper writes it, one line per line of the equation; equal to ``forward`` up to rounding.
+
+            F_i' = Linear(C_i, C)(F_i)                 per stage
+            F_i' = Upsample(H/4 x W/4)(F_i')
+            F    = Linear(4C, C)(Concat(F_i'))         then BatchNorm and ReLU
+            M    = Linear(C, N_cls)(F)
+
+        The upsampled maps (4 x C channels at 1/4 resolution) and their concatenation are materialised, which the
+        folded ``forward`` avoids. The fuse and classifier Linears are stored as 1x1 convolutions, which are per-pixel
+        Linears; the dropout before the classifier is the same ``Dropout2d``.
+        """
+        size = features[0].shape[-2:]  # H/4 x W/4
+        projected = [linear(f.movedim(1, -1)).movedim(-1, 1) for linear, f in zip(self.linear, features, strict=True)]
+        upsampled = [F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in projected]
+        fused = F.relu(self.norm(self.fuse(torch.cat(upsampled[::-1], dim=1))))  # deepest stage first
+        fused = F.dropout2d(fused, self.dropout, self.training)
+        return self.classifier(fused)
+
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """Eq. 4 in the folded evaluation order of the module docstring: the model's forward."""
         fused = self._fused(features)
         if self.training:
             fused = self.norm(fused)

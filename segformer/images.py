@@ -10,18 +10,31 @@ import struct
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from segformer.config import preset
+from segformer.mix_transformer import MixTransformer
 
 #: Longer side of the image the network sees when segmenting a file (the mask still comes back at full size).
 MAX_SIDE = 1024
-#: Smallest side the network accepts at its working size: stage 1's 8x8 key reduction needs a grid of 8.
-MIN_SIDE = 32
 #: Largest image accepted (12000 x 9000 = 108 megapixels fits); larger ones are refused as decompression bombs.
 MAX_PIXELS = 120_000_000
 #: What Pillow raises for damaged data while decoding (after the header was read).
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error)
 #: Colour of pixels whose id is not a class (the ignore label) in pictures of masks.
 IGNORE_COLOUR = (255, 255, 255)
+
+
+def encoder_smallest_side() -> int:
+    """The smallest side the paper's encoder accepts (every preset B0-B5 has the same patch sizes, strides and key
+    reductions), as ``MixTransformer.check_input_size`` computes it; built on the meta device, without weights."""
+    with torch.device("meta"):
+        return MixTransformer(preset("b0")).smallest_side()
+
+
+#: Smallest side the network accepts at its working size: stage 1's 8x8 key reduction needs a grid of 8.
+MIN_SIDE = encoder_smallest_side()
 
 
 class InputError(ValueError):

@@ -60,10 +60,15 @@ class MixTransformer(nn.Module):
                 return False
         return True
 
+    def smallest_side(self) -> int:
+        """The smallest n for which an n x n input fits every stage (see ``_fits``): 29 for the paper's encoder,
+        whose stage 1 (stride 4, padding 3) reduces keys by 8 x 8 and so needs a grid of 8."""
+        return next(n for n in itertools.count(1) if self._fits(n, n))
+
     def check_input_size(self, height: int, width: int) -> None:
         """ValueError naming the smallest usable size when a (height, width) input is too small."""
         if not self._fits(height, width):
-            smallest = next(n for n in itertools.count(1) if self._fits(n, n))
+            smallest = self.smallest_side()
             reflect = any(block.ffn.dwconv.padding_mode == "reflect" for stage in self.blocks for block in stage)
             raise ValueError(
                 f"input of {height}x{width} pixels is too small: the spatial reduction of the keys (Eq. 2)"

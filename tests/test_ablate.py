@@ -7,10 +7,8 @@ import pytest
 
 from segformer import load_checkpoint
 from train import ablate
+from train.paths import DATASETS_DIR as DATASETS
 from train.prepare import prepare
-
-ROOT = Path(__file__).resolve().parents[1]
-DATASETS = ROOT.parent / "shared" / "datasets"
 
 
 @pytest.fixture(scope="module")

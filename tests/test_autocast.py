@@ -16,9 +16,9 @@ from PIL import Image
 import segformer
 from segformer import SegFormer
 from segformer.predict import normalise
+from train.paths import DATASETS_DIR as DATASETS
 
 ROOT = Path(__file__).resolve().parents[1]
-DATASETS = ROOT.parent / "shared" / "datasets"
 CHECKPOINT = ROOT / "checkpoints" / "segformer-b0-4class"
 #: Largest logit change under bfloat16 autocast, relative to the largest float32 logit.
 RELATIVE_TOLERANCE = 0.02

@@ -27,8 +27,8 @@ from train.classes import (
     read_classes_txt,
     task_classes_txt,
 )
+from train.paths import DATASETS_DIR as DATASETS
 
-DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 ADE = DATASETS / "ade20k-samples" / "ADEChallengeData2016"
 FOLDER_SOURCES = ("sift-flow", "msrc-v2", "camvid", "feral-cats")
 FIELD = label_id(frozenset({BACKGROUND, PLANT}))

@@ -11,9 +11,9 @@ from PIL import Image
 
 import segformer
 from segformer.__main__ import main
+from train.paths import DATASETS_DIR as DATASETS
 
 ROOT = Path(__file__).resolve().parents[1]
-DATASETS = ROOT.parent / "shared" / "datasets"
 CHECKPOINT = ROOT / "checkpoints" / "segformer-b0-4class"
 IMAGES = ["top-a.jpg", "top-b.jpg", "sub/deeper.jpg"]
 

@@ -1,15 +1,12 @@
 """Simple Copy-Paste on real training images: labels move with the pixels, ignore stays ignore."""
 
-from pathlib import Path
-
 import pytest
 import torch
 
 from train.classes import IGNORE_INDEX, PERSON_ANIMAL, VEHICLE
 from train.copy_paste import CopyPaste, paste
 from train.data import SegmentationFolder, train_transform
-
-DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+from train.paths import DATASETS_DIR as DATASETS
 
 
 def msrc() -> SegmentationFolder:

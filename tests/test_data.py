@@ -12,9 +12,9 @@ from torchvision import tv_tensors
 
 from train.classes import IGNORE_INDEX, PERSON_ANIMAL, VEHICLE, label_id, task_classes_txt
 from train.data import SegmentationFolder, collate, train_transform
+from train.paths import DATASETS_DIR as DATASETS
 from train.prepare import main as prepare_main
 
-DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 GREY_LEVELS = (40, 90, 150, 210)  # image grey level encoding each task class
 
 

@@ -26,11 +26,11 @@ from train.distill import (
     stage_losses,
     teacher_features,
 )
+from train.paths import DATASETS_DIR
 from train.prepare import prepare
 from train.train import TrainConfig, initialise, segmentation_loss, start_or_resume, train, train_one_epoch
 
-ROOT = Path(__file__).resolve().parents[1]
-MSRC = ROOT.parent / "shared" / "datasets" / "msrc-v2"
+MSRC = DATASETS_DIR / "msrc-v2"
 # ImageNet-1k class ids: 281-285 domestic cats (tabby, tiger cat, Persian, Siamese, Egyptian); cars and their parts.
 CATS = {281, 282, 283, 284, 285}
 CARS = {407, 436, 468, 511, 575, 581, 609, 627, 656, 661, 717, 734, 751, 817}

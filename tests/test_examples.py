@@ -4,9 +4,9 @@ import filecmp
 from pathlib import Path
 
 from train.make_examples import make_examples
+from train.paths import DATASETS_DIR as DATASETS
 
 ROOT = Path(__file__).resolve().parents[1]
-DATASETS = ROOT.parent / "shared" / "datasets"
 EXAMPLES = ROOT / "examples"
 
 

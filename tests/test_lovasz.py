@@ -1,7 +1,5 @@
 """The Lovász-softmax loss: a hand-worked example, its definition evaluated set by set, 1 - mIoU on real labels."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -9,8 +7,8 @@ from PIL import Image
 
 from train.classes import IGNORE_INDEX, NUM_CLASSES, label_id, lookup_table, read_classes_txt
 from train.lovasz import lovasz_softmax
+from train.paths import DATASETS_DIR as DATASETS
 
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 NOT_A_CAT = label_id(frozenset({0, 1, 3}))  # a partial label: background, plant or vehicle
 
 

@@ -2,7 +2,6 @@
 
 import math
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,8 +13,7 @@ from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer, predict, preset
 from segformer.model import reference_init
 from segformer.predict import normalise
 from train.classes import IGNORE_INDEX, lookup_table, read_classes_txt
-
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+from train.paths import DATASETS_DIR as DATASETS
 
 
 def count(module: torch.nn.Module) -> int:

@@ -12,9 +12,9 @@ from PIL import Image
 import segformer
 from segformer.predict import normalise, upsampled_argmax
 from train.export import ONNX_OPSET, main
+from train.paths import DATASETS_DIR as DATASETS
 
 ROOT = Path(__file__).resolve().parents[1]
-DATASETS = ROOT.parent / "shared" / "datasets"
 CHECKPOINT = ROOT / "checkpoints" / "segformer-b0-4class"
 TOL = 1e-4
 

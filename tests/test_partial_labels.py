@@ -1,7 +1,5 @@
 """Partial labels: the marginal cross-entropy and the scores that leave partial pixels out, on real labels."""
 
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,8 +8,8 @@ from train.classes import BACKGROUND, CLASS_NAMES, IGNORE_INDEX, PARTIAL_IDS, PE
 from train.data import SegmentationFolder
 from train.losses import partial_cross_entropy
 from train.metrics import confusion_matrix, partial_counts, scores
+from train.paths import DATASETS_DIR as DATASETS
 
-DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 RIDER = label_id(frozenset({PERSON_ANIMAL, VEHICLE}))
 NOT_A_CAT = label_id(frozenset({BACKGROUND, PLANT, VEHICLE}))
 

@@ -1,7 +1,6 @@
 """The prediction path: normalise -> forward -> upsample the logits -> argmax, on a real image."""
 
 import importlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +11,8 @@ from PIL import Image
 from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer, predict, working_size
 from segformer.images import to_rgb
 from segformer.predict import upsampled_argmax
+from train.paths import DATASETS_DIR as DATASETS
 
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 # The module, not the function of the same name that the package exports.
 PREDICT_MODULE = importlib.import_module("segformer.predict")
 

@@ -26,9 +26,9 @@ from train.classes import (
     task_classes_txt,
 )
 from train.data import SegmentationFolder
+from train.paths import DATASETS_DIR as DATASETS
 from train.prepare import main, prepare, resized_size
 
-DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 ADE_SAMPLES = DATASETS / "ade20k-samples"
 ADE_STEMS = ("ADE_val_00000001", "ADE_val_00000002", "ADE_val_00000003")
 

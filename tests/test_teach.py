@@ -27,6 +27,8 @@ from train.classes import (
 )
 from train.data import SegmentationFolder, collate, train_transform
 from train.losses import partial_cross_entropy, teacher_kl
+from train.paths import DATASETS_DIR as DATASETS
+from train.paths import MODELS_DIR as MODELS
 from train.prepare import prepare
 from train.teacher_targets import FUSIONS, decode, encode, load_target, target_path
 from train.train import TrainConfig, segmentation_loss, training_loss, training_set
@@ -35,8 +37,6 @@ pytest.importorskip("ai_edge_litert", reason="the teachers' runtime (requirement
 from train.teach import TEACHERS, Teacher, task_matrix, teach  # noqa: E402  (needs the runtime above)
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-DATASETS, MODELS = SHARED / "datasets", SHARED / "models"
 CHECKPOINT = ROOT / "checkpoints" / "segformer-b0-4class"
 
 

@@ -26,6 +26,7 @@ from train.data import SegmentationFolder
 from train.evaluate import combine, evaluate
 from train.export import export
 from train.metrics import confusion_matrix, scores
+from train.paths import DATASETS_DIR as DATASETS
 from train.prepare import prepare
 from train.progress import progress
 from train.soup import soup
@@ -42,7 +43,6 @@ from train.train import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-DATASETS = ROOT.parent / "shared" / "datasets"
 SOURCES = ("sift-flow", "msrc-v2", "camvid")
 
 
