@@ -8,16 +8,25 @@ Importing this module starts nothing: main() loads the model once, then serves b
 The computing lives in the demo package (one module per subject); this file is the page and its wiring. The Design
 questions tab shows docs/DISCUSSION.md with its figures (served from docs/), and the About tab's text is
 docs/about.md.
+
+Anyone can call the API, so every argument is checked before any work (demo.arguments), a photo is read only from
+gradio's upload cache (demo.uploads) and decoded at a bounded size (demo.photo), and a session keeps no arrays
+(demo.views). A caller's mistake gets one line on the page or in the API's answer and one line in the log.
 """
 
 import argparse
+import functools
+import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from pathlib import Path
 from string import Template
 
@@ -25,19 +34,25 @@ import gradio as gr
 import matplotlib.pyplot as plt
 import numpy as np
 
-from demo.attention import ATTENTION_SIDE, attention_maps, heatmap, working_image
+from demo import arguments
+from demo.arguments import ArgumentError
+from demo.attention import ATTENTION_SIDE, attention_maps, heatmap, mark_point, working_image
 from demo.checkpoints import CheckpointError, LoadedModel, load_model
-from demo.docs import read_page_markdown
+from demo.docs import contents, read_page_markdown
 from demo.ground_truth import (
     HATCH_COLOURS,
     disagreement,
     image_scores,
     partial_labels,
+    pooled_scores,
     read_pairs,
     truth_picture,
 )
+from demo.photo import MAX_OTHER_PIXELS, Photo, decode_photo
 from demo.segment import DISPLAY_SIDE, class_shares, downscale, segment
-from segformer.images import IGNORE_COLOUR, MAX_SIDE, InputError, blend, colourise, palette_png, read_image
+from demo.uploads import UploadRefused, cached_upload
+from demo.views import RecentViews
+from segformer.images import IGNORE_COLOUR, MAX_PIXELS, MAX_SIDE, InputError, blend, colourise, palette_png
 from train.classes import CLASS_NAMES
 from train.curves import history_figure
 
@@ -52,21 +67,110 @@ QUEUE_SIZE = 64
 MAX_UPLOAD = "100mb"
 #: Full-size masks kept on disk for download (older ones are deleted; gradio has copied them by then).
 KEPT_MASKS = 32
+#: Largest mask returned at the photo's own size; a larger photo's mask comes back at 1/2, 1/3, ... of each side.
+MASK_PIXELS = 16_000_000
+#: The attention tab decodes at most this many pixels (its maps are computed at ATTENTION_SIDE).
+ATTENTION_PIXELS = 4_000_000
+#: Display-size views kept for the opacity slider, shared by all sessions (compressed: 100 photos of 1024x768 or so).
+VIEW_BYTES, VIEW_TTL_S = 24 << 20, 3600
+#: Sessions whose state gradio keeps (its default is 10,000, each with its own copy of the page's settings).
+SESSIONS_KEPT = 1000
 MEAN_OF_HEADS, EACH_HEAD = "mean over heads", "each head"
 #: Every event that runs the network shares one worker: two at once would only split the CPU between them.
 MODEL_EVENTS = {"concurrency_id": "model", "concurrency_limit": 1}
+#: Titles of the error toast, by the kind of mistake.
+TITLES = {InputError: "Cannot use this image", UploadRefused: "Upload again", ArgumentError: "Wrong argument"}
+#: Markdown tables: headers never break inside a word; a table wider than its box scrolls instead. The galleries
+#: of validation examples and of attention maps show every picture (no box of fixed height that cuts them off).
+CSS = """
+.prose table { display: block; max-width: 100%; overflow-x: auto; }
+.prose th { white-space: nowrap; word-break: normal; overflow-wrap: normal; }
+.prose td { word-break: normal; overflow-wrap: break-word; }
+#attention-maps .caption-label { white-space: normal; overflow: visible; text-overflow: clip; }
+#validation-gallery .grid-wrap, #attention-maps .grid-wrap { max-height: none; height: auto; overflow: visible; }
+"""
+#: After a validation example is picked: bring its result into view.
+SCROLL_TO_RESULT = "() => document.getElementById('validation-panels')?.scrollIntoView({behavior: 'smooth'})"
+#: An event of the page that is not part of the API.
+PAGE_ONLY = {"api_visibility": "private"}
+LOG = logging.getLogger("segformer.app")
+#: The line of docs/about.md that the API example replaces.
+API_EXAMPLE = "$api_example"
 
 
-def read_upload(payload: dict | None) -> np.ndarray | None:
-    """The uploaded image (not preprocessed by gradio, so that decoding errors are ours) as RGB, or None."""
+MISTAKES = (ArgumentError, UploadRefused, InputError)
+
+
+def logged(endpoint: str, err: Exception) -> tuple[str, str]:
+    """(one-line message, title) of a caller's mistake, logged as one line."""
+    message = " ".join(str(err).split())
+    LOG.info("%s refused: %s", endpoint, message)
+    return message, next(title for kind, title in TITLES.items() if isinstance(err, kind))
+
+
+def refusing(endpoint: str) -> Callable[[Callable], Callable]:
+    """Decorate an event's function so that a caller's mistake (MISTAKES) ends it with a one-line message on the
+    page or in the API's answer, and one line in the log, not a traceback."""
+
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def run(*args: object) -> object:
+            try:
+                return fn(*args)
+            except MISTAKES as err:
+                message, title = logged(endpoint, err)
+                raise gr.Error(message, title=title, print_exception=False) from None
+
+        return run
+
+    return decorate
+
+
+class PageRuns:
+    """The page's own runs of an event on a new photo. A caller's mistake shows one warning and returns the
+    outputs cleared (the photo box emptied too) instead of failing: a failed event leaves a broken image in the
+    box. Gradio's page sends a photo it cannot show twice, so a session's second run on a photo just refused is
+    skipped: one run, one message."""
+
+    #: Refusals remembered, and for how long a repeat of one is skipped.
+    KEPT, REPEAT_S = 256, 10.0
+
+    def __init__(self, endpoint: str, fn: Callable[..., tuple], cleared: tuple) -> None:
+        self.endpoint, self.fn, self.cleared = endpoint, fn, cleared
+        self._refused: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def run(self, args: tuple, session: str | None) -> tuple:
+        """(gr.skip() for the photo, *the outputs of fn(*args)), or the cleared outputs after a mistake."""
+        key = (session or "", str(args[0].get("path")) if isinstance(args[0], dict) else "")
+        with self._lock:
+            refused = self._refused.get(key)
+            if refused is not None and time.monotonic() - refused < self.REPEAT_S:
+                return tuple(gr.skip() for _ in self.cleared)
+        try:
+            return (gr.skip(), *self.fn(*args))
+        except MISTAKES as err:
+            message, title = logged(self.endpoint, err)
+            with self._lock:
+                self._refused[key] = time.monotonic()
+                while len(self._refused) > self.KEPT:
+                    self._refused.popitem(last=False)
+            gr.Warning(message, title=title)
+            return self.cleared
+
+
+def read_upload(payload: object, cache: Path, max_pixels: int) -> tuple[Photo, str | None] | None:
+    """The uploaded photo (not preprocessed by gradio: decoded here, reduced to at most ``max_pixels``) and its
+    file name, or None without one; only a file in gradio's upload cache ``cache`` is read (demo.uploads)."""
     if payload is None:
         return None
-    if not payload.get("path"):
-        raise gr.Error("The upload did not arrive as a file; please upload it again.")
-    try:
-        return read_image(payload["path"])
-    except InputError as err:
-        raise gr.Error(str(err), title="Cannot use this image") from err
+    path, name = cached_upload(payload, cache)
+    return decode_photo(path, max_pixels), name
+
+
+def upload_cache() -> Path:
+    """Gradio's upload folder (GRADIO_TEMP_DIR, else its folder in the system's temporary one), resolved."""
+    return Path(os.path.realpath(gr.utils.get_upload_folder()))
 
 
 def hex_colour(colour: list[int] | tuple[int, ...]) -> str:
@@ -111,47 +215,75 @@ def photo_input(label: str, height: int, elem_id: str) -> gr.Image:
 # ---------------------------------------------------------------------------- tab 1: segment a photo
 
 
-def segment_tab(loaded: LoadedModel) -> None:
-    """Upload/webcam/clipboard photo -> overlay with legend and opacity, class shares, timing, full-size mask."""
+def segment_tab(loaded: LoadedModel, cache: Path) -> None:
+    """Upload/webcam/clipboard photo -> overlay with legend and opacity, class shares, timing, and the mask at the
+    photo's size (at a whole fraction of it beyond MASK_PIXELS)."""
     masks = tempfile.TemporaryDirectory(prefix="segformer-app-masks-")  # removed when the process ends
     recent: deque[Path] = deque()
+    views = RecentViews(VIEW_BYTES, VIEW_TTL_S)
 
     def save_mask(mask: np.ndarray, upload_name: str | None) -> Path:
-        """Write the mask as a palette PNG named after the upload, in a folder of its own."""
+        """Write the mask as a palette PNG named after the upload, in a folder of its own (written under a
+        temporary name, then renamed: a half-written mask is never served)."""
         folder = Path(masks.name) / uuid.uuid4().hex
         folder.mkdir()
-        path = folder / f"{Path(upload_name or 'photo').stem}-mask.png"
-        palette_png(mask, loaded.palette).save(path, compress_level=1)
+        stem = re.sub(r"[^\w.-]+", "_", Path(upload_name or "photo").stem)[:80] or "photo"
+        path = folder / f"{stem}-mask.png"
+        partial = folder / "mask.png.part"
+        palette_png(mask, loaded.palette).save(partial, format="PNG", compress_level=1)
+        partial.rename(path)
         recent.append(folder)
         while len(recent) > KEPT_MASKS:
             shutil.rmtree(recent.popleft(), ignore_errors=True)
         return path
 
-    def overlay(view: tuple[np.ndarray, np.ndarray] | None, opacity: float) -> np.ndarray | None:
-        """The display-size photo blended with its class colours (one JPEG to send, however many classes)."""
-        if view is None:
-            return None
-        rgb, mask = view
-        return blend(rgb, mask, loaded.palette, opacity)
-
-    def segment_photo(image: dict | None, opacity: float) -> tuple:
-        """Overlay, class shares, timing text, full-size mask PNG, and the display-size view kept for recolouring."""
+    def segment_photo(image: object = None, opacity_value: object = 0.55) -> tuple:
+        """Overlay, class shares, timing text, the mask PNG, and the key of the display-size view kept for
+        recolouring (the arguments are checked first, the network runs last)."""
         start = time.perf_counter()
-        rgb = read_upload(image)
-        if rgb is None:
+        opacity = arguments.opacity(opacity_value)
+        upload = read_upload(image, cache, MASK_PIXELS)
+        if upload is None:
             return None, None, "", None, None
-        mask, seconds, (work_w, work_h) = segment(loaded, rgb)
+        photo, name = upload
+        mask, seconds, (work_w, work_h) = segment(loaded, photo.rgb)
         shares = class_shares(mask, len(loaded.classes))
-        view = downscale(rgb, mask, DISPLAY_SIDE)
-        mask_path = save_mask(mask, image.get("orig_name"))
-        height, width = mask.shape
+        view = downscale(photo.rgb, mask, DISPLAY_SIDE)
+        mask_path = save_mask(mask, name)
+        width, height = photo.size
+        mask_h, mask_w = mask.shape
         info = (
             f"Photo **{width}×{height}**; the network ran at {work_w}×{work_h} (longer side ≤ {MAX_SIDE}) "
-            f"and its logits were upsampled to the full {width}×{height} before the argmax. "
+            f"and its logits were upsampled to {mask_w}×{mask_h} before the argmax. "
             f"Inference **{seconds:.2f} s** (whole request {time.perf_counter() - start:.2f} s)."
         )
+        if photo.reduced:
+            info += (
+                f"\n\nThe photo is over {MASK_PIXELS / 1e6:.0f} megapixels, so it was decoded at 1/{photo.factor} "
+                f"of each side and its mask comes back at {mask_w}×{mask_h}, not at the photo's own size."
+            )
+        if photo.animated:
+            info += "\n\nThe file holds several frames (an animation or pages): only the first was segmented."
         table = {name: float(share) for name, share in zip(loaded.classes, shares, strict=True)}
-        return overlay(view, opacity), table, info, str(mask_path), view
+        return blend(*view, loaded.palette, opacity), table, info, str(mask_path), views.add(view)
+
+    api_segment = refusing("/segment")(segment_photo)
+    page_runs = PageRuns("/segment", segment_photo, (None, None, None, "", None, None))
+
+    def page_segment(image: object, opacity_value: object, request: gr.Request) -> tuple:
+        """segment_photo run by the page (PageRuns): the photo box too is cleared after a mistake."""
+        return page_runs.run((image, opacity_value), request.session_hash)
+
+    @refusing("opacity")
+    def recolour(key: object, opacity_value: object) -> object:
+        """The kept view blended at the new opacity (no network); unchanged when no view is kept for ``key``."""
+        opacity = arguments.opacity(opacity_value)
+        view = views.get(key)
+        if view is None:
+            if key is not None:
+                gr.Info("This photo's colours are no longer kept; upload it again to change the opacity.")
+            return gr.skip()
+        return blend(*view, loaded.palette, opacity)
 
     with gr.Row():
         with gr.Column(scale=2):
@@ -161,25 +293,33 @@ def segment_tab(loaded: LoadedModel) -> None:
             result = gr.Image(label="Segmentation", format="jpeg", height=400, interactive=False, elem_id="overlay")
             gr.HTML(legend_html(loaded), elem_id="overlay-legend")
             shares = gr.Label(label="Share of the image per class", show_heading=False)
-            info = gr.Markdown()
-            mask_file = gr.File(label="Mask at the photo's resolution (PNG; pixel value = class id)")
+            info = gr.Markdown(elem_id="segment-info")
+            mask_file = gr.File(
+                label=f"Mask at the photo's resolution up to {MASK_PIXELS / 1e6:.0f} megapixels (PNG; pixel value = "
+                "class id)"
+            )
     view = gr.State()
-    photo.change(
-        segment_photo,
-        [photo, opacity],
-        [result, shares, info, mask_file, view],
-        api_name="segment",
-        preprocess=False,
-        **MODEL_EVENTS,
+    outputs = [result, shares, info, mask_file, view]
+    photo.change(page_segment, [photo, opacity], [photo, *outputs], preprocess=False, **MODEL_EVENTS, **PAGE_ONLY)
+    # The API's entry: the same function, failing with the message (the page's own runs clear instead).
+    gr.Button(visible=False).click(
+        api_segment, [photo, opacity], outputs, api_name="segment", preprocess=False, **MODEL_EVENTS
     )
-    opacity.change(overlay, [view, opacity], result, api_visibility="private", show_progress="hidden")
+    opacity.change(recolour, [view, opacity], result, api_visibility="private", show_progress="hidden")
 
 
 # ---------------------------------------------------------------------------- tab 2: validation examples
 
 
-def validation_tab(loaded: LoadedModel) -> None:
-    """Gallery of bundled validation images; one selected -> image | truth | prediction, IoU, disagreement map."""
+def example_label(name: str) -> str:
+    """How the page names a bundled validation example: 'source: stem'."""
+    return name.replace("__", ": ", 1)
+
+
+def validation_tab(loaded: LoadedModel, pairs: dict, predictions: dict) -> None:
+    """Gallery of bundled validation images; one selected -> image | truth | prediction, IoU, disagreement map.
+
+    ``predictions`` holds each example's mask and inference seconds, computed once when the page is built."""
     if loaded.classes != CLASS_NAMES:
         gr.Markdown(
             f"The bundled examples are labelled with the classes {', '.join(CLASS_NAMES)}; this checkpoint "
@@ -187,17 +327,12 @@ def validation_tab(loaded: LoadedModel) -> None:
         )
         return
     folder = EXAMPLES / "validation"
-    pairs = read_pairs(folder)
     names = list(pairs)
 
-    def show_example(name: str | None) -> tuple:
+    def outputs(name: str) -> tuple:
         """Image, ground truth, prediction, disagreement map, IoU table and summary of one validation example."""
-        if not name:
-            return None, None, None, None, None, ""
-        if name not in pairs:
-            raise gr.Error(f"There is no validation example called {name!r}.")
         rgb, truth = pairs[name]
-        prediction, seconds, _ = segment(loaded, rgb)
+        prediction, seconds = predictions[name]
         result = image_scores(prediction, truth, loaded.classes)
         rows = [
             [cls, "—" if iou is None else f"{iou:.3f}", f"{truth_share:.1%}", f"{predicted_share:.1%}"]
@@ -207,9 +342,10 @@ def validation_tab(loaded: LoadedModel) -> None:
         ]
         source = name.split("__")[0]
         summary = (
-            f"**{name}** ({source}, {rgb.shape[1]}×{rgb.shape[0]}): pixel accuracy **{result['pixel_acc']:.1%}**, "
-            f"mIoU **{result['miou']:.3f}** over the classes present in truth or prediction "
-            f"(— = absent from both). {result['ignored_share']:.0%} of the pixels are not labelled and not scored. "
+            f"**{example_label(name)}** ({rgb.shape[1]}×{rgb.shape[0]}): pixel accuracy "
+            f"**{result['pixel_acc']:.1%}**, mIoU **{result['miou']:.3f}** over the classes present in truth or "
+            f"prediction (— = absent from both). {result['ignored_share']:.0%} of the pixels are not labelled and "
+            "not scored. "
         )
         if result["partial_share"]:
             summary += (
@@ -227,21 +363,32 @@ def validation_tab(loaded: LoadedModel) -> None:
             summary,
         )
 
+    @refusing("/validation_example")
+    def show_example(name: object = None) -> tuple:
+        """The example called ``name`` (checked against the bundled names first)."""
+        return outputs(arguments.example_name(name, pairs, names[0]))
+
+    def show_picked(name: str | None) -> tuple:
+        """The example picked on the page; nothing when the dropdown is cleared."""
+        return outputs(name) if name in pairs else (None, None, None, None, None, "")
+
     gr.Markdown(
         f"{len(names)} validation images bundled with the app (a few from each source, labels mapped to the "
         "4 classes, short side ≤ 256 px). Pick one to compare the model with the ground truth. Where a source "
         "labels a pixel only as one of a few classes (a partial label, hatched), a prediction is wrong only "
         "outside that set."
     )
+    columns = 7
     gallery = gr.Gallery(
-        [(str(folder / "images" / "val" / f"{name}.jpg"), name.replace("__", ": ")) for name in names],
-        columns=8,
-        height=470,
+        [(str(folder / "images" / "val" / f"{name}.jpg"), example_label(name)) for name in names],
+        columns=columns,
         allow_preview=False,
         label="Validation examples",
         elem_id="validation-gallery",
     )
-    choice = gr.Dropdown(names, value=None, label="Validation example")
+    choice = gr.Dropdown(
+        [(example_label(name), name) for name in names], value=None, label="Validation example", elem_id="choice"
+    )
     gr.HTML(legend_html(loaded, labels=True))
     with gr.Row(elem_id="validation-panels"):
         image_out = gr.Image(label="Image", interactive=False)
@@ -253,7 +400,7 @@ def validation_tab(loaded: LoadedModel) -> None:
             interactive=False,
         )
         with gr.Column():
-            summary_out = gr.Markdown()
+            summary_out = gr.Markdown(elem_id="validation-summary")
             table_out = gr.Dataframe(
                 headers=["class", "IoU", "truth share", "predicted share"], label="This image, per class"
             )
@@ -261,31 +408,46 @@ def validation_tab(loaded: LoadedModel) -> None:
     def pick(evt: gr.SelectData) -> str:
         return names[evt.index]
 
+    shown = [image_out, truth_out, prediction_out, wrong_out, table_out, summary_out]
     gallery.select(pick, None, choice, api_visibility="private")
-    choice.change(
-        show_example,
-        choice,
-        [image_out, truth_out, prediction_out, wrong_out, table_out, summary_out],
-        api_name="validation_example",
-        **MODEL_EVENTS,
+    choice.change(show_picked, choice, shown, api_visibility="private").then(
+        None, None, None, js=SCROLL_TO_RESULT, api_visibility="private"
     )
+    # The API's entry (the page's own picks come through the dropdown's change above, where empty means clear).
+    api = gr.Button(visible=False)
+    api.click(show_example, choice, shown, api_name="validation_example", preprocess=False)
 
 
 # ---------------------------------------------------------------------------- tab 3: training curves
 
 
-def curves_tab(loaded: LoadedModel) -> None:
-    """Loss and IoU per epoch from the checkpoint's history, the final and best figures, and the recipe."""
-    history = loaded.metadata.get("history") or []
+def served_scores_text(loaded: LoadedModel, pairs: dict, predictions: dict) -> str:
+    """The served weights' own scores: pooled over the bundled validation examples, as predicted at start."""
+    if loaded.classes != CLASS_NAMES or not pairs:
+        return "The bundled validation examples do not use this checkpoint's classes, so it is not scored here."
+    pooled = pooled_scores([(predictions[name][0], truth) for name, (_, truth) in pairs.items()], loaded.classes)
+    per_class = ", ".join(
+        f"{name} {'—' if iou is None else f'{iou:.3f}'}" for name, iou in pooled["per_class_iou"].items()
+    )
+    return (
+        f"**The weights served here**, on the {len(pairs)} validation images bundled with the app (all their "
+        f"pixels pooled, partial labels left out, as in the model card): mIoU **{pooled['miou']:.3f}**, pixel "
+        f"accuracy **{pooled['pixel_acc']:.1%}**; IoU {per_class}. Computed when the app started; the model "
+        "card gives their scores on the full val splits."
+    )
+
+
+def curves_tab(loaded: LoadedModel, pairs: dict, predictions: dict) -> None:
+    """The served weights' scores, then the loss and IoU per epoch of the training run in the checkpoint's
+    history (for an average of checkpoints, its first ingredient's, said so), and that run's recipe."""
+    gr.Markdown(served_scores_text(loaded, pairs, predictions), elem_id="served-scores")
+    meta = loaded.metadata
+    history = meta.get("history") or []
+    soup = meta.get("soup")
     if history:
         last = history[-1]
         best = max(history, key=lambda record: record["val_miou"])
-        gr.Markdown(
-            f"After epoch **{last['epoch']}**: validation mIoU **{last['val_miou']:.3f}**, pixel accuracy "
-            f"**{last['val_pixel_acc']:.1%}**, validation loss {last['val_loss']:.3f} (train loss "
-            f"{last['train_loss']:.3f}). Best validation mIoU {best['val_miou']:.3f} at epoch {best['epoch']}."
-        )
-        soup = loaded.metadata.get("soup")
+        whose = "the run that trained these weights"
         if soup:
             parts = ", ".join(
                 f"`{part['checkpoint']}` (epoch {part['history'][-1]['epoch']}, validation mIoU "
@@ -293,10 +455,18 @@ def curves_tab(loaded: LoadedModel) -> None:
                 for part in soup
                 if part["history"]
             )
+            whose = f"the first of the {len(soup)} checkpoints averaged into these weights, `{soup[0]['checkpoint']}`"
             gr.Markdown(
-                f"These weights are the **average of {len(soup)} checkpoints** (a uniform model soup, "
-                f"`train/soup.py`): {parts}. The curves and figures on this tab are those of the first."
+                f"These weights are the **average of {len(soup)} checkpoints** (a model soup, `train/soup.py`): "
+                f"{parts}. An average was not trained itself, so it has no curve of its own."
             )
+        gr.Markdown(
+            f"The curves are those of {whose}: after epoch **{last['epoch']}**, validation mIoU "
+            f"{last['val_miou']:.3f}, pixel accuracy {last['val_pixel_acc']:.1%}, validation loss "
+            f"{last['val_loss']:.3f} (train loss {last['train_loss']:.3f}); best validation mIoU "
+            f"{best['val_miou']:.3f} at epoch {best['epoch']}. Validation here is the prepared val split "
+            "(short side 256)."
+        )
         figure = history_figure(history)
         gr.Plot(figure, label="Training curves", elem_id="curves")
         plt.close(figure)
@@ -310,60 +480,89 @@ def curves_tab(loaded: LoadedModel) -> None:
             "so there are no curves to show.",
             elem_id="curves",
         )
-    recipe = loaded.metadata.get("recipe")
+    recipe = meta.get("recipe")
     if recipe:
-        gr.JSON(recipe, label="Recipe (training arguments)")
+        inherited = meta.get("inherited_epochs")
+        if history and inherited and isinstance(recipe.get("epochs"), int):
+            gr.Markdown(
+                f"The recipe below is that run's last stage: it continued from `{recipe.get('init')}`, whose "
+                f'{inherited} epochs are the start of the curves, for `"epochs": {recipe["epochs"]}` more '
+                f"(epochs {inherited + 1}–{inherited + recipe['epochs']}). The Design questions tab names the "
+                "model it measured, which may be an earlier one."
+            )
+        gr.JSON(recipe, label="Recipe (training arguments of the last stage)")
 
 
 # ---------------------------------------------------------------------------- tab 4: attention maps
 
 
-def attention_tab(loaded: LoadedModel) -> None:
+def attention_tab(loaded: LoadedModel, cache: Path) -> None:
     """Click a point of a photo: where that query token attends in the last block of each of the 4 stages."""
 
-    def attend(image: dict | None, x: float | None, y: float | None, heads: str) -> tuple:
-        """Attention pictures with captions, and the text saying which point and sizes they are for."""
-        rgb = read_upload(image)
-        if rgb is None:
-            return None, ""
-        height, width = rgb.shape[:2]
-        work = working_image(rgb, ATTENTION_SIDE)
+    def attend(image: object = None, x: object = None, y: object = None, heads: object = MEAN_OF_HEADS) -> tuple:
+        """The photo with the query point marked, the attention pictures with captions (as a gallery laid out
+        for their number) and the text saying which point and grids they are for."""
+        query_x, query_y = arguments.coordinate(x, "Query x"), arguments.coordinate(y, "Query y")
+        heads = arguments.choice(heads, (MEAN_OF_HEADS, EACH_HEAD), "Heads")
+        upload = read_upload(image, cache, ATTENTION_PIXELS)
+        if upload is None:
+            return None, None, "", None
+        photo, _ = upload
+        width, height = photo.size
+        query_x, query_y = arguments.within(query_x, width, "Query x"), arguments.within(query_y, height, "Query y")
+        work = working_image(photo.rgb, ATTENTION_SIDE)
         work_h, work_w = work.shape[:2]
-        centre = x is None or y is None
-        px = width / 2 if centre else min(max(float(x), 0.0), width - 1.0)
-        py = height / 2 if centre else min(max(float(y), 0.0), height - 1.0)
+        centre = query_x is None or query_y is None
+        px, py = (width / 2, height / 2) if centre else (query_x, query_y)
         point = (px * work_w / width, py * work_h / height)
         items = []
         rows = [
-            "| stage | block shown | query grid h×w | key grid ⌊h/R⌋×⌊w/R⌋ | reduction R | heads |",
-            "|---" * 6 + "|",
+            "| stage | block shown | query grid h×w | key grid ⌊h/R⌋×⌊w/R⌋ | R | heads | rows×columns no key covers |",
+            "|---" * 7 + "|",
         ]
         for stage in attention_maps(loaded, work, point):
             count = stage.maps.shape[0]
             rows.append(
                 f"| {stage.stage} | last ({stage.block} of {stage.block}) | {stage.grid[0]}×{stage.grid[1]} | "
-                f"{stage.keys[0]}×{stage.keys[1]} | {stage.sr_ratio} | {count} |"
+                f"{stage.keys[0]}×{stage.keys[1]} | {stage.sr_ratio} | {count} | "
+                f"{stage.leftover[0]}×{stage.leftover[1]} |"
             )
             for head in [None] if heads != EACH_HEAD else range(count):
-                who = f"head {head + 1} of {count}" if head is not None else f"mean of {count} heads"
+                who = f"head {head + 1}/{count}" if head is not None else f"mean of {count} heads"
                 who = "its only head" if count == 1 else who
-                caption = (
-                    f"Stage {stage.stage}, last block ({stage.block} of {stage.block}), {who}: "
-                    f"{stage.grid[0]}×{stage.grid[1]} queries attend to {stage.keys[0]}×{stage.keys[1]} keys "
-                    f"(reduction ratio {stage.sr_ratio})"
-                )
+                caption = f"Stage {stage.stage}, {who}: {stage.keys[0]}×{stage.keys[1]} keys (R = {stage.sr_ratio})"
                 items.append((heatmap(work, stage, head, point), caption))
         where = "the centre (click the photo to pick a point)" if centre else f"({px:.0f}, {py:.0f})"
         info = (
             f"Query point: {where} of the {width}×{height} photo, computed at {work_w}×{work_h}. Each map is "
             "the softmax attention of the stage's **last block** for the query token under the point (cyan "
-            "square: that token's cell), upsampled from the stage's reduced key grid and scaled to its maximum.\n\n"
-            + "\n".join(rows)
+            "square: that token's cell; cyan cross: the point), upsampled from the stage's reduced key grid and "
+            "scaled to its maximum. Each key is the reduction of an R×R patch of the query grid; where R does not "
+            "divide the grid, its last rows or columns belong to no key and no weight reaches them: they show "
+            "the photo in grey.\n\n" + "\n".join(rows)
         )
-        return items, info
+        scale = (width / work_w, height / work_h)
+        return mark_point(work, point), items, info, scale
+
+    api_attend = refusing("/attention")(attend)
+    page_runs = PageRuns("/attention", attend, (None, None, None, "", None))
+
+    def page_attend(image: object, x: object, y: object, heads: object, request: gr.Request) -> tuple:
+        """attend run by the page on a new photo (PageRuns): the photo box too is cleared after a mistake."""
+        return page_runs.run((image, x, y, heads), request.session_hash)
 
     def clicked(evt: gr.SelectData) -> tuple[float, float]:
         return evt.index[0], evt.index[1]
+
+    def layout(heads: str) -> gr.Gallery:
+        """The maps' gallery laid out for their number: 2 a row for the 4 means, 4 a row for every head."""
+        return gr.Gallery(columns=4 if heads == EACH_HEAD else 2)
+
+    def clicked_marked(scale: tuple[float, float] | None, evt: gr.SelectData) -> tuple:
+        """A click on the marked photo (shown at the working size) in the photo's own pixels."""
+        if scale is None:
+            return gr.skip(), gr.skip()
+        return round(evt.index[0] * scale[0]), round(evt.index[1] * scale[1])
 
     gr.Markdown(
         "Pick a photo and click a point on it. SegFormer's efficient self-attention compares each query token "
@@ -373,34 +572,46 @@ def attention_tab(loaded: LoadedModel) -> None:
         with gr.Column(scale=2):
             photo = photo_input("Photo (click a point)", 380, "attention-photo")
             with gr.Row():
-                x = gr.Number(label="Query x (pixels; empty = centre)", precision=0)
-                y = gr.Number(label="Query y (pixels; empty = centre)", precision=0)
+                x = gr.Number(label="Query x (pixels; empty = centre; Enter to apply)", precision=0)
+                y = gr.Number(label="Query y (pixels; empty = centre; Enter to apply)", precision=0)
             heads = gr.Radio([MEAN_OF_HEADS, EACH_HEAD], value=MEAN_OF_HEADS, label="Heads")
             show = gr.Button("Show attention", variant="primary")
         with gr.Column(scale=3):
+            marked = gr.Image(
+                label="The query point (cyan cross; click to move it)",
+                interactive=False,
+                height=380,
+                format="jpeg",
+                elem_id="attention-point",
+            )
             maps = gr.Gallery(
                 label="Attention of the query (last block of each stage)",
                 columns=2,
-                height=640,
                 object_fit="contain",
+                allow_preview=True,
                 elem_id="attention-maps",
             )
             info = gr.Markdown(elem_id="attention-info")
-    inputs, outputs = [photo, x, y, heads], [maps, info]
+    scale = gr.State()  # photo pixels per pixel of the marked photo (two floats)
+    inputs, outputs = [photo, x, y, heads], [marked, maps, info, scale]
     gr.on(
-        [show.click, heads.change],
-        attend,
+        [show.click, heads.change, x.submit, y.submit],
+        api_attend,
         inputs,
         outputs,
         api_name="attention",
         preprocess=False,
         **MODEL_EVENTS,
     )
-    photo.change(lambda: (None, None), None, [x, y], api_visibility="private").then(
-        attend, inputs, outputs, api_visibility="private", preprocess=False, **MODEL_EVENTS
+    heads.change(layout, heads, maps, **PAGE_ONLY)
+    photo.change(lambda: (None, None), None, [x, y], **PAGE_ONLY).then(
+        page_attend, inputs, [photo, *outputs], preprocess=False, **MODEL_EVENTS, **PAGE_ONLY
     )
-    photo.select(clicked, None, [x, y], api_visibility="private").then(
-        attend, inputs, outputs, api_visibility="private", preprocess=False, **MODEL_EVENTS
+    photo.select(clicked, None, [x, y], **PAGE_ONLY).then(
+        api_attend, inputs, outputs, preprocess=False, **MODEL_EVENTS, **PAGE_ONLY
+    )
+    marked.select(clicked_marked, scale, [x, y], **PAGE_ONLY).then(
+        api_attend, inputs, outputs, preprocess=False, **MODEL_EVENTS, **PAGE_ONLY
     )
 
 
@@ -408,43 +619,104 @@ def attention_tab(loaded: LoadedModel) -> None:
 
 
 def discussion_tab() -> None:
-    """docs/DISCUSSION.md, the design questions answered with measurements, with its figures (read at start)."""
-    gr.Markdown(read_page_markdown(DISCUSSION), elem_id="discussion")
+    """docs/DISCUSSION.md, the design questions answered with measurements, with its figures (read at start),
+    after a table of contents linking to each question."""
+    text = read_page_markdown(DISCUSSION)
+    toc = contents(text)
+    if toc:
+        gr.Markdown("**Contents**\n\n" + toc, elem_id="discussion-contents")
+    gr.Markdown(text, elem_id="discussion", header_links=True)
 
 
 # ---------------------------------------------------------------------------- tab 6: about
 
 
-def about_tab(loaded: LoadedModel) -> None:
+def code_version(version: object) -> str:
+    """The code version recorded in a checkpoint, in words: git's '-dirty' suffix says what it means."""
+    text = str(version or "?")
+    if text.endswith("-dirty"):
+        return f"`{text.removesuffix('-dirty')}` (with changes not yet committed when it was trained)"
+    return f"`{text}`"
+
+
+def page_address(request: gr.Request | None) -> str:
+    """What a client should connect to: the Space's name on Hugging Face, else this page's own address as the
+    browser reached it (a host name that is not a plain host[:port] falls back to 127.0.0.1:7860)."""
+    space = os.environ.get("SPACE_ID", "")
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", space):
+        return space
+    headers = request.headers if request is not None else {}
+    host = headers.get("x-forwarded-host") or headers.get("host") or ""
+    scheme = "https" if headers.get("x-forwarded-proto") == "https" else "http"
+    if not re.fullmatch(r"[\w.-]+(:\d{1,5})?|\[[0-9a-fA-F:]+\](:\d{1,5})?", host):
+        host = "127.0.0.1:7860"
+    return f"{scheme}://{host}/"
+
+
+def api_example(address: str) -> str:
+    """The About tab's example of the API, for a client of ``address``."""
+    return (
+        "```python\nfrom gradio_client import Client, handle_file\n\n"
+        f'client = Client("{address}")\n'
+        'overlay, shares, info, mask_png = client.predict(handle_file("photo.jpg"), 0.5, api_name="/segment")\n```'
+    )
+
+
+def own_api_example(request: gr.Request) -> str:
+    """The API example for the page being loaded (its address as the browser reached it)."""
+    return api_example(page_address(request))
+
+
+def about_tab(loaded: LoadedModel) -> gr.Markdown:
     """docs/about.md (the model, how to use it elsewhere, the data's sources and licences) filled in from the
-    checkpoint, then what the checkpoint records about its training data."""
+    checkpoint, then what the checkpoint records about its training data. Returns the API example's Markdown,
+    which the page fills with its own address when it loads."""
     meta = loaded.metadata
     licences = EXAMPLES / "DATASETS.md"
-    text = Template(ABOUT.read_text()).substitute(
-        preset=str(meta.get("preset", "?")).upper(),
-        parameters=f"{loaded.parameters / 1e6:.2f}",
-        num_classes=len(loaded.classes),
-        legend=legend_html(loaded),
-        checkpoint=shown_path(loaded.source),
-        dtype=meta.get("dtype", "?"),
-        code_version=meta.get("code_version", "?"),
-        input_size=meta.get("input_size", "?"),
-        max_side=MAX_SIDE,
-        datasets=licences.read_text() if licences.is_file() else "*examples/DATASETS.md is missing.*",
-    )
-    gr.Markdown(text)
+    fields = {
+        "preset": str(meta.get("preset", "?")).upper(),
+        "parameters": f"{loaded.parameters / 1e6:.2f}",
+        "num_classes": len(loaded.classes),
+        "legend": legend_html(loaded),
+        "checkpoint": shown_path(loaded.source),
+        "dtype": meta.get("dtype", "?"),
+        "code_version": code_version(meta.get("code_version")),
+        "input_size": meta.get("input_size", "?"),
+        "max_side": MAX_SIDE,
+        "mask_megapixels": f"{MASK_PIXELS / 1e6:.0f}",
+        "jpeg_megapixels": f"{MAX_PIXELS / 1e6:.0f}",
+        "other_megapixels": f"{MAX_OTHER_PIXELS / 1e6:.0f}",
+        "datasets": licences.read_text() if licences.is_file() else "*examples/DATASETS.md is missing.*",
+    }
+    # The API example (its own Markdown, filled with the page's address) stands on a line of its own.
+    before, _, after = ABOUT.read_text().partition(f"{API_EXAMPLE}\n")
+    gr.Markdown(Template(before).substitute(fields))
+    example = gr.Markdown(api_example(page_address(None)), elem_id="api-example")
+    if after:
+        gr.Markdown(Template(after).substitute(fields))
     data = meta.get("data")
     if data:
         gr.JSON(data, label="Training data (from the checkpoint)")
     else:
         gr.Markdown("*Not recorded in this checkpoint.*")
+    return example
 
 
 # ---------------------------------------------------------------------------- the page
 
 
+def predict_examples(loaded: LoadedModel, pairs: dict) -> dict[str, tuple[np.ndarray, float]]:
+    """Each bundled validation example's mask and inference seconds (computed once, when the page is built)."""
+    if loaded.classes != CLASS_NAMES:
+        return {}
+    return {name: segment(loaded, rgb)[:2] for name, (rgb, _) in pairs.items()}
+
+
 def build_demo(loaded: LoadedModel) -> gr.Blocks:
     """The whole page for one loaded model (the model is shared by all requests)."""
+    cache = upload_cache()
+    pairs = read_pairs(EXAMPLES / "validation")
+    predictions = predict_examples(loaded, pairs)
     with gr.Blocks(title="SegFormer: plants, people/animals, vehicles", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(
             f"# SegFormer-{loaded.metadata.get('preset', '?').upper()}: "
@@ -453,17 +725,18 @@ def build_demo(loaded: LoadedModel) -> gr.Blocks:
         )
         with gr.Tabs():
             with gr.Tab("Segment a photo"):
-                segment_tab(loaded)
+                segment_tab(loaded, cache)
             with gr.Tab("Validation examples"):
-                validation_tab(loaded)
+                validation_tab(loaded, pairs, predictions)
             with gr.Tab("Training curves"):
-                curves_tab(loaded)
+                curves_tab(loaded, pairs, predictions)
             with gr.Tab("Attention maps"):
-                attention_tab(loaded)
+                attention_tab(loaded, cache)
             with gr.Tab("Design questions"):
                 discussion_tab()
             with gr.Tab("About"):
-                about_tab(loaded)
+                example = about_tab(loaded)
+        demo.load(own_api_example, None, example, api_visibility="private")
     return demo
 
 
@@ -475,6 +748,8 @@ def serve(demo: gr.Blocks, host: str | None = None, port: int | None = None) -> 
         server_port=port,
         max_file_size=MAX_UPLOAD,
         allowed_paths=[str(EXAMPLES), str(DOCS)],
+        state_session_capacity=SESSIONS_KEPT,
+        css=CSS,
     )
 
 
@@ -494,6 +769,10 @@ def main(argv: list[str] | None = None) -> None:
         loaded = load_model(args.checkpoint)
     except CheckpointError as err:
         sys.exit(f"app.py: {err}")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    LOG.addHandler(handler)
+    LOG.setLevel(logging.INFO)
     serve(build_demo(loaded), args.host, args.port)
 
 

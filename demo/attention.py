@@ -30,6 +30,12 @@ class StageMap:
     query: tuple[int, int]
     cell: int
     maps: np.ndarray  # (heads, H, W) attention weights upsampled to pixels, 0 outside the key grid's reach
+    reach: tuple[int, int]  # (height, width) of the pixels that some key covers; beyond: the grid's leftover rows
+
+    @property
+    def leftover(self) -> tuple[int, int]:
+        """Rows and columns of the stage's query grid that no key covers (the grid's size modulo R)."""
+        return self.grid[0] - self.keys[0] * self.sr_ratio, self.grid[1] - self.keys[1] * self.sr_ratio
 
 
 def working_image(rgb: np.ndarray, max_side: int) -> np.ndarray:
@@ -72,22 +78,42 @@ def attention_maps(loaded: LoadedModel, image: np.ndarray, point: tuple[float, f
         pixels = np.zeros((weights.shape[0], height, width), dtype=np.float32)
         pixels[:, : reach[0], : reach[1]] = spread.numpy()
         grids = (grid_h, grid_w), (keys_h, keys_w)
-        maps.append(StageMap(stage + 1, len(blocks), *grids, sr, (row, col), stride, pixels))
+        maps.append(StageMap(stage + 1, len(blocks), *grids, sr, (row, col), stride, pixels, reach))
     return maps
+
+
+#: Colour of the query point's mark (on the photo and on every map).
+MARK_COLOUR = (0, 255, 255)
+
+
+def mark_point(image: np.ndarray, point: tuple[float, float]) -> np.ndarray:
+    """A copy of ``image`` with the query point marked: a cyan disc in a black ring, and a cross through it."""
+    marked = Image.fromarray(image)
+    draw = ImageDraw.Draw(marked)
+    x, y = point
+    radius = max(4, round(max(image.shape[:2]) / 80))
+    for width, colour in ((3, (0, 0, 0)), (1, MARK_COLOUR)):
+        draw.line((x - 3 * radius, y, x + 3 * radius, y), fill=colour, width=width)
+        draw.line((x, y - 3 * radius, x, y + 3 * radius), fill=colour, width=width)
+    draw.ellipse((x - radius, y - radius, x + radius, y + radius), outline=(0, 0, 0), width=2, fill=MARK_COLOUR)
+    return np.asarray(marked)
 
 
 def heatmap(image: np.ndarray, stage_map: StageMap, head: int | None, point: tuple[float, float]) -> np.ndarray:
     """One head's map (the mean over heads when ``head`` is None) scaled to its maximum, coloured (inferno)
-    over the image, with the query token's grid cell outlined and the query point marked."""
+    over the image, with the query token's grid cell outlined and the query point marked. Pixels that no key
+    covers (the leftover rows and columns of the grid) show the photo in dimmed grey instead of a weight."""
     weights = stage_map.maps.mean(axis=0) if head is None else stage_map.maps[head]
     scaled = weights / max(float(weights.max()), 1e-12)
     colours = colormaps["inferno"](scaled)[..., :3] * 255.0
-    blended = Image.fromarray((0.4 * image + 0.6 * colours).astype(np.uint8))
+    pixels = 0.4 * image + 0.6 * colours
+    reach_h, reach_w = stage_map.reach
+    grey = image.mean(axis=2, keepdims=True) * 0.6 + 40
+    pixels[reach_h:] = grey[reach_h:]
+    pixels[:, reach_w:] = grey[:, reach_w:]
+    blended = Image.fromarray(pixels.astype(np.uint8))
     draw = ImageDraw.Draw(blended)
     row, col = stage_map.query
     cell = stage_map.cell
-    draw.rectangle((col * cell, row * cell, (col + 1) * cell - 1, (row + 1) * cell - 1), outline=(0, 255, 255))
-    x, y = point
-    radius = max(3, round(max(image.shape[:2]) / 100))
-    draw.ellipse((x - radius, y - radius, x + radius, y + radius), outline=(0, 0, 0), fill=(0, 255, 255))
-    return np.asarray(blended)
+    draw.rectangle((col * cell, row * cell, (col + 1) * cell - 1, (row + 1) * cell - 1), outline=MARK_COLOUR)
+    return mark_point(np.asarray(blended), point)

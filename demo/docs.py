@@ -2,6 +2,7 @@
 them) become URLs the app serves, and HTML comments (markers around generated tables) are dropped.
 
 Code (fenced blocks and inline spans) is left as written, so a comment or an image link quoted in code stays text.
+:func:`contents` lists a page's headings as links to the anchors the page gives them.
 """
 
 import re
@@ -18,6 +19,8 @@ _TOKENS = re.compile(
     r"|!\[(?P<alt>[^\]]*)\]\((?P<target><[^>\n]*>|[^)\s]+)(?P<title>\s+\"[^\"\n]*\")?\)",  # an image
     re.MULTILINE | re.DOTALL,
 )
+#: What gradio's Markdown puts before the slug of a heading in its anchor id.
+ANCHOR_PREFIX = "h-"
 _ABSOLUTE = re.compile(r"^([a-z][a-z0-9+.-]*:|/)", re.IGNORECASE)  # a scheme (http:, data:) or a rooted path
 
 
@@ -49,3 +52,17 @@ def read_page_markdown(path: Path) -> str:
     except (OSError, UnicodeDecodeError) as err:
         return f"*{path.name} cannot be shown: {err.strerror if isinstance(err, OSError) else err}.*"
     return page_markdown(text, path.parent)
+
+
+def slug(heading: str) -> str:
+    """The anchor id gradio's Markdown (with ``header_links``) gives a heading: ANCHOR_PREFIX and GitHub's rule,
+    lower case, punctuation dropped, spaces as hyphens."""
+    text = re.sub(r"[`*_]", "", heading).strip().lower()
+    return ANCHOR_PREFIX + re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def contents(text: str, level: int = 2) -> str:
+    """A Markdown list linking to each heading of ``level`` in ``text`` (headings inside code are not headings)."""
+    without_code = _TOKENS.sub(lambda match: "" if match["code"] else match[0], text)
+    headings = re.findall(rf"^{'#' * level}[ \t]+(.+?)[ \t#]*$", without_code, re.MULTILINE)
+    return "\n".join(f"- [{re.sub(r'[`*]', '', heading)}](#{slug(heading)})" for heading in headings)

@@ -74,6 +74,16 @@ def image_scores(prediction: np.ndarray, truth: np.ndarray, classes: tuple[str, 
     return result
 
 
+def pooled_scores(pairs: list[tuple[np.ndarray, np.ndarray]], classes: tuple[str, ...]) -> dict:
+    """Scores (train.metrics) of (prediction, truth) pairs pooled as one set: the pixels of all images counted
+    together, as the model card pools a val split, not a mean of per-image scores."""
+    confusion = sum(
+        confusion_matrix(torch.from_numpy(p), torch.from_numpy(t), len(classes), IGNORE_INDEX) for p, t in pairs
+    )
+    partial = sum(partial_counts(torch.from_numpy(p), torch.from_numpy(t), len(classes)) for p, t in pairs)
+    return scores(confusion, list(classes), partial)
+
+
 def partial_labels(truth: np.ndarray, source: str) -> list[str]:
     """The partial labels in ``truth`` by their classes, and by the source's own name where its table has one:
     'background|plant|vehicle ("not a cat")'."""

@@ -62,6 +62,43 @@ def open_tab(page, name: str) -> None:
     page.get_by_role("tab", name=name).click()
 
 
+def in_viewport(page, selector: str) -> bool:
+    """Whether the top of the element ``selector`` is inside the window (seen without scrolling)."""
+    return page.evaluate(
+        "s => { const r = document.querySelector(s).getBoundingClientRect(); "
+        "return r.top >= 0 && r.top < window.innerHeight; }",
+        selector,
+    )
+
+
+def lines_of(page, selector: str) -> list[int]:
+    """How many lines the text of each element matching ``selector`` takes (a header wrapped mid-word: 2)."""
+    return page.evaluate(
+        "s => [...document.querySelectorAll(s)].map(e => { const range = document.createRange(); "
+        "range.selectNodeContents(e); return new Set([...range.getClientRects()].map(r => Math.round(r.top))).size; })",
+        selector,
+    )
+
+
+def test_bad_upload_shows_one_error_and_clears(page, tmp_path: Path) -> None:
+    """A file that is not an image: one error toast (the segmentation runs once), no broken image left in the
+    photo box, and no text of the previous photo under the error."""
+    page.locator("#segment-photo input[type=file]").set_input_files(str(PHOTO))
+    page.locator("#segment-info").get_by_text("Inference").wait_for(state="visible")
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("not an image\n")
+    page.locator("#segment-photo input[type=file]").set_input_files(str(notes))
+    toast = page.locator(".toast-body")
+    toast.first.wait_for(state="visible")
+    page.wait_for_timeout(3000)  # a second run, if there were one, would have answered by now
+    assert toast.count() == 1, [t.inner_text() for t in toast.all()]
+    assert "not an image format" in toast.first.inner_text() and "(2)" not in toast.first.inner_text()
+    page.wait_for_function("() => !document.querySelector('#segment-photo img')")
+    assert page.locator("#segment-info").inner_text().strip() == ""
+    page.screenshot(path=ARTIFACTS / "1-bad-upload.png", full_page=True)
+    page.locator(".toast-body .toast-close, .toast-close").first.click()
+
+
 def test_upload_shows_overlay(page) -> None:
     page.locator("#segment-photo input[type=file]").set_input_files(str(PHOTO))
     # The overlay (the photo blended with its class colours) and the legend naming every class.
@@ -73,12 +110,28 @@ def test_upload_shows_overlay(page) -> None:
 
 
 def test_validation_example_shows_three_panels(page) -> None:
+    """Every thumbnail is shown whole; a click brings the result into view; the dropdown names the picked image
+    as the gallery does."""
     open_tab(page, "Validation examples")
-    page.locator("#validation-gallery button.thumbnail-item").nth(4).click()
+    gallery = page.locator("#validation-gallery")
+    thumbnails = gallery.locator("button.thumbnail-item")
+    thumbnails.last.wait_for(state="visible")
+    last, box = thumbnails.last.bounding_box(), gallery.bounding_box()
+    assert last["y"] + last["height"] <= box["y"] + box["height"] + 1, (last, box)  # the last row is not cut
+    page.evaluate("window.scrollTo(0, 0)")
+    thumbnails.nth(4).click()
     panels = page.locator("#validation-panels img")
     panels.nth(2).wait_for(state="visible")
     assert panels.count() == 3
     page.get_by_text("pixel accuracy").first.wait_for(state="visible")
+    page.wait_for_function(
+        "() => { const r = document.querySelector('#validation-panels').getBoundingClientRect();"
+        " return r.top >= 0 && r.top < window.innerHeight; }"
+    )
+    names = sorted(path.stem for path in (EXAMPLES / "validation" / "images" / "val").glob("*.jpg"))
+    label = names[4].replace("__", ": ", 1)
+    assert page.locator("#choice input").input_value() == label
+    assert gallery.get_by_text(label).count() == 1
     page.screenshot(path=ARTIFACTS / "2-validation.png", full_page=True)
 
 
@@ -95,15 +148,29 @@ def test_validation_example_with_partial_labels(page) -> None:
 
 
 def test_curves_tab(page) -> None:
+    """The headline scores are those of the weights served (the bundled validation examples predicted with
+    them, pooled), not those of the first checkpoint of an average; the tab says whose curves it shows."""
     open_tab(page, "Training curves")
     page.locator("#curves").first.wait_for(state="visible")
     import app
-    from segformer import read_metadata
+    from demo.checkpoints import load_model
+    from demo.ground_truth import pooled_scores, read_pairs
+    from demo.segment import segment
 
-    soup = read_metadata(app.DEFAULT_CHECKPOINT).get("soup")
-    if soup:  # the shipped checkpoint is a weight average: the tab says so and names its ingredients
+    loaded = load_model(str(app.DEFAULT_CHECKPOINT))
+    pairs = read_pairs(EXAMPLES / "validation")
+    pooled = pooled_scores([(segment(loaded, rgb)[0], truth) for rgb, truth in pairs.values()], loaded.classes)
+    served = page.locator("#served-scores")
+    served.wait_for(state="visible")
+    text = served.inner_text()
+    assert f"The weights served here, on the {len(pairs)} validation images" in text
+    assert f"mIoU {pooled['miou']:.3f}" in text and f"pixel accuracy {pooled['pixel_acc']:.1%}" in text
+    soup = loaded.metadata.get("soup")
+    if soup:  # the shipped checkpoint is a weight average: the tab says so, and that the curves are an ingredient's
         page.get_by_text(f"average of {len(soup)} checkpoints").wait_for(state="visible")
-        page.get_by_text(soup[0]["checkpoint"]).first.wait_for(state="visible")
+        page.get_by_text(f"the first of the {len(soup)} checkpoints averaged").wait_for(state="visible")
+        first = soup[0]["history"][-1]["val_miou"]
+        assert f"{first:.3f}" not in text
     page.screenshot(path=ARTIFACTS / "3-curves.png", full_page=True)
 
 
@@ -114,13 +181,48 @@ def test_attention_click(page) -> None:
     maps.nth(3).wait_for(state="visible")
     info = page.locator("#attention-info")
     info.get_by_text("the centre").wait_for(state="visible")
-    # Click the photo at a quarter of its width and height: the query point follows.
+    # Click the photo at a quarter of its width and height: the query point follows, marked on the photo.
     photo = page.locator("#attention-photo img").first
     box = photo.bounding_box()
     photo.click(position={"x": box["width"] / 4, "y": box["height"] / 4})
     info.get_by_text("Query point: (").wait_for(state="visible")
     assert maps.count() == 4
+    marked = page.locator("#attention-point img").first
+    marked.wait_for(state="visible")
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=marked.element_handle())
+    pixel = marked.evaluate(
+        "img => { const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;"
+        " const g = c.getContext('2d'); g.drawImage(img, 0, 0);"
+        " return [...g.getImageData(Math.round(c.width / 4), Math.round(c.height / 4), 1, 1).data].slice(0, 3); }"
+    )
+    assert abs(pixel[0] - 0) < 60 and pixel[1] > 190 and pixel[2] > 190, pixel  # cyan under the clicked point
+    # Table headers are one line each: no "stag e" or "head s".
+    assert set(lines_of(page, "#attention-info th")) == {1}
     page.screenshot(path=ARTIFACTS / "4-attention.png", full_page=True)
+
+
+def test_attention_each_head_and_enter(page) -> None:
+    """'Each head' shows every map with its whole caption in view of the gallery; Enter in x or y applies it."""
+    open_tab(page, "Attention maps")
+    page.get_by_label("each head").check()
+    info = page.locator("#attention-info")
+    maps = page.locator("#attention-maps button.thumbnail-item")
+    page.wait_for_function("() => document.querySelectorAll('#attention-maps button.thumbnail-item').length > 4")
+    box = page.locator("#attention-maps").bounding_box()
+    last = maps.last.bounding_box()
+    assert last["y"] + last["height"] <= box["y"] + box["height"] + 1, (last, box)
+    cut = page.evaluate(
+        "() => [...document.querySelectorAll('#attention-maps .caption-label')]"
+        ".filter(c => c.scrollWidth > c.clientWidth + 1 || c.scrollHeight > c.clientHeight + 1).length"
+    )
+    assert cut == 0
+    page.get_by_label("mean over heads").check()
+    page.wait_for_function("() => document.querySelectorAll('#attention-maps button.thumbnail-item').length == 4")
+    page.get_by_label("Query x").fill("100")
+    page.get_by_label("Query y").fill("50")
+    page.get_by_label("Query y").press("Enter")
+    info.get_by_text("Query point: (100, 50)").wait_for(state="visible")
+    page.screenshot(path=ARTIFACTS / "4-attention-heads.png", full_page=True)
 
 
 def test_discussion_tab(page) -> None:
@@ -130,6 +232,13 @@ def test_discussion_tab(page) -> None:
     targets = re.findall(r"!\[[^\]]*\]\(<?([^)>\s]+)", text)
     assert targets, f"{DISCUSSION} links no figure"
     open_tab(page, "Design questions")
+    # A table of contents whose every link leads to a heading of the page.
+    links = page.locator("#discussion-contents a")
+    links.first.wait_for(state="visible")
+    targets_found = links.evaluate_all(
+        "links => links.map(a => !!document.getElementById(decodeURIComponent(a.hash.slice(1))))"
+    )
+    assert len(targets_found) == len(re.findall(r"^## ", text, re.MULTILINE)) and all(targets_found)
     tab = page.locator("#discussion")
     heading = re.search(r"^#+\s+(.+)$", text, re.MULTILINE)[1].replace("`", "").replace("*", "")
     tab.get_by_role("heading", name=heading).first.wait_for(state="visible")
@@ -150,7 +259,10 @@ def test_discussion_tab(page) -> None:
     page.screenshot(path=ARTIFACTS / "5-discussion.png", full_page=True)
 
 
-def test_about_tab(page) -> None:
+def test_about_tab(page, url: str) -> None:
+    """The API example names this page's own address, and the code version reads as words, not '-dirty'."""
     open_tab(page, "About")
     page.get_by_text("parameters").locator("visible=true").first.wait_for(state="visible")  # not the hidden tabs
+    page.locator("#api-example").get_by_text(f'Client("{url}")').wait_for(state="visible")
+    assert "-dirty" not in page.locator("body").inner_text()
     page.screenshot(path=ARTIFACTS / "6-about.png", full_page=True)

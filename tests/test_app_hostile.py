@@ -1,0 +1,195 @@
+"""The app's API called as an attacker would: server paths instead of uploads, wrong arguments, many sessions;
+and the store that keeps a session's pictures out of its state.
+
+One server (`python app.py`, tests/servers.py) with an upload cache of its own (GRADIO_TEMP_DIR in a temporary
+folder, so that a test can plant a symbolic link in it), called through gradio_client and through raw HTTP
+(gradio's /gradio_api/call/NAME: a POST, then the result as server-sent events), as any caller on the network can.
+"""
+
+import json
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+from servers import AppServer
+
+from demo.uploads import REFUSED
+from demo.views import RecentViews
+
+ROOT = Path(__file__).parents[1]
+PHOTO = ROOT / "examples" / "photos" / "ade20k__ADE_val_00000001.jpg"
+OTHER_PHOTO = ROOT / "examples" / "photos" / "ade20k__ADE_val_00000002.jpg"
+CHECKPOINT_JSON = ROOT / "checkpoints" / "segformer-b0-4class.json"
+SESSIONS, SESSION_GROWTH_MB = 200, 100
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The server's upload cache (gradio's GRADIO_TEMP_DIR)."""
+    return tmp_path_factory.mktemp("gradio-cache").resolve()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, cache: Path) -> Iterator[AppServer]:
+    app = AppServer([], tmp_path_factory.mktemp("hostile") / "app.log", {"GRADIO_TEMP_DIR": str(cache)})
+    app.wait()
+    yield app
+    app.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server: AppServer) -> Client:
+    return Client(server.url, verbose=False)
+
+
+def call(url: str, api: str, data: list) -> tuple[str, dict | list]:
+    """POST ``data`` to /gradio_api/call/``api`` as raw JSON (NaN allowed, as Python writes it), then read the
+    result: ('complete', outputs) or ('error', gradio's error payload)."""
+    body = json.dumps({"data": data})
+    posted = httpx.post(f"{url}gradio_api/call/{api}", content=body, headers={"Content-Type": "application/json"})
+    posted.raise_for_status()
+    events = httpx.get(f"{url}gradio_api/call/{api}/{posted.json()['event_id']}", timeout=120).text
+    kind, payload = re.findall(r"^event: (\w+)\ndata: (.*)$", events, re.MULTILINE)[-1]
+    return kind, json.loads(payload)
+
+
+def upload(url: str, path: Path) -> dict:
+    """``path`` uploaded through gradio's /gradio_api/upload: the payload that names its copy in the cache."""
+    with open(path, "rb") as file:
+        cached = httpx.post(f"{url}gradio_api/upload", files={"files": file}).json()[0]
+    return {"path": cached, "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` in MiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)[1]) / 1024
+
+
+# ---------------------------------------------------------------------------- paths that are not uploads
+
+
+def refused_paths(cache: Path, uploaded: str) -> dict[str, str]:
+    """Paths a caller may name instead of an upload, each a readable image or file on the server."""
+    link = cache / f"link-{uuid.uuid4().hex}.jpg"
+    link.symlink_to(OTHER_PHOTO)
+    folder, name = Path(uploaded).parent.name, Path(uploaded).name
+    return {
+        "a server photo": str(OTHER_PHOTO),
+        "the checkpoint folder": str(CHECKPOINT_JSON),
+        "a folder": str(ROOT),
+        "a missing file": str(cache / "absent.jpg"),
+        "a symbolic link out of the cache": str(link),
+        "'..' segments": f"{cache}/{folder}/../{folder}/{name}",
+        "'..' out of the cache": f"{cache}/{folder}/../../{os.path.relpath(OTHER_PHOTO, cache.parent)}",
+        "a relative path": os.path.relpath(OTHER_PHOTO),
+    }
+
+
+def test_server_paths_are_refused_with_one_message(server: AppServer, client: Client, cache: Path) -> None:
+    """Every path that is not an upload gets REFUSED, which names no path, through raw HTTP and gradio_client, on
+    both endpoints that take a photo; a real upload still works."""
+    uploaded = upload(server.url, PHOTO)
+    for what, path in refused_paths(cache, uploaded["path"]).items():
+        for api, rest in (("segment", [0.0]), ("attention", [None, None, "mean over heads"])):
+            kind, answer = call(server.url, api, [{"path": path}, *rest])
+            assert kind == "error" and answer["error"] == REFUSED, (what, api, answer)
+        with pytest.raises(AppError) as refused:
+            client.predict({"path": path}, 0.0, api_name="/segment")
+        assert str(refused.value) == REFUSED and path not in str(refused.value), what
+    # Marked as gradio's file data, a path outside the cache is refused by gradio's own check, before the app:
+    # without any text, so naming no path either.
+    kind, answer = call(server.url, "segment", [{"path": str(OTHER_PHOTO), "meta": {"_type": "gradio.FileData"}}, 0])
+    assert kind == "error" and str(OTHER_PHOTO) not in json.dumps(answer)
+    kind, answer = call(server.url, "segment", [uploaded, 0.0])
+    assert kind == "complete" and "Photo **683×512**" in answer[2]
+    overlay, _, _, mask = client.predict(handle_file(str(PHOTO)), 0.5, api_name="/segment")
+    assert Image.open(mask).size == (683, 512)
+
+
+# ---------------------------------------------------------------------------- wrong arguments
+
+
+def test_wrong_arguments_get_one_line_before_any_work(server: AppServer, client: Client) -> None:
+    """Each wrong argument gets its own one-line message (a long input is not repeated back), the log one line
+    each and no traceback; out-of-range values are refused, not clamped."""
+    photo = upload(server.url, PHOTO)
+    long_name = "x" * 100_000
+    cases = {
+        ("segment", "opacity 'abc'"): ([photo, "abc"], "Opacity must be a number."),
+        ("segment", "opacity NaN"): ([photo, float("nan")], "Opacity must be a finite number."),
+        ("segment", "opacity None"): ([photo, None], "Opacity must be a number."),
+        ("segment", "opacity 2"): ([photo, 2], "Opacity must be from 0 to 1."),
+        ("attention", "x as text"): ([photo, "abc", 1, "mean over heads"], "Query x must be a number."),
+        ("attention", "y as a list"): ([photo, 1, [1, 2], "mean over heads"], "Query y must be a number."),
+        ("attention", "x NaN"): ([photo, float("nan"), 1, "mean over heads"], "Query x must be a finite number."),
+        ("attention", "x beyond the photo"): ([photo, 683, 1, "mean over heads"], "Query x must be from 0 to 682"),
+        ("attention", "heads"): ([photo, 1, 1, "all"], "Heads must be one of"),
+        ("validation_example", "None"): ([None], "Name a validation example"),
+        ("validation_example", "a number"): ([3], "The validation example must be given by its name"),
+        ("validation_example", "100,000 characters"): ([long_name], "There is no validation example by that name"),
+    }
+    log = Path(server.log)
+    before = log.read_text()
+    for (api, what), (data, message) in cases.items():
+        kind, answer = call(server.url, api, data)
+        assert kind == "error" and answer["error"].startswith(message), (api, what, answer)
+        assert "\n" not in answer["error"] and len(answer["error"]) < 200, (api, what)
+    with pytest.raises(AppError, match="Name a validation example"):
+        client.predict(api_name="/validation_example")  # no arguments at all
+    added = log.read_text()[len(before) :]
+    assert "Traceback" not in added and long_name not in added
+    assert len(re.findall(r"refused: ", added)) == len(cases) + 1, added
+
+
+# ---------------------------------------------------------------------------- memory per session
+
+
+def test_new_sessions_keep_little_memory(server: AppServer, tmp_path: Path) -> None:
+    """200 new sessions, each segmenting a 384x288 photo once, grow the server's memory by less than 100 MB
+    (a session keeps only the key of its view: sessions are kept by the thousand)."""
+    path = tmp_path / "photo.jpg"
+    Image.open(PHOTO).convert("RGB").resize((384, 288)).save(path, quality=90)
+    photo = upload(server.url, path)
+
+    def segment(_: int) -> str:
+        return call(server.url, "segment", [photo, 0.5])[0]  # no session_hash: each call is a new session
+
+    with ThreadPoolExecutor(2) as pool:
+        assert set(pool.map(segment, range(20))) == {"complete"}  # warm: allocator pools, caches
+        before = rss_mb(server.process.pid)
+        assert set(pool.map(segment, range(SESSIONS))) == {"complete"}
+    growth = rss_mb(server.process.pid) - before
+    print(f"RSS growth after {SESSIONS} new sessions: {growth:.1f} MB")
+    assert growth < SESSION_GROWTH_MB
+
+
+def test_views_are_bounded_in_bytes_and_age() -> None:
+    """The opacity slider's store keeps views compressed (the mask exactly), drops the oldest beyond its bytes and
+    any past its age, and finds nothing under a key it did not give."""
+    rgb = np.asarray(Image.open(PHOTO).convert("RGB"))
+    mask = (rgb[..., 1] // 64).astype(np.uint8)
+    views = RecentViews(max_bytes=1 << 30, ttl_s=3600)
+    key = views.add((rgb, mask))
+    photo, back = views.get(key)
+    np.testing.assert_array_equal(back, mask)
+    assert np.abs(photo.astype(int) - rgb).mean() < 3 and views.nbytes < (rgb.nbytes + mask.nbytes) / 4
+    one = views.nbytes
+    few = RecentViews(max_bytes=3 * one, ttl_s=3600)
+    keys = [few.add((rgb, mask)) for _ in range(5)]
+    assert len(few) == 3 and few.get(keys[0]) is None and few.get(keys[-1]) is not None
+    old = RecentViews(max_bytes=1 << 30, ttl_s=0.05)
+    key = old.add((rgb, mask))
+    time.sleep(0.1)
+    assert old.get(key) is None and len(old) == 0
+    assert views.get("0" * 32) is None and views.get(["not", "a", "key"]) is None
