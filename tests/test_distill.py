@@ -203,7 +203,7 @@ def test_a_distill_weight_adds_that_multiple_of_the_hint_loss_to_the_segmentatio
     before = [p.detach().clone() for p in run.hints.project.parameters()]
 
     torch.manual_seed(1)
-    loss, batches, hint = train_one_epoch(run, [batch], scheduler, None, cfg, torch.device("cpu"), "", show=False)
+    loss, batches, hint, _ = train_one_epoch(run, [batch], scheduler, None, cfg, torch.device("cpu"), "", show=False)
 
     assert batches == 1 and hint.item() == pytest.approx(expected_hint.item(), rel=1e-5)
     assert loss.item() == pytest.approx(expected_segmentation.item() + 0.5 * expected_hint.item(), rel=1e-5)

@@ -18,13 +18,15 @@ def test_bundled_examples_are_what_make_examples_writes(tmp_path: Path) -> None:
     assert written == bundled
     _, mismatch, errors = filecmp.cmpfiles(tmp_path, EXAMPLES, [str(p) for p in written], shallow=False)
     assert mismatch == [] and errors == []
-    assert {entry["source"] for entry in entries} == {"sift-flow", "msrc-v2", "camvid", "feral-cats", "ade20k"}
+    sources = {entry["source"] for entry in entries}
+    assert sources == {"sift-flow", "msrc-v2", "camvid", "davis-2016", "feral-cats", "ade20k"}
 
 
 def test_licence_note_names_each_source_and_its_licence() -> None:
     """DATASETS.md, shown on the About tab, is a table for the app's users: one row per source, with its licence."""
     rows = [line.split(" | ") for line in (EXAMPLES / "DATASETS.md").read_text().splitlines() if line.startswith("| ")]
     licences = {row[0].removeprefix("| "): row[2].removesuffix(" |") for row in rows[2:]}
+    assert licences.pop("davis-2016").startswith("CC BY-NC 4.0 (DAVIS terms of use)")
     assert licences == {
         "sift-flow": "research use (LabelMe)",
         "msrc-v2": "research use",

@@ -44,6 +44,9 @@ from train.data import SegmentationFolder
 from train.prepare import resized_size
 
 FOLDER_SOURCES = ("sift-flow", "msrc-v2", "camvid")
+#: Folder sources with fewer examples: DAVIS 2016 labels one object per video (the rest is not annotated), and its
+#: val split is three videos.
+FEW_SOURCES = {"davis-2016": 3}
 #: Folder sources that label one task class only (everything else a partial label), and that class.
 ONE_CLASS_SOURCES = {"feral-cats": PERSON_ANIMAL}
 ONE_CLASS_EXAMPLES = 4
@@ -54,16 +57,18 @@ JPEG_QUALITY = 90
 PHOTO_SOURCES = ("camvid", "msrc-v2")
 
 
-def licence_notes(readme: str) -> str:
-    """Markdown for the app's users: the provenance and licence of each source, from the datasets README's tables
-    (their source, provenance and license columns) and the origin it gives for the ADE20K samples."""
+def licence_notes(readme: str, sources: Sequence[str]) -> str:
+    """Markdown for the app's users: the provenance and licence of each of ``sources``, from the datasets README's
+    tables (those with source, provenance and license columns) and the origin it gives for the ADE20K samples."""
     rows = []
     for block in re.findall(r"(?:^\|.*\n?)+", readme, flags=re.MULTILINE):
         header, _, *lines = [
             [cell.strip() for cell in line.strip().strip("|").split("|")] for line in block.split("\n") if line
         ]
+        if not {"source", "provenance", "license"} <= set(header):
+            continue  # another kind of table (DAVIS' class ids)
         columns = [header.index(name) for name in ("source", "provenance", "license")]
-        rows += [[line[c] for c in columns] for line in lines]
+        rows += [[line[c] for c in columns] for line in lines if line[columns[0]] in sources]
     ade = re.search(r"## ade20k-samples.*?From the ([^.]*?) \(([^)]*)\)\.", readme, flags=re.DOTALL)
     if ade is None:
         raise ValueError(
@@ -134,7 +139,6 @@ def make_examples(datasets: Path, out: Path, per_source: int) -> list[dict]:
         (validation / kind / "val").mkdir(parents=True)
     (out / "photos").mkdir(parents=True)
     (validation / "classes.txt").write_text(task_classes_txt())
-    (out / "DATASETS.md").write_text(licence_notes((datasets / "README.md").read_text()))
 
     entries = []
 
@@ -145,7 +149,7 @@ def make_examples(datasets: Path, out: Path, per_source: int) -> list[dict]:
             {"name": name, "source": source, "original": str(path.relative_to(datasets)), "size": [width, height]}
         )
 
-    for source in (*FOLDER_SOURCES, *ONE_CLASS_SOURCES):
+    for source in (*FOLDER_SOURCES, *FEW_SOURCES, *ONE_CLASS_SOURCES):
         folder = SegmentationFolder(datasets / source, "val")
         masks = [folder[i][1].numpy().astype(np.uint8) for i in range(len(folder))]
         if source in ONE_CLASS_SOURCES:
@@ -154,7 +158,7 @@ def make_examples(datasets: Path, out: Path, per_source: int) -> list[dict]:
             shares = [np.count_nonzero(m == cls) / n for m, n in zip(masks, labelled, strict=True)]
             chosen = pick_by_share(shares, ONE_CLASS_EXAMPLES)
         else:
-            chosen = pick([class_shares(m) for m in masks], per_source)
+            chosen = pick([class_shares(m) for m in masks], FEW_SOURCES.get(source, per_source))
         for index in chosen:
             with Image.open(folder.image_paths[index]) as im:
                 add(source, folder.image_paths[index], im.convert("RGB"), masks[index])
@@ -165,6 +169,8 @@ def make_examples(datasets: Path, out: Path, per_source: int) -> list[dict]:
         add("ade20k", path, image, mask)
         shutil.copyfile(path, out / "photos" / f"ade20k__{path.name}")
 
+    sources = list(dict.fromkeys(entry["source"] for entry in entries))
+    (out / "DATASETS.md").write_text(licence_notes((datasets / "README.md").read_text(), sources))
     (validation / "manifest.json").write_text(json.dumps({"short_side": SHORT_SIDE, "examples": entries}, indent=1))
     return entries
 
