@@ -31,7 +31,6 @@ from pathlib import Path
 from string import Template
 
 import gradio as gr
-import matplotlib.pyplot as plt
 import numpy as np
 
 from demo import arguments
@@ -53,8 +52,8 @@ from demo.segment import DISPLAY_SIDE, class_shares, downscale, segment
 from demo.uploads import UploadRefused, cached_upload
 from demo.views import RecentViews
 from segformer.images import IGNORE_COLOUR, MAX_PIXELS, MAX_SIDE, InputError, blend, colourise, palette_png
-from train.classes import CLASS_NAMES
-from train.curves import history_figure
+from task.classes import CLASS_NAMES
+from task.curves import history_figure
 
 APP_DIR = Path(__file__).resolve().parent
 DEFAULT_CHECKPOINT = APP_DIR / "checkpoints" / "segformer-b0-4class"
@@ -469,7 +468,6 @@ def curves_tab(loaded: LoadedModel, pairs: dict, predictions: dict) -> None:
         )
         figure = history_figure(history)
         gr.Plot(figure, label="Training curves", elem_id="curves")
-        plt.close(figure)
         gr.Dataframe(
             [[name, "—" if iou is None else f"{iou:.3f}"] for name, iou in last["val_per_class_iou"].items()],
             headers=["class", f"validation IoU after epoch {last['epoch']}"],

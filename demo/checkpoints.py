@@ -9,7 +9,7 @@ from huggingface_hub.errors import EntryNotFoundError
 
 import segformer
 from segformer.model import SegFormer
-from train.classes import CLASS_NAMES, PALETTE
+from task.classes import CLASS_NAMES, PALETTE
 
 
 class CheckpointError(ValueError):

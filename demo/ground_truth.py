@@ -1,7 +1,7 @@
 """The bundled validation pairs against their ground truth: reading them, per-image scores, and pictures.
 
-Labels hold task ids, IGNORE_INDEX (not labelled) and partial labels (``train.classes``: a value >= PARTIAL_BASE
-admits a set of classes, such as feral-cats' "not a cat" = background, plant or vehicle). As in ``train.metrics``,
+Labels hold task ids, IGNORE_INDEX (not labelled) and partial labels (``task.classes``: a value >= PARTIAL_BASE
+admits a set of classes, such as feral-cats' "not a cat" = background, plant or vehicle). As in ``task.metrics``,
 IoU and pixel accuracy count single-class pixels only; a partial pixel is wrong only when predicted outside its set.
 """
 
@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from segformer.images import IGNORE_COLOUR, colourise
-from train.classes import IGNORE_INDEX, PARTIAL_IDS, SOURCE_TABLES, admissible_table, label_id, partial_name
-from train.metrics import confusion_matrix, partial_counts, scores
+from task.classes import IGNORE_INDEX, PARTIAL_IDS, SOURCE_TABLES, admissible_table, label_id, partial_name
+from task.metrics import confusion_matrix, partial_counts, scores
 
 #: Colour of wrongly predicted pixels in the disagreement map.
 WRONG_COLOUR = (255, 215, 0)
@@ -55,7 +55,7 @@ def disagreement(rgb: np.ndarray, prediction: np.ndarray, truth: np.ndarray) -> 
 
 
 def image_scores(prediction: np.ndarray, truth: np.ndarray, classes: tuple[str, ...]) -> dict:
-    """Scores of one image by train.metrics: pixel accuracy, mIoU and IoU per class over its single-class pixels,
+    """Scores of one image by task.metrics: pixel accuracy, mIoU and IoU per class over its single-class pixels,
     and ``outside_admissible``, the share of its partial pixels predicted outside their set (None without any).
 
     Also each class's share of the labelled pixels (single-class and partial) in truth (``truth_share``; partial
@@ -75,7 +75,7 @@ def image_scores(prediction: np.ndarray, truth: np.ndarray, classes: tuple[str, 
 
 
 def pooled_scores(pairs: list[tuple[np.ndarray, np.ndarray]], classes: tuple[str, ...]) -> dict:
-    """Scores (train.metrics) of (prediction, truth) pairs pooled as one set: the pixels of all images counted
+    """Scores (task.metrics) of (prediction, truth) pairs pooled as one set: the pixels of all images counted
     together, as the model card pools a val split, not a mean of per-image scores."""
     confusion = sum(
         confusion_matrix(torch.from_numpy(p), torch.from_numpy(t), len(classes), IGNORE_INDEX) for p, t in pairs

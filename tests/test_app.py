@@ -27,7 +27,7 @@ from demo.attention import MARK_COLOUR, attention_maps, heatmap, working_image
 from demo.checkpoints import load_model
 from demo.ground_truth import HATCH_COLOURS, WRONG_COLOUR, disagreement, image_scores
 from segformer.images import IGNORE_COLOUR, MIN_SIDE, blend
-from train.classes import CLASS_NAMES, PALETTE, PERSON_ANIMAL, label_id
+from task.classes import CLASS_NAMES, PALETTE, PERSON_ANIMAL, label_id
 
 MEAN_OF_HEADS = app.MEAN_OF_HEADS
 

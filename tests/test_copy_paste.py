@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from train.classes import IGNORE_INDEX, PERSON_ANIMAL, VEHICLE
+from task.classes import IGNORE_INDEX, PERSON_ANIMAL, VEHICLE
 from train.copy_paste import CopyPaste, paste
 from train.data import SegmentationFolder, train_transform
 from train.paths import DATASETS_DIR as DATASETS

@@ -10,7 +10,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision import tv_tensors
 
-from train.classes import IGNORE_INDEX, PERSON_ANIMAL, VEHICLE, label_id, task_classes_txt
+from task.classes import IGNORE_INDEX, PERSON_ANIMAL, VEHICLE, label_id, task_classes_txt
 from train.data import SegmentationFolder, collate, train_transform
 from train.paths import DATASETS_DIR as DATASETS
 from train.prepare import main as prepare_main

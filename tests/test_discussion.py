@@ -10,8 +10,8 @@ from PIL import Image
 
 from segformer import SegFormer, load_checkpoint, predict, preset
 from segformer.predict import class_argmax
+from task.classes import CLASS_NAMES
 from train import discussion, tables
-from train.classes import CLASS_NAMES
 from train.data import SegmentationFolder
 from train.paths import DATASETS_DIR
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from train.classes import IGNORE_INDEX, NUM_CLASSES, label_id, lookup_table, read_classes_txt
+from task.classes import IGNORE_INDEX, NUM_CLASSES, label_id, lookup_table, read_classes_txt
 from train.lovasz import lovasz_softmax
 from train.paths import DATASETS_DIR as DATASETS
 

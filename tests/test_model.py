@@ -12,7 +12,7 @@ from PIL import Image
 from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer, predict, preset
 from segformer.model import reference_init
 from segformer.predict import normalise
-from train.classes import IGNORE_INDEX, lookup_table, read_classes_txt
+from task.classes import IGNORE_INDEX, lookup_table, read_classes_txt
 from train.paths import DATASETS_DIR as DATASETS
 
 

@@ -4,10 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from train.classes import BACKGROUND, CLASS_NAMES, IGNORE_INDEX, PARTIAL_IDS, PERSON_ANIMAL, PLANT, VEHICLE, label_id
+from task.classes import BACKGROUND, CLASS_NAMES, IGNORE_INDEX, PARTIAL_IDS, PERSON_ANIMAL, PLANT, VEHICLE, label_id
+from task.metrics import confusion_matrix, partial_counts, scores
 from train.data import SegmentationFolder
 from train.losses import partial_cross_entropy
-from train.metrics import confusion_matrix, partial_counts, scores
 from train.paths import DATASETS_DIR as DATASETS
 
 RIDER = label_id(frozenset({PERSON_ANIMAL, VEHICLE}))

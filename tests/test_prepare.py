@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from train.classes import (
+from task.classes import (
     BACKGROUND,
     CLASS_NAMES,
     IGNORE_INDEX,

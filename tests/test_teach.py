@@ -14,7 +14,7 @@ from PIL import Image
 
 from segformer import IMAGENET_MEAN, IMAGENET_STD, load_checkpoint
 from segformer.predict import normalise, upsample_logits
-from train.classes import (
+from task.classes import (
     BACKGROUND,
     IGNORE_INDEX,
     NUM_CLASSES,

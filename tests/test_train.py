@@ -19,13 +19,13 @@ from torchmetrics.classification import MulticlassJaccardIndex
 
 from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer, load_checkpoint, preset
 from segformer.predict import normalise
+from task.classes import CLASS_NAMES, IGNORE_INDEX
+from task.curves import save_curves
+from task.metrics import confusion_matrix, scores
 from train import evaluate as evaluate_cli
-from train.classes import CLASS_NAMES, IGNORE_INDEX
-from train.curves import save_curves
 from train.data import SegmentationFolder
 from train.evaluate import combine, evaluate
 from train.export import export
-from train.metrics import confusion_matrix, scores
 from train.paths import DATASETS_DIR as DATASETS
 from train.prepare import prepare
 from train.progress import progress

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
-from train.classes import PERSON_ANIMAL, VEHICLE
+from task.classes import PERSON_ANIMAL, VEHICLE
 from train.data import Sample, SegmentationFolder
 
 PASTED_CLASSES = (PERSON_ANIMAL, VEHICLE)

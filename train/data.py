@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from train.classes import IGNORE_INDEX, SOURCE_TABLES, lookup_table, read_classes_txt
+from task.classes import IGNORE_INDEX, SOURCE_TABLES, lookup_table, read_classes_txt
 from train.prepare import IMAGE_SUFFIXES
 from train.teacher_targets import SoftTarget, load_target
 

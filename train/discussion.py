@@ -32,12 +32,12 @@ from segformer.checkpoint import atomic_write, read_metadata, save_json
 from segformer.config import FFN_PADDINGS, preset
 from segformer.model import swap_ffn_padding
 from segformer.predict import class_argmax, normalise, upsample_logits
+from task.classes import CLASS_NAMES, IGNORE_INDEX
+from task.metrics import confusion_matrix, scores
 from train.ablate import SHIPPED, arm_results
-from train.classes import CLASS_NAMES, IGNORE_INDEX
 from train.data import SegmentationFolder
 from train.losses import partial_cross_entropy
 from train.lovasz import lovasz_softmax
-from train.metrics import confusion_matrix, scores
 from train.progress import progress
 from train.tables import markdown_table, paired_differences, paired_verdict, spread, verdict
 

@@ -48,7 +48,7 @@ from tqdm import tqdm
 from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer, load_checkpoint, save_checkpoint
 from segformer.checkpoint import load_state, load_tensors, save_tensors
 from segformer.predict import normalise
-from train.classes import CLASS_NAMES
+from task.classes import CLASS_NAMES
 from train.prepare import IMAGE_SUFFIXES
 from train.runs import (
     RESUMABLE_CHANGES,

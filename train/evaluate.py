@@ -9,7 +9,7 @@ each is scored and so are all of them together (their confusion matrices summed,
 Predictions go through the one prediction path (logits upsampled to the label's full resolution, then argmax);
 ignore pixels are excluded, and pixels with a partial label (e.g. feral-cats' "not a cat") are scored apart: mIoU
 counts single-class pixels only, ``outside_admissible`` is the share of partial pixels predicted outside their set,
-and ``per_class_iou_with_partial`` counts those predictions as false positives (see train.metrics).
+and ``per_class_iou_with_partial`` counts those predictions as false positives (see task.metrics).
 """
 
 import argparse
@@ -27,10 +27,10 @@ from segformer import load_checkpoint
 from segformer.config import FFN_PADDINGS
 from segformer.model import swap_ffn_padding
 from segformer.predict import class_argmax, normalise, upsample_logits
-from train.classes import CLASS_NAMES, IGNORE_INDEX, PARTIAL_IDS
+from task.classes import CLASS_NAMES, IGNORE_INDEX, PARTIAL_IDS
+from task.metrics import confusion_matrix, partial_counts, scores
 from train.data import SegmentationFolder
 from train.losses import partial_cross_entropy
-from train.metrics import confusion_matrix, partial_counts, scores
 from train.progress import progress
 
 

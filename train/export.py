@@ -15,7 +15,7 @@ import torch
 
 from segformer import SegFormer, load_checkpoint, save_checkpoint
 from segformer.checkpoint import atomic_write, checkpoint_paths
-from train.curves import save_curves
+from task.curves import save_curves
 
 # A Hugging Face Space rejects files over 10 MB without Git LFS.
 MAX_BYTES = 10 * 1024 * 1024

@@ -13,7 +13,7 @@ the plain cross-entropy -log p_y; only the classes inside S receive a positive g
 
 import torch
 
-from train.classes import IGNORE_INDEX, NUM_CLASSES, PARTIAL_BASE, admissible_table
+from task.classes import IGNORE_INDEX, NUM_CLASSES, PARTIAL_BASE, admissible_table
 
 _ADMISSIBLE = torch.from_numpy(admissible_table())
 
@@ -27,7 +27,7 @@ def partial_cross_entropy(
     """-log sum_{c in S(label)} softmax(logits)_c per pixel; ignore pixels (empty S) are left out.
 
     ``logits`` (B, C, H, W), ``labels`` (B, H, W) holding task ids, partial label values
-    (train.classes.PARTIAL_BASE + bit mask) or IGNORE_INDEX. ``weight`` (C,) weights a single-class pixel of
+    (task.classes.PARTIAL_BASE + bit mask) or IGNORE_INDEX. ``weight`` (C,) weights a single-class pixel of
     class c by weight[c], as ``F.cross_entropy`` does; a partial pixel has weight 1 (the mean weight of a training
     pixel, see train.train.class_weights). ``reduction`` 'mean' is the weighted mean over labelled pixels, as
     ``F.cross_entropy``'s; 'sum' the weighted sum.

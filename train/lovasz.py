@@ -12,14 +12,14 @@ is its mean over the classes present in the labels, as the reference code's defa
 all the pixels of a batch together (its ``per_image=False``). For confident predictions (one-hot probabilities) it
 is exactly 1 - the batch's mean IoU over those classes.
 
-Only single-class pixels count: IGNORE_INDEX and partial labels (values >= NUM_CLASSES, ``train.classes``) are left
+Only single-class pixels count: IGNORE_INDEX and partial labels (values >= NUM_CLASSES, ``task.classes``) are left
 out, since a pixel that is "one of several classes" belongs to no class's ground-truth set.
 """
 
 import torch
 import torch.nn.functional as F
 
-from train.classes import NUM_CLASSES
+from task.classes import NUM_CLASSES
 
 
 def jaccard_steps(foreground: torch.Tensor) -> torch.Tensor:

@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from segformer.images import palette_png
-from train.classes import (
+from task.classes import (
     BACKGROUND,
     CLASS_NAMES,
     IGNORE_INDEX,

@@ -36,7 +36,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from segformer.checkpoint import atomic_write
-from train.classes import (
+from task.classes import (
     CLASS_NAMES,
     FILTERED_SOURCES,
     IGNORE_INDEX,

@@ -14,7 +14,7 @@ import torch.distributed as dist
 
 from segformer import IMAGENET_MEAN, IMAGENET_STD
 from segformer.checkpoint import checkpoint_paths, load_tensors, save_json, save_tensors
-from train.classes import CLASS_NAMES, PALETTE, UNLABELLED_SOURCES
+from task.classes import CLASS_NAMES, PALETTE, UNLABELLED_SOURCES
 from train.teacher_targets import TEACHER_DIR
 
 
@@ -115,7 +115,7 @@ def data_summary(folders: Sequence[str], teacher: bool = False) -> dict:
 
 
 def is_labelled(folder: str) -> bool:
-    """False for a prepared folder whose every source is unlabelled (train.classes.UNLABELLED_SOURCES): it has no
+    """False for a prepared folder whose every source is unlabelled (task.classes.UNLABELLED_SOURCES): it has no
     val labels to score."""
     manifest = Path(folder) / "manifest.json"
     sources = json.loads(manifest.read_text()).get("sources", {}) if manifest.is_file() else {}

@@ -6,7 +6,7 @@
 Two DeepLabV3-MobileNetV2 networks (TFLite, Apache-2.0, run by ``ai-edge-litert``; requirements-teach.txt) are the
 teachers: one trained on ADE20K (the dataset this task was defined on, 150 classes, 513x513) and one on PASCAL VOC
 (21 classes, 257x257). For each image the teacher's softmax over its upstream classes is summed inside each task
-class through the one class table (train.classes; a partial entry such as ADE20K's "field" = {background, plant}
+class through the one class table (task.classes; a partial entry such as ADE20K's "field" = {background, plant}
 shares its mass equally between its classes), resized to the prepared image, and stored as::
 
     DIR/teachers/<teacher>/<split>/<stem>.png    RGBA, uint8: channel c = round(255 p_c) (decode with decode)
@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from segformer.checkpoint import atomic_write
-from train.classes import (
+from task.classes import (
     CLASS_NAMES,
     IGNORE_INDEX,
     NUM_CLASSES,
@@ -42,8 +42,8 @@ from train.classes import (
     lookup_table,
     read_classes_txt,
 )
+from task.metrics import confusion_matrix, partial_counts, scores
 from train.data import SegmentationFolder
-from train.metrics import confusion_matrix, partial_counts, scores
 from train.paths import MODELS_DIR
 from train.prepare import IMAGE_SUFFIXES, SPLITS
 from train.progress import progress
@@ -57,7 +57,7 @@ class TeacherSpec:
     file: str
     size: int
     resize: str  # "letterbox" (long side to size, image top-left, padded) or "stretch" (to the square)
-    table: str  # the train.classes source table that maps its output channels
+    table: str  # the task.classes source table that maps its output channels
     unannotated: tuple[int, ...] = ()  # output channels of the upstream "not annotated" label, left out
 
 
@@ -215,7 +215,7 @@ def teach(folders: Sequence[Path], models_dir: Path = MODELS_DIR, workers: int =
 
 
 def score(folders: Sequence[Path], split: str = "val") -> dict:
-    """{fusion rule: {folder name: scores}}: each rule's argmax against the folder's labels (train.metrics), with
+    """{fusion rule: {folder name: scores}}: each rule's argmax against the folder's labels (task.metrics), with
     partial labels scored apart as train.evaluate does."""
     results: dict[str, dict] = {}
     for fusion in FUSIONS:

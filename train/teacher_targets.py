@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from torchvision import tv_tensors
 
-from train.classes import PERSON_ANIMAL
+from task.classes import PERSON_ANIMAL
 
 TEACHER_DIR = "teachers"
 TEACHER_NAMES = ("ade20k", "voc")

@@ -48,9 +48,9 @@ from segformer.config import (
 from segformer.model import reference_init
 from segformer.predict import normalise, upsample_logits
 from segformer.transformers_weights import load_transformers_weights
-from train.classes import CLASS_NAMES
+from task.classes import CLASS_NAMES
+from task.curves import save_curves
 from train.copy_paste import CopyPaste
-from train.curves import save_curves
 from train.data import SegmentationFolder, collate, train_transform
 from train.evaluate import combine, evaluate
 from train.losses import partial_cross_entropy, teacher_kl

@@ -1,6 +1,6 @@
 """Mean IoU done right: one confusion matrix over the whole dataset, IoU per class from it.
 
-Pixels with a partial label (train.classes: "one of these classes") have no single true class, so they are left
+Pixels with a partial label (task.classes: "one of these classes") have no single true class, so they are left
 out of the confusion matrix and of mIoU. They are still informative: a prediction outside the admissible set is
 wrong, so they are counted separately (``partial_counts``) for the rate of such predictions and for an IoU whose
 false positives include them (on feral-cats, the person/animal IoU of a cat-or-not labelling).
@@ -8,7 +8,7 @@ false positives include them (on feral-cats, the person/animal IoU of a cat-or-n
 
 import torch
 
-from train.classes import PARTIAL_IDS, admissible_table
+from task.classes import PARTIAL_IDS, admissible_table
 
 
 def confusion_matrix(

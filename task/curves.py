@@ -2,19 +2,17 @@
 
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from segformer.checkpoint import atomic_write  # noqa: E402
+from segformer.checkpoint import atomic_write
 
 
 def history_figure(history: list[dict]) -> Figure:
     """Two panels: train/val loss, and val mIoU with each class's IoU, against the epoch."""
     epochs = [h["epoch"] for h in history]
-    fig, (loss_ax, iou_ax) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    # A Figure of its own (no pyplot): no global backend or figure registry is touched, so drawing is safe anywhere.
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    loss_ax, iou_ax = fig.subplots(1, 2)
     loss_ax.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train loss")
     loss_ax.plot(epochs, [h["val_loss"] for h in history], marker="o", label="val loss")
     loss_ax.set(xlabel="epoch", ylabel="cross-entropy", title="Loss")
@@ -34,4 +32,3 @@ def save_curves(history: list[dict], path: Path) -> None:
     """Write the curves as a PNG, atomically."""
     fig = history_figure(history)
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
