@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Stage 11 of the shipped checkpoint (MODEL_CARD.md): the segmentation teachers. Their targets are made once
+# Stage 11 (MODEL_CARD.md, tried and not shipped): the segmentation teachers. Their targets are made once
 # (train.teach: DeepLabV3-MobileNetV2 on ADE20K and on PASCAL VOC, ../shared/models), then one run from the stage 9
-# weights learns from the labels and the fused teachers' targets on the three sources, feral-cats, DAVIS 2016 and
-# the unlabelled everyday photos; the A/B of the teacher levers runs beside it.
+# weights (the checkpoint shipped now) learns from the labels and the fused teachers' targets on the three
+# sources, feral-cats, DAVIS 2016 and the unlabelled everyday photos; the A/B of the teacher levers runs beside it.
+# Its two candidates (the last epoch, and its WiSE-FT average with the start) are scored on the raw val splits.
 #
 #   bash train/recipes/teachers.sh            # DATASETS=PATH / MODELS=PATH for the raw datasets and the teachers
 #
@@ -28,5 +29,9 @@ folders=(data/4class-256 data/feral-cats-256 data/davis-256 data/everyday-256)
 "$PY" -m train.train --data "${folders[@]}" --init checkpoints/segformer-b0-4class --epochs 4 --lr 2e-4 \
     --head-lr-mult 1 --warmup-iters 100 --teacher-weight 1 --teacher-temperature 1 --teacher max-person \
     --cpu-bf16 --workers 1 --seed 11 --out runs/s11 &
-"$PY" -m train.ablate run --jobs 1 --arms teacher-none teacher-fused teacher-fused-everyday teacher-ade20k
+"$PY" -m train.ablate run --jobs 1 --arms teacher-none teacher-fused
 wait
+"$PY" -m train.soup --checkpoints runs/s11/last checkpoints/segformer-b0-4class --out runs/wise11/best
+raw=("$DATASETS/sift-flow" "$DATASETS/msrc-v2" "$DATASETS/camvid" "$DATASETS/feral-cats")
+"$PY" -m train.evaluate --checkpoint runs/s11/last --data "${raw[@]}" --json > results/eval/stage11-last.json
+"$PY" -m train.evaluate --checkpoint runs/wise11/best --data "${raw[@]}" --json > results/eval/stage11-wise.json
