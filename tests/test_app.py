@@ -26,6 +26,7 @@ import segformer
 from demo.attention import MARK_COLOUR, attention_maps, heatmap, working_image
 from demo.checkpoints import load_model
 from demo.ground_truth import HATCH_COLOURS, WRONG_COLOUR, disagreement, image_scores
+from demo.photo import MAX_OTHER_PIXELS
 from segformer.images import IGNORE_COLOUR, MIN_SIDE, blend
 from task.classes import CLASS_NAMES, PALETTE, PERSON_ANIMAL, label_id
 
@@ -287,8 +288,8 @@ def write_animated(path: Path) -> None:
 
 
 def write_large_png(path: Path) -> None:
-    """5600 x 5600 (31 megapixels, under the 34 accepted as PNG): decoded whole, then reduced to 2800 x 2800."""
-    photo((560, 560)).resize((5600, 5600), Image.Resampling.NEAREST).save(path, compress_level=1)
+    """4096 x 4096 (16.8 megapixels, just under the PNG cap): decoded whole, then reduced to 2048 x 2048."""
+    photo((512, 512)).resize((4096, 4096), Image.Resampling.NEAREST).save(path, compress_level=1)
 
 
 def write_large_rotated(path: Path) -> None:
@@ -307,7 +308,11 @@ BAD_INPUTS: dict[str, tuple[str, Callable[[Path], None], str | tuple[int, int]]]
     "too elongated": ("strip.png", lambda p: Image.new("RGB", (4000, 40)).save(p), "too elongated"),
     "bomb beyond Pillow's limit": ("bomb.png", lambda p: p.write_bytes(png_header(40000, 40000)), "megapixels"),
     "bomb beyond the app's limit": ("big.png", lambda p: p.write_bytes(png_header(11000, 11000)), "megapixels"),
-    "PNG over 34 megapixels": ("wide.png", lambda p: p.write_bytes(png_header(8000, 5001)), "34 megapixels"),
+    "PNG over the cap": (
+        "wide.png",
+        lambda p: p.write_bytes(png_header(5000, 3361)),
+        f"{MAX_OTHER_PIXELS / 1e6:.0f} megapixels",
+    ),
     "a format not opened": ("photo.tga", lambda p: photo().save(p, format="TGA"), "not an image format"),
     "grayscale": ("grey.png", lambda p: photo().convert("L").save(p), (64, 96)),
     "RGBA": ("alpha.png", lambda p: photo().convert("RGBA").save(p), (64, 96)),
@@ -316,7 +321,7 @@ BAD_INPUTS: dict[str, tuple[str, Callable[[Path], None], str | tuple[int, int]]]
     "CMYK JPEG": ("cmyk.jpg", lambda p: photo().convert("CMYK").save(p), (64, 96)),
     "EXIF-rotated": ("rotated.jpg", write_exif_rotated, (96, 64)),
     "animated GIF": ("moving.gif", write_animated, (64, 96)),
-    "large PNG": ("large.png", write_large_png, (2800, 2800)),
+    "large PNG": ("large.png", write_large_png, (2048, 2048)),
     "large EXIF-rotated JPEG": ("large.jpg", write_large_rotated, (4000, 2000)),
 }
 
