@@ -18,6 +18,11 @@ from task.classes import IGNORE_INDEX, NUM_CLASSES, PARTIAL_BASE, admissible_tab
 _ADMISSIBLE = torch.from_numpy(admissible_table())
 
 
+def admissible_mask(labels: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) bool: the classes each pixel's label value admits (none for ignore)."""
+    return _ADMISSIBLE.to(labels.device)[labels.long()].movedim(-1, 1)
+
+
 def partial_cross_entropy(
     logits: torch.Tensor,
     labels: torch.Tensor,
@@ -34,7 +39,7 @@ def partial_cross_entropy(
     """
     if logits.shape[1] != NUM_CLASSES:
         raise ValueError(f"expected logits of {NUM_CLASSES} classes, got {logits.shape[1]}")
-    admissible = _ADMISSIBLE.to(logits.device)[labels.long()].movedim(-1, 1)  # (B, C, H, W)
+    admissible = admissible_mask(labels)
     labelled = admissible.any(1)
     # Ignored pixels admit every class (a finite loss of 0 whose gradient is 0), then drop out through the weight.
     admissible |= ~labelled[:, None]
@@ -72,7 +77,7 @@ def teacher_kl(
             f"and {tuple(teacher.shape)}"
         )
     valid = teacher.sum(1) > 0
-    admissible = _ADMISSIBLE.to(logits.device)[labels.long()].movedim(-1, 1)  # (B, C, H, W)
+    admissible = admissible_mask(labels)
     partial = (labels >= PARTIAL_BASE) & (labels != IGNORE_INDEX)
     admissible = torch.where(partial[:, None], admissible, torch.ones_like(admissible))
     q = teacher.float() * admissible

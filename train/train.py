@@ -396,7 +396,7 @@ def train_one_epoch(
         if run.hints is not None
         else None
     )
-    no_hint = torch.zeros((), device=device)
+    zero = torch.zeros((), device=device)  # the sum of a term the run does not have
     for batch in progress(loader, description, unit="batches") if show else loader:
         raw, masks, *targets = (part.to(device, non_blocking=True) for part in batch)
         images = normalise(raw, IMAGENET_MEAN, IMAGENET_STD)
@@ -406,7 +406,7 @@ def train_one_epoch(
             logits = run.net(images)
         full = upsample_logits(logits.float(), masks.shape[-2:])
         loss, kd = training_loss(full, masks, targets[0] if targets else None, weights, cfg)
-        hint = no_hint
+        hint = zero
         if run.hints is not None:
             hint = run.hints.loss([f.float() for f in stages.pop()], raw)
             loss = loss + cfg.distill_weight * hint
@@ -419,7 +419,7 @@ def train_one_epoch(
         run.optimizer.step()
         scheduler.step()
         run.step += 1
-        kd = no_hint if kd is None else kd
+        kd = zero if kd is None else kd
         loss_sum += torch.stack([loss.detach(), torch.ones((), device=device), hint.detach(), kd.detach()]).double()
     if hook is not None:
         hook.remove()
