@@ -178,6 +178,19 @@ def test_temperature_matches_a_hand_computed_pixel() -> None:
     assert math.isclose(teacher_kl(logits, labels, q, t).item(), expected, rel_tol=1e-5)
 
 
+def test_agree_drops_only_the_labelled_pixels_the_teacher_gets_wrong() -> None:
+    """on_labelled="agree": a cat pixel the teacher calls background has no target; the mean over the rest equals
+    "all" on the agreeing pixels alone, and partial ("not a cat") pixels keep theirs."""
+    logits, mask = real_logits()
+    teacher = torch.softmax(3 * torch.randn_like(logits), 1)
+    agree = (mask >= NUM_CLASSES) | (teacher.argmax(1) == mask)
+    assert (~agree).any() and (agree & (mask == PERSON_ANIMAL)).any()
+    kept = torch.where(agree[:, None], teacher, torch.zeros_like(teacher))
+    expected = teacher_kl(logits, mask, kept, temperature=2.0)
+    assert math.isclose(teacher_kl(logits, mask, teacher, 2.0, "agree").item(), expected.item(), rel_tol=1e-5)
+    assert not math.isclose(teacher_kl(logits, mask, teacher, 2.0, "all").item(), expected.item(), rel_tol=1e-3)
+
+
 def test_partial_pixels_get_gradients_only_toward_their_set() -> None:
     """feral-cats' "not a cat" pixels: the teacher is restricted to {background, plant, vehicle}, so descending the
     loss raises no logit outside that set (person/animal only falls), and the loss is finite."""

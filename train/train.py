@@ -132,9 +132,12 @@ class TrainConfig(RunConfig):
     # Pixel-wise distillation from the segmentation teachers' stored targets (train.teach): teacher_weight x
     # train.losses.teacher_kl at teacher_temperature is added to the segmentation loss, the two teachers fused by
     # the rule ``teacher`` (train.teacher_targets.FUSIONS); weight 0: off, and no target is read.
+    # teacher_on_labelled: "all" single-class pixels have the teacher's target, or only those where it "agree"s
+    # with the label.
     teacher: str = "max-person"
     teacher_weight: float = 0.0
     teacher_temperature: float = 1.0
+    teacher_on_labelled: str = "all"
     # bfloat16 autocast on the CPU too (on CUDA it is always on); worth it where the CPU has AMX.
     cpu_bf16: bool = False
 
@@ -282,7 +285,7 @@ def training_loss(
     loss = segmentation_loss(logits, masks, weights, cfg.loss)
     if targets is None:
         return loss, None
-    kd = teacher_kl(logits, masks, targets, cfg.teacher_temperature)
+    kd = teacher_kl(logits, masks, targets, cfg.teacher_temperature, cfg.teacher_on_labelled)
     return loss + cfg.teacher_weight * kd, kd
 
 
@@ -534,6 +537,11 @@ def parse_args(argv: Sequence[str] | None) -> TrainConfig:
     add("--teacher-weight", type=float, help="add W x the KL to the stored teacher targets of train.teach (0: off)")
     add("--teacher-temperature", type=float, help="temperature of that KL")
     add("--teacher", choices=sorted(FUSIONS), help="how the two teachers' targets are fused")
+    add(
+        "--teacher-on-labelled",
+        choices=("all", "agree"),
+        help="labelled pixels with a teacher target: all, or only where the teacher's argmax agrees with the label",
+    )
     add("--cpu-bf16", action="store_true", default=None, help="bfloat16 autocast on the CPU (AMX)")
     add("--copy-paste", type=float, help="probability of Simple Copy-Paste per crop (0: off)")
     add("--copy-paste-min-scale", type=float, help="smallest pasted object: longer side / crop's")
