@@ -137,6 +137,16 @@ ARMS = (
         ("--data", THREE_SOURCES, FERAL_CATS, DAVIS, EVERYDAY, "--teacher-weight", "1", "--teacher", "max-person")),
     Arm("teacher-ade20k", "levers: teacher fusion (ADE20K alone)", "teacher",
         ("--teacher-weight", "1", "--teacher", "ade20k")),
+    # The architecture questions again under a protocol that can tell designs apart: 16 epochs from random weights
+    # (the scratch protocol, 8x as long), where person/animal and vehicle are well above 0; scratch-16-epochs is
+    # their reference. Three seeds each (--seeds 0 1 2), compared seed by seed.
+    Arm("non-overlap-16", "Q1", "scratch", ("--epochs", "16", "--patch-merging", "non_overlap")),
+    Arm("max-pool-16", "Q1", "scratch", ("--epochs", "16", "--patch-merging", "max_pool")),
+    Arm("full-attention-16", "Q2", "scratch", ("--epochs", "16", "--sr-ratios", "1", "1", "1", "1")),
+    Arm("ffn-0-act-16", "Q3", "scratch", ("--epochs", "16", "--ffn-activations", "0")),
+    Arm("ffn-2-act-16", "Q3", "scratch", ("--epochs", "16", "--ffn-activations", "2")),
+    Arm("ffn-replicate-16", "Q4", "scratch", ("--epochs", "16", "--ffn-padding", "replicate")),
+    Arm("dwconv-mixer-16", "Q6", "scratch", ("--epochs", "16", "--token-mixer", "dwconv")),
 )  # fmt: skip
 
 
@@ -310,6 +320,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m train.ablate", description=__doc__.split("\n")[0])
     parser.add_argument("action", choices=("run", "list", "report"))
     parser.add_argument("--arms", nargs="+", help="arm names (default: all, in ARMS order)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=SEEDS, help="seeds of each arm (default: 0 1)")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one torch thread each")
     parser.add_argument("--runs", default="runs/ablate", help="folder of the run folders")
     args = parser.parse_args(argv)
@@ -318,7 +329,7 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         sys.exit(f"error: unknown arm(s) {', '.join(unknown)}; known: {', '.join(by_name)}")
     arms = [by_name[n] for n in args.arms] if args.arms else list(ARMS)
-    jobs = [(arm, seed) for arm in arms for seed in SEEDS]
+    jobs = [(arm, seed) for arm in arms for seed in args.seeds]
     runs = Path(args.runs)
     if args.action == "list":
         for arm, seed in jobs:
