@@ -1,12 +1,13 @@
-"""The levers' arms (train.ablate): a distilled arm distils, then trains from it; the levers table's arithmetic."""
+"""The levers' arms (experiments.ablate): a distilled arm distils, then trains from it; the levers table's
+arithmetic."""
 
 import json
 from pathlib import Path
 
 import pytest
 
+from experiments import ablate
 from segformer import load_checkpoint
-from train import ablate
 from train.paths import DATASETS_DIR as DATASETS
 from train.prepare import prepare
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
+from experiments import discussion, tables
 from segformer import SegFormer, load_checkpoint, predict, preset
 from segformer.predict import class_argmax
 from task.classes import CLASS_NAMES
-from train import discussion, tables
 from train.data import SegmentationFolder
 from train.paths import DATASETS_DIR
 
@@ -130,7 +130,7 @@ def test_decoder_macs_by_hand() -> None:
 def test_report_rebuilds_the_committed_page_and_figures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The page's tables are those the committed results give, and the figures redraw byte for byte (under the
     matplotlib version that drew them, which each PNG records)."""
-    monkeypatch.chdir(ROOT)
+    monkeypatch.chdir(tmp_path)  # the paths are the repository's, not the working directory's
     text = discussion.DOC.read_text()
     assert discussion.fill_tables(text) == text
     for name, draw in discussion.FIGURES_MADE.items():

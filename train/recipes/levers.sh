@@ -20,9 +20,9 @@ export OMP_NUM_THREADS=1
     --sources feral-cats="$DATASETS/feral-cats"
 
 # From random weights: distillation against as many more epochs of training, short and long; initialisation.
-"$PY" -m train.ablate run --jobs 2 --arms paper reference-init scratch-4-epochs distilled scratch-16-epochs \
+"$PY" -m experiments.ablate run --jobs 2 --arms paper reference-init scratch-4-epochs distilled scratch-16-epochs \
     distilled-long
 # From the shipped weights, one epoch: what the data and the loss add.
-"$PY" -m train.ablate run --jobs 2 --arms finetune-ce finetune-cats finetune-copy-paste finetune-cats-copy-paste \
+"$PY" -m experiments.ablate run --jobs 2 --arms finetune-ce finetune-cats finetune-copy-paste finetune-cats-copy-paste \
     finetune-cats-copy-paste-hints
-"$PY" -m train.ablate report
+"$PY" -m experiments.ablate report

@@ -29,7 +29,7 @@ folders=(data/4class-256 data/feral-cats-256 data/davis-256 data/everyday-256)
 "$PY" -m train.train --data "${folders[@]}" --init checkpoints/segformer-b0-4class --epochs 4 --lr 2e-4 \
     --head-lr-mult 1 --warmup-iters 100 --teacher-weight 1 --teacher-temperature 1 --teacher max-person \
     --cpu-bf16 --workers 1 --seed 11 --out runs/s11 &
-"$PY" -m train.ablate run --jobs 1 --arms teacher-none teacher-fused
+"$PY" -m experiments.ablate run --jobs 1 --arms teacher-none teacher-fused
 wait
 "$PY" -m train.soup --checkpoints runs/s11/last checkpoints/segformer-b0-4class --out runs/wise11/best
 raw=("$DATASETS/sift-flow" "$DATASETS/msrc-v2" "$DATASETS/camvid" "$DATASETS/feral-cats")

@@ -1,9 +1,9 @@
 """The training arms behind docs/DISCUSSION.md and the model card's levers: each variant trained under one short
 protocol, two seeds.
 
-    python -m train.ablate run [--arms NAME ...] [--jobs 2] [--runs runs/ablate]
-    python -m train.ablate list
-    python -m train.ablate report                                   (the levers table of MODEL_CARD.md)
+    python -m experiments.ablate run [--arms NAME ...] [--jobs 2] [--runs runs/ablate]
+    python -m experiments.ablate list
+    python -m experiments.ablate report                                   (the levers table of MODEL_CARD.md)
 
 Two protocols (PROTOCOLS):
 - ``scratch``: B0 from random weights with the ``scratch`` recipe, 2 epochs of the three sources' train splits,
@@ -22,7 +22,7 @@ those flags) and then trains from it under its protocol (``--init``), so that di
 training from random weights for as many more epochs as it cost.
 
 Every arm runs as ``python -m train.train`` with one torch thread, is resumable (a rerun continues or skips it), and
-leaves a small JSON of its history in ``docs/discussion/results/arms/`` for ``train.discussion`` to tabulate. The
+leaves a small JSON of its history in ``docs/discussion/results/arms/`` for ``experiments.discussion`` to tabulate. The
 summary also holds the arm's last checkpoint scored on the prepared val splits of the three sources and of
 feral-cats (``scores``: the model card's three figures, mIoU and person/animal IoU of the three sources pooled,
 and the cat IoU on feral-cats), and its compute (``seconds``: distillation and training).
@@ -40,14 +40,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from experiments.tables import markdown_table, spread, verdict
 from segformer import IMAGENET_MEAN, IMAGENET_STD, load_checkpoint
 from segformer.checkpoint import save_json
 from train.data import SegmentationFolder
 from train.evaluate import evaluate
-from train.tables import markdown_table, spread, verdict
+from train.paths import ARMS_DIR, REPO, RUNS_DIR, repo_relative
 
+# Paths of the arms' flags are relative to the repository, where every arm runs, and are recorded as written.
 SHIPPED = "checkpoints/segformer-b0-4class"
-RESULTS = Path("docs/discussion/results/arms")
+RESULTS = ARMS_DIR
 SEEDS = (0, 1)
 THREE_SOURCES = "data/4class-256"  # SIFT Flow, MSRC-v2 and CamVid, prepared at short side 256
 FERAL_CATS = "data/feral-cats-256"
@@ -151,19 +153,21 @@ ARMS = (
 
 
 def distill_command(arm: Arm, seed: int, runs: Path) -> list[str]:
-    """The train.distill command line of an arm's distillation."""
+    """The train.distill command line of an arm's distillation, to run in the repository."""
     out = runs / f"{arm.name}-s{seed}-distill"
     resume = ["--resume"] if (out / "last.json").is_file() else []
-    flags = [*arm.distill, "--seed", str(seed), "--workers", "1", "--out", str(out)]
+    flags = [*arm.distill, "--seed", str(seed), "--workers", "1", "--out", repo_relative(out)]
     return [sys.executable, "-m", "train.distill", *flags, *resume]
 
 
 def command(arm: Arm, seed: int, runs: Path) -> list[str]:
-    """The train.train command line of one arm and seed (from its distilled encoder, if it has one)."""
+    """The train.train command line of one arm and seed (from its distilled encoder, if it has one), to run in the
+    repository."""
     out = runs / f"{arm.name}-s{seed}"
     resume = ["--resume"] if (out / "last.json").is_file() else []
-    init = ["--init", str(runs / f"{arm.name}-s{seed}-distill" / "last")] if arm.distill else []
-    flags = [*PROTOCOLS[arm.protocol], *arm.flags, *init, "--seed", str(seed), "--workers", "1", "--out", str(out)]
+    init = ["--init", repo_relative(runs / f"{arm.name}-s{seed}-distill" / "last")] if arm.distill else []
+    flags = [*PROTOCOLS[arm.protocol], *arm.flags, *init, "--seed", str(seed), "--workers", "1"]
+    flags += ["--out", repo_relative(out)]
     return [sys.executable, "-m", "train.train", *flags, *resume]
 
 
@@ -189,8 +193,8 @@ def finished(arm: Arm, seed: int, runs: Path) -> dict | None:
 def arm_scores(model) -> dict:
     """The model card's figures on the prepared val splits: the three sources pooled, and the cat IoU on feral-cats
     (person/animal IoU with "not a cat" pixels predicted person/animal counted as false positives)."""
-    three = evaluate(model, SegmentationFolder(THREE_SOURCES, "val"), mean=IMAGENET_MEAN, std=IMAGENET_STD)
-    cats = evaluate(model, SegmentationFolder(FERAL_CATS, "val"), mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    three = evaluate(model, SegmentationFolder(REPO / THREE_SOURCES, "val"), mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    cats = evaluate(model, SegmentationFolder(REPO / FERAL_CATS, "val"), mean=IMAGENET_MEAN, std=IMAGENET_STD)
     return {
         "three_sources": {"miou": three["miou"], "per_class_iou": three["per_class_iou"]},
         "feral_cats": {
@@ -238,7 +242,9 @@ def run_one(arm: Arm, seed: int, runs: Path) -> str:
         for step, build in [*steps, ("training", command)]:
             print(f"{name}: {step}", flush=True)
             with open(runs / f"{name}.log", "a") as log:
-                code = subprocess.run(build(arm, seed, runs), stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+                code = subprocess.run(
+                    build(arm, seed, runs), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO
+                ).returncode
             if code != 0:
                 return f"{name}: {step} failed (exit {code}); see {runs / name}.log"
         meta = finished(arm, seed, runs)
@@ -317,12 +323,12 @@ def levers_table(groups: Sequence[Sequence[str]] = LEVER_GROUPS) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m train.ablate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.ablate", description=__doc__.split("\n")[0])
     parser.add_argument("action", choices=("run", "list", "report"))
     parser.add_argument("--arms", nargs="+", help="arm names (default: all, in ARMS order)")
     parser.add_argument("--seeds", type=int, nargs="+", default=SEEDS, help="seeds of each arm (default: 0 1)")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one torch thread each")
-    parser.add_argument("--runs", default="runs/ablate", help="folder of the run folders")
+    parser.add_argument("--runs", type=Path, default=RUNS_DIR / "ablate", help="folder of the run folders")
     args = parser.parse_args(argv)
     by_name = {arm.name: arm for arm in ARMS}
     unknown = sorted(set(args.arms or ()) - set(by_name))
@@ -330,7 +336,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: unknown arm(s) {', '.join(unknown)}; known: {', '.join(by_name)}")
     arms = [by_name[n] for n in args.arms] if args.arms else list(ARMS)
     jobs = [(arm, seed) for arm in arms for seed in args.seeds]
-    runs = Path(args.runs)
+    runs = args.runs.resolve()
     if args.action == "list":
         for arm, seed in jobs:
             steps = [distill_command(arm, seed, runs)] if arm.distill else []

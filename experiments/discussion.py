@@ -1,10 +1,10 @@
 """Measurements and tables of docs/DISCUSSION.md (the paper's eight design questions).
 
-    python -m train.discussion measure [--only NAME ...]   # evaluations of the shipped and the ablation models
-    python -m train.discussion report                      # tables into DISCUSSION.md, figures into docs/discussion
+    python -m experiments.discussion measure [--only NAME ...]  # evaluations of the shipped and ablation models
+    python -m experiments.discussion report                     # tables into DISCUSSION.md, its figures redrawn
 
 ``measure`` writes small JSON files to docs/discussion/results/ (MEASUREMENTS names them); the training arms'
-results come from ``python -m train.ablate run``, and the attention cost from ``python -m bench.bench_model
+results come from ``python -m experiments.ablate run``, and the attention cost from ``python -m bench.bench_model
 --sr-sweep``. ``report`` reads only those JSON files (the shipped checkpoint's history too) and, for the decoders'
 MACs, the model definition on the meta device (no weights, no arithmetic), so the tables and figures can be redrawn
 without a model. docs/discussion/run.sh runs everything in order.
@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench.interleave import interleaved
+from experiments.ablate import SHIPPED, arm_results
+from experiments.tables import markdown_table, paired_differences, paired_verdict, spread, verdict
 from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer, load_checkpoint
 from segformer.checkpoint import atomic_write, read_metadata, save_json
 from segformer.config import FFN_PADDINGS, preset
@@ -34,17 +36,16 @@ from segformer.model import swap_ffn_padding
 from segformer.predict import class_argmax, normalise, upsample_logits
 from task.classes import CLASS_NAMES, IGNORE_INDEX
 from task.metrics import confusion_matrix, scores
-from train.ablate import SHIPPED, arm_results
 from train.data import SegmentationFolder
 from train.losses import partial_cross_entropy
 from train.lovasz import lovasz_softmax
+from train.paths import DISCUSSION_DIR, REPO, RUNS_DIR, repo_relative
 from train.progress import progress
-from train.tables import markdown_table, paired_differences, paired_verdict, spread, verdict
 
-VAL = "data/4class-256"
-FIGURES = Path("docs/discussion")
+VAL = "data/4class-256"  # relative to the repository, as the results record it (SHIPPED likewise)
+FIGURES = DISCUSSION_DIR
 RESULTS = FIGURES / "results"
-DOC = Path("docs/DISCUSSION.md")
+DOC = REPO / "docs" / "DISCUSSION.md"
 NUM_CLASSES = len(CLASS_NAMES)
 
 PADDING_SCALES = (0.5, 1.0, 1.5)  # input scales of the padding comparison (Q4)
@@ -115,9 +116,9 @@ def miou(matrix: torch.Tensor) -> dict:
 def measure_padding() -> dict:
     """Q4: the shipped model with its Mix-FFN padding swapped (no retraining), near the border and inside, at
     several input scales."""
-    model, _ = load_checkpoint(SHIPPED)
+    model, _ = load_checkpoint(REPO / SHIPPED)
     model.eval()
-    data = SegmentationFolder(VAL, "val")
+    data = SegmentationFolder(REPO / VAL, "val")
     cases = []
     for padding in FFN_PADDINGS:
         swap_ffn_padding(model, padding)
@@ -146,9 +147,9 @@ def measure_padding() -> dict:
 @torch.inference_mode()
 def measure_tta() -> dict:
     """Q8: single-scale evaluation against flipping and multi-scale averaging of the softmax (mmseg's aug_test)."""
-    model, _ = load_checkpoint(SHIPPED)
+    model, _ = load_checkpoint(REPO / SHIPPED)
     model.eval()
-    data = SegmentationFolder(VAL, "val")
+    data = SegmentationFolder(REPO / VAL, "val")
     settings: dict[str, list[tuple[float, bool]]] = {
         "single scale": [(1.0, False)],
         "flip": [(1.0, False), (1.0, True)],
@@ -217,15 +218,15 @@ def compact_log_maps(maps: torch.Tensor) -> list[list[str]]:
 def measure_erf(runs: Path) -> dict:
     """Q6: the effective receptive field per stage of the attention and the depthwise-convolution token mixers
     (the ablation runs, both seeds) and of the shipped model."""
-    data = SegmentationFolder(VAL, "val")
-    sources = {"shipped": Path(SHIPPED)}
+    data = SegmentationFolder(REPO / VAL, "val")
+    sources = {"shipped": REPO / SHIPPED}
     for arm in ("paper", "dwconv-mixer"):
         for seed in (0, 1):
             sources[f"{arm}-s{seed}"] = runs / f"{arm}-s{seed}" / "last"
     models = {}
     for name, path in sources.items():
         if not path.with_suffix(".json").is_file():
-            print(f"erf: {path} is missing; run python -m train.ablate run first", file=sys.stderr)
+            print(f"erf: {path} is missing; run python -m experiments.ablate run first", file=sys.stderr)
             continue
         model, _ = load_checkpoint(path)
         maps = erf_maps(model, data)
@@ -267,9 +268,9 @@ def measure_decoders() -> dict:
 
 def measure_argmax_gradient() -> dict:
     """Q5: what reaches the logits from each training signal, on val images through the shipped model."""
-    model, _ = load_checkpoint(SHIPPED)
+    model, _ = load_checkpoint(REPO / SHIPPED)
     model.eval()
-    data = SegmentationFolder(VAL, "val")
+    data = SegmentationFolder(REPO / VAL, "val")
     image, mask = data[0]
     with torch.no_grad():
         x = normalise(image.as_subclass(torch.Tensor)[None], IMAGENET_MEAN, IMAGENET_STD)
@@ -303,7 +304,7 @@ def measure_history(checkpoint: str = SHIPPED) -> dict:
     keys = ("epoch", "val_loss", "val_miou")
     return {
         "checkpoint": checkpoint,
-        "history": [{k: h[k] for k in keys} for h in read_metadata(checkpoint)["history"]],
+        "history": [{k: h[k] for k in keys} for h in read_metadata(REPO / checkpoint)["history"]],
     }
 
 
@@ -327,7 +328,8 @@ def shipped_history() -> list[dict]:
     """The measured model's history (``measure_history``)."""
     data = load("history")
     if data is None:
-        raise FileNotFoundError(f"{RESULTS}/history.json is missing: python -m train.discussion measure --only history")
+        command = "python -m experiments.discussion measure --only history"
+        raise FileNotFoundError(f"{RESULTS}/history.json is missing: {command}")
     return data["history"]
 
 
@@ -414,7 +416,7 @@ def pairs_table(pairs: Sequence[tuple[str, str, str]] = PAIRS) -> str:
 def table_padding() -> str:
     data = load("padding-border")
     if data is None:
-        return "(not measured yet: python -m train.discussion measure --only padding-border)"
+        return "(not measured yet: python -m experiments.discussion measure --only padding-border)"
     cases = {(c["padding"], c["scale"]): c for c in data["cases"]}
     rows = []
     for (padding, scale), case in sorted(cases.items(), key=lambda kv: (kv[0][1], FFN_PADDINGS.index(kv[0][0]))):
@@ -437,7 +439,8 @@ def table_padding() -> str:
 def table_attention_cost() -> str:
     data = load("attention-cost")
     if data is None:
-        return f"(not measured yet: python -m bench.bench_model --sr-sweep --json-out {RESULTS}/attention-cost.json)"
+        out = f"{repo_relative(RESULTS)}/attention-cost.json"
+        return f"(not measured yet: python -m bench.bench_model --sr-sweep --json-out {out})"
 
     def memory(path: dict) -> str:
         if path["status"] != "ok":
@@ -508,7 +511,7 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
 def table_erf() -> str:
     data = load("erf")
     if data is None:
-        return "(not measured yet: python -m train.discussion measure --only erf)"
+        return "(not measured yet: python -m experiments.discussion measure --only erf)"
     rows = []
     for mixer in ("attention", "dwconv"):
         group = {n: m for n, m in data["models"].items() if m["token_mixer"] == mixer and n != "shipped"}
@@ -581,7 +584,7 @@ def table_decoders() -> str:
 def table_tta() -> str:
     data = load("tta")
     if data is None:
-        return "(not measured yet: python -m train.discussion measure --only tta)"
+        return "(not measured yet: python -m experiments.discussion measure --only tta)"
     single = data["settings"]["single scale"]["miou"]
     rows = [
         [
@@ -696,15 +699,15 @@ def report() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m train.discussion", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.discussion", description=__doc__.split("\n")[0])
     parser.add_argument("action", choices=("measure", "report"))
     parser.add_argument("--only", nargs="+", choices=sorted(MEASUREMENTS), help="measure only these")
-    parser.add_argument("--runs", type=Path, default=Path("runs/ablate"), help="the ablation run folders (for erf)")
+    parser.add_argument("--runs", type=Path, default=RUNS_DIR / "ablate", help="the ablation run folders (for erf)")
     args = parser.parse_args(argv)
     if args.action == "report":
         report()
         return
-    if not Path(VAL).is_dir():
+    if not (REPO / VAL).is_dir():
         sys.exit(f"error: {VAL} is missing; prepare it first (train/recipes/b0-4class.sh, stage 0)")
     for name in args.only or MEASUREMENTS:
         started = time.perf_counter()

@@ -1,0 +1,3 @@
+"""The experiments behind docs/DISCUSSION.md and the model card's levers: the training arms (``ablate``), the
+measurements and the page's tables and figures (``discussion``), and the arithmetic of results over seeds
+(``tables``). They use the model (segformer), the task and the training pipeline (train); nothing imports them."""
