@@ -149,6 +149,10 @@ ARMS = (
     Arm("ffn-2-act-16", "Q3", "scratch", ("--epochs", "16", "--ffn-activations", "2")),
     Arm("ffn-replicate-16", "Q4", "scratch", ("--epochs", "16", "--ffn-padding", "replicate")),
     Arm("dwconv-mixer-16", "Q6", "scratch", ("--epochs", "16", "--token-mixer", "dwconv")),
+    # Q4 without the test-time shock: the shipped weights trained on (2 epochs) with Mix-FFN's padding replicate,
+    # against the same fine-tune with its zeros; experiments.position_probe then reads position from both.
+    Arm("padding-zeros", "Q4 (reference)", "finetune", ("--epochs", "2")),
+    Arm("padding-replicate", "Q4", "finetune", ("--epochs", "2", "--ffn-padding", "replicate")),
 )  # fmt: skip
 
 
