@@ -209,7 +209,9 @@ def initialise(model: SegFormer, source: str, encoder_only: bool = False) -> lis
             raise ValueError(f"--init {source}: its encoder is a different design than this run's")
         model.encoder.load_state_dict(start.encoder.state_dict())
         return []
-    if start.config != model.config or start.num_classes != model.num_classes:
+    # Mix-FFN's padding holds no weights: a model may be trained on under another padding (Q4's padding arms).
+    same_design = replace(start.config, ffn_padding=model.config.ffn_padding) == model.config
+    if not same_design or start.num_classes != model.num_classes:
         raise ValueError(f"--init {source} is a different model (preset or classes) than this run's")
     model.load_state_dict(start.state_dict())
     return meta.get("history", [])
