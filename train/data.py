@@ -1,4 +1,5 @@
-"""Segmentation datasets in the shared folder layout, and the joint image/mask transforms.
+"""Segmentation datasets in the shared folder layout and their joint image/mask transforms; and the training images
+alone, for the hint stage (train.hints), with theirs.
 
 Layout read by SegmentationFolder (the shared datasets and the output of ``train.prepare``)::
 
@@ -6,6 +7,8 @@ Layout read by SegmentationFolder (the shared datasets and the output of ``train
     root/images/<split>/<stem>.jpg     (or .jpeg/.png)
     root/labels/<split>/<stem>.png     8-bit class ids, same size as the image
     root/teachers/<teacher>/<split>/<stem>.png   optional: teacher targets (train.teach, train.teacher_targets)
+
+TrainImages reads only ``root/images/train``.
 """
 
 from collections.abc import Callable, Sequence
@@ -22,8 +25,12 @@ from task.classes import IGNORE_INDEX, SOURCE_TABLES, lookup_table, read_classes
 from train.prepare import IMAGE_SUFFIXES
 from train.teacher_targets import SoftTarget, load_target
 
-#: (image, mask) or, with teacher targets, (image, mask, target).
-Sample = tuple[tv_tensors.Image, tv_tensors.Mask] | tuple[tv_tensors.Image, tv_tensors.Mask, SoftTarget]
+#: (image, mask) or, with teacher targets, (image, mask, target); (image,) from TrainImages.
+Sample = (
+    tuple[tv_tensors.Image, tv_tensors.Mask]
+    | tuple[tv_tensors.Image, tv_tensors.Mask, SoftTarget]
+    | tuple[tv_tensors.Image]
+)
 Transform = Callable[..., Sample]
 
 
@@ -126,9 +133,58 @@ def train_transform(crop_size: int, base_size: int | None = None) -> v2.Compose:
     )
 
 
+def training_images(folders: Sequence[str | Path]) -> list[Path]:
+    """The images of the training split of each folder (FOLDER/images/train), labelled or not."""
+    paths: list[Path] = []
+    for folder in folders:
+        split = Path(folder) / "images" / "train"
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(f"dataset folder not found: {folder}")
+        if not split.is_dir():
+            raise FileNotFoundError(f"no training images in {folder}: expected the folder {split}")
+        found = sorted(p for p in split.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
+            raise FileNotFoundError(f"no images (*.jpg, *.png) in {split}")
+        paths += found
+    return paths
+
+
+class TrainImages(Dataset):
+    """The training images of ``folders`` without their labels: items ``(image,)``, a uint8 ``tv_tensors.Image``
+    (3, H, W) passed through ``transform``."""
+
+    def __init__(self, folders: Sequence[str | Path], transform: v2.Transform) -> None:
+        self.paths = training_images(folders)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[tv_tensors.Image]:
+        with Image.open(self.paths[index]) as im:
+            rgb = np.array(im.convert("RGB"))
+        return (self.transform(tv_tensors.Image(torch.from_numpy(rgb).permute(2, 0, 1))),)
+
+
+#: RandomResizedCrop's range of the crop's share of the image area (image_transform).
+CROP_SCALE = (0.25, 1.0)
+
+
+def image_transform(crop_size: int) -> v2.Compose:
+    """Augmentation of images alone (the hint stage's, as DeiT's): RandomResizedCrop (scale 0.25-1) to
+    ``crop_size``, horizontal flip and colour jitter (strength 0.4)."""
+    return v2.Compose(
+        [
+            v2.RandomResizedCrop(crop_size, scale=CROP_SCALE, antialias=True),
+            v2.RandomHorizontalFlip(),
+            v2.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4),
+        ]
+    )
+
+
 def collate(batch: Sequence[Sample]) -> tuple[torch.Tensor, ...]:
     """Stack same-size samples into (B, 3, H, W) uint8 images and (B, H, W) int64 masks (and, with teacher
-    targets, (B, C, H, W) float targets).
+    targets, (B, C, H, W) float targets; images alone from TrainImages).
 
     Full-resolution evaluation images differ in size: evaluate those with batch size 1.
     """

@@ -1,5 +1,5 @@
-"""What a training run is, whichever loop trains it (train.train, train.distill): its config and flags, its saved
-optimizer state, and the records a checkpoint keeps about its code, data and model."""
+"""What a training run of train.train is: its config and flags, its saved optimizer state, and the records a
+checkpoint keeps about its code, data and model."""
 
 import argparse
 import json
@@ -20,7 +20,8 @@ from train.teacher_targets import TEACHER_DIR
 
 @dataclass
 class RunConfig:
-    """What every training loop here depends on (train.train and train.distill); a run saves it with its weights."""
+    """What every run depends on, whatever its recipe (train.train's TrainConfig adds the rest); a run saves it with
+    its weights."""
 
     data: tuple[str, ...] = ("data/4class-256",)
     out: str = "runs/b0"

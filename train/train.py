@@ -11,8 +11,13 @@ val loss, val mIoU, per-class IoU, pixel accuracy and the learning rate to a his
 and drawn as curves.png. ``OUT/last`` and ``OUT/best`` (by val mIoU) are checkpoints (safetensors + JSON);
 ``OUT/last-optimizer`` holds the optimizer and scheduler state so that ``--resume`` continues exactly: 2 epochs
 == 1 epoch + resume 1 epoch. Each epoch reseeds every random generator from (seed, epoch), so no RNG state needs
-saving. ``--distill-weight W`` adds W times train.distill's feature loss against the ImageNet-pretrained
-EfficientNet-Lite0 (its projections train at the decoder's rate and are saved in ``OUT/last-projections``).
+saving. ``--distill-weight W`` adds W times train.hints' feature loss against the ImageNet-pretrained
+EfficientNet-Lite0 (its projections train at the decoder's rate and are saved in ``OUT/last-projections``);
+``--teacher-weight W`` adds W times the KL to the segmentation teachers' stored targets (train.teach).
+``--recipe distill`` is the hint stage before training (``python -m train.distill``): the same loop with the
+segmentation loss at weight 0, so the encoder learns the feature hints alone from the training images (no labels
+read, the decoder neither runs nor trains); its ``OUT/last`` holds a ``distillation`` record instead of a history,
+and ``--init OUT/last`` starts training from the distilled encoder.
 ``--init`` starts from the weights of an earlier checkpoint (whose history this run continues) or of a
 transformers-layout Hub repo, such as the paper's ImageNet-pretrained encoder ``hf://nvidia/mit-b0``.
 ``--recipe scratch`` starts from the recipe that trained the shipped model's first stage from random weights.
@@ -20,6 +25,7 @@ transformers-layout Hub repo, such as the paper's ImageNet-pretrained encoder ``
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -51,7 +57,7 @@ from segformer.transformers_weights import load_transformers_weights
 from task.classes import CLASS_NAMES
 from task.curves import save_curves
 from train.copy_paste import CopyPaste
-from train.data import SegmentationFolder, collate, train_transform
+from train.data import SegmentationFolder, TrainImages, collate, image_transform, train_transform
 from train.evaluate import combine, evaluate
 from train.losses import partial_cross_entropy, teacher_kl
 from train.lovasz import lovasz_softmax
@@ -72,7 +78,7 @@ from train.runs import (
 from train.teacher_targets import FUSIONS
 
 if TYPE_CHECKING:
-    from train.distill import Hints
+    from train.hints import Hints
 
 
 def add_variant_flags(parser: argparse.ArgumentParser) -> None:
@@ -124,10 +130,12 @@ class TrainConfig(RunConfig):
     decoder: str | None = None
     decoder_dim: int | None = None
     # "ce": the cross-entropy (the paper's, with partial labels); "lovasz": the Lovasz-softmax surrogate of IoU
-    # (Berman et al. 2018); "ce+lovasz": their sum.
+    # (Berman et al. 2018); "ce+lovasz": their sum. Its weight in the step's loss: 0 is the hint stage (the
+    # ``distill`` recipe), where the encoder runs alone, the decoder does not train and no labels are needed.
     loss: str = "ce"
-    # Weight of train.distill's hint loss (the encoder's stage features against EfficientNet-Lite0's, through 1x1
-    # projections) added to the segmentation loss at every step; 0: off, and the teacher is not loaded.
+    segmentation_weight: float = 1.0
+    # Weight of train.hints' loss (the encoder's stage features against EfficientNet-Lite0's, through 1x1
+    # projections) added at every step; 0: off, and the teacher is not loaded.
     distill_weight: float = 0.0
     # Pixel-wise distillation from the segmentation teachers' stored targets (train.teach): teacher_weight x
     # train.losses.teacher_kl at teacher_temperature is added to the segmentation loss, the two teachers fused by
@@ -140,6 +148,16 @@ class TrainConfig(RunConfig):
     teacher_on_labelled: str = "all"
     # bfloat16 autocast on the CPU too (on CUDA it is always on); worth it where the CPU has AMX.
     cpu_bf16: bool = False
+    # "segmentation": train.data.train_transform on images and labels (the paper's); "images": the training images
+    # alone through train.data.image_transform (the hint stage's).
+    augment: str = "segmentation"
+    # After the linear warmup: "poly" decay (mmseg's, the paper's) or "cosine" (DeiT's, the hint stage's).
+    schedule: str = "poly"
+
+    @property
+    def hint_stage(self) -> bool:
+        """Whether the run learns the feature hints alone (segmentation weight 0): no decoder, no validation."""
+        return self.segmentation_weight == 0
 
 
 #: Named recipes: each overrides TrainConfig's defaults (the paper's), and flags override the recipe.
@@ -149,23 +167,43 @@ RECIPES: dict[str, dict] = {
     # From random weights, as the shipped checkpoint began (train/recipes/b0-4class.sh, stage 1): nothing is
     # pretrained, so the encoder takes 10x the paper's rate and the decoder no multiplier; a shorter warmup.
     "scratch": {"lr": 6e-4, "head_lr_mult": 1.0, "warmup_iters": 350, "epochs": 10},
-}
+    # The hint stage (python -m train.distill): EfficientNet-Lite0's features taught to a fresh encoder from images
+    # alone at the teacher's ImageNet resolution, with AdamW as DeiT trains a transformer student (Touvron et al.
+    # 2021) and a shorter warmup for a short run; one loader worker leaves the other core to the two networks.
+    "distill": {
+        "segmentation_weight": 0.0, "distill_weight": 1.0, "augment": "images", "schedule": "cosine",
+        "lr": 1e-3, "head_lr_mult": 1.0, "weight_decay": 0.05, "warmup_iters": 500,
+        "crop_size": 224, "batch_size": 16, "workers": 1, "out": "runs/distill",
+    },
+}  # fmt: skip
+AUGMENTATIONS = ("segmentation", "images")
+SCHEDULES = ("poly", "cosine")
+
+
+def from_recipe(name: str, **fields: object) -> TrainConfig:
+    """The config of recipe ``name`` (RECIPES) with ``fields`` changed."""
+    return TrainConfig(**{**RECIPES[name], **fields, "recipe": name})
+
 
 WARMUP_RATIO = 1e-6  # the rate starts at this fraction of lr (mmseg's)
 POLY_POWER = 1.0  # poly decay (1 - step / total) ** power (mmseg's)
 
 
 def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
-    """Linear warmup from WARMUP_RATIO to 1 over warmup_iters, then poly decay to 0 at ``total`` (mmseg's).
+    """Linear warmup from WARMUP_RATIO to 1 over warmup_iters, then decay to 0 at ``total``: poly over the whole
+    schedule, the warmup scaled by it (mmseg's), or cosine after the warmup (DeiT's).
 
     The warmup is capped at a tenth of the schedule, so that a short run (a probe, a test) still spends most of its
     steps at the full rate instead of warming up throughout.
     """
     warmup = min(cfg.warmup_iters, total // 10) if total else 0
-    poly = (1 - step / total) ** POLY_POWER if total else 1.0
+    if cfg.schedule == "cosine":
+        decay = 0.5 * (1 + math.cos(math.pi * max(step - warmup, 0) / max(total - warmup, 1)))
+    else:
+        decay = (1 - step / total) ** POLY_POWER if total else 1.0
     if step < warmup:
-        return poly * (WARMUP_RATIO + (1 - WARMUP_RATIO) * step / warmup)
-    return poly
+        return decay * (WARMUP_RATIO + (1 - WARMUP_RATIO) * step / warmup)
+    return decay
 
 
 def build_optimizer(model: SegFormer, cfg: TrainConfig, heads: Sequence[nn.Module] = ()) -> torch.optim.AdamW:
@@ -282,9 +320,9 @@ def training_loss(
     weights: torch.Tensor | None,
     cfg: TrainConfig,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(the step's loss, its teacher term): the segmentation loss plus, with teacher ``targets``,
-    ``cfg.teacher_weight`` x train.losses.teacher_kl; without targets the segmentation loss alone, unchanged."""
-    loss = segmentation_loss(logits, masks, weights, cfg.loss)
+    """(the step's loss, its teacher term): ``cfg.segmentation_weight`` x the segmentation loss plus, with teacher
+    ``targets``, ``cfg.teacher_weight`` x train.losses.teacher_kl; without targets no teacher term."""
+    loss = cfg.segmentation_weight * segmentation_loss(logits, masks, weights, cfg.loss)
     if targets is None:
         return loss, None
     kd = teacher_kl(logits, masks, targets, cfg.teacher_temperature, cfg.teacher_on_labelled)
@@ -293,7 +331,7 @@ def training_loss(
 
 def start_or_resume(cfg: TrainConfig, device: torch.device, world: int) -> Run:
     """Build the model and optimizer: fresh, from ``--init`` weights, or from ``OUT/last`` with ``--resume``."""
-    out = Path(cfg.out)
+    check_settings(cfg, world)
     torch.manual_seed(cfg.seed)
     model = SegFormer(model_config(cfg), len(CLASS_NAMES))
     if cfg.weight_init == "reference":
@@ -301,51 +339,81 @@ def start_or_resume(cfg: TrainConfig, device: torch.device, world: int) -> Run:
     history: list[dict] = initialise(model, cfg.init, cfg.init_encoder_only) if cfg.init is not None else []
     if cfg.freeze_encoder:
         model.encoder.requires_grad_(False)
-    inherited, start_epoch, step = len(history), 0, 0
+    if cfg.hint_stage:
+        model.decoder.requires_grad_(False)  # it does not run: it stays as it started
     model = model.to(device)
     hints = None
     if cfg.distill_weight > 0:
-        from train.distill import Hints  # the teacher's packages are needed only here (requirements-distill.txt)
+        from train.hints import Hints  # the teacher's packages are needed only here (requirements-distill.txt)
 
         hints = Hints(model.config.widths, device)
     optimizer = build_optimizer(model, cfg, [hints.project] if hints else [])
-    if (out / "last.json").is_file() and not cfg.resume:
-        raise ValueError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+    run = Run(model, model, optimizer, history, len(history), 0, 0, hints)
+    if (Path(cfg.out) / "last.json").is_file() and not cfg.resume:
+        raise ValueError(f"{cfg.out} already holds a run: pass --resume to continue it, or choose another --out")
     if cfg.resume:
-        resumed, meta = load_checkpoint(out / "last", device=device)
-        model.load_state_dict(resumed.state_dict())
-        start_epoch, step = load_training_state(out / "last-optimizer", optimizer)
-        if hints is not None:
-            projections = out / "last-projections.safetensors"
-            load_state(hints.project, load_tensors(projections), str(projections))
-        history, inherited = meta["history"], meta.get("inherited_epochs", 0)
-        if start_epoch != len(history) - inherited:
-            raise ValueError(f"{out}: last checkpoint and optimizer state disagree on the epoch; delete one")
-        now = json.loads(json.dumps(asdict(cfg)))
-        changed = [k for k, v in now.items() if k not in RESUMABLE_CHANGES and meta["recipe"].get(k, v) != v]
-        if changed:
-            raise ValueError(f"--resume with different settings than {out}'s run: {', '.join(changed)}")
+        resume(run, cfg, device)
     if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+        run.model = run.model.to(memory_format=torch.channels_last)
         if world > 1:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # as the paper's mmseg recipe
-    net = DistributedDataParallel(model) if world > 1 else model
-    return Run(model, net, optimizer, history, inherited, start_epoch, step, hints)
+            run.model = nn.SyncBatchNorm.convert_sync_batchnorm(run.model)  # as the paper's mmseg recipe
+    run.net = DistributedDataParallel(run.model) if world > 1 else run.model
+    return run
+
+
+def check_settings(cfg: TrainConfig, world: int) -> None:
+    """Refuse a run whose loss has nothing to learn from, a term that its data or its stage cannot give, or an
+    unknown schedule or augmentation."""
+    if cfg.hint_stage and cfg.distill_weight == 0:
+        raise ValueError("a segmentation weight of 0 leaves nothing to learn: give --distill-weight")
+    if cfg.hint_stage and cfg.teacher_weight > 0:
+        raise ValueError("the teacher targets need the decoder, which does not run at a segmentation weight of 0")
+    if cfg.hint_stage and world > 1:
+        raise ValueError("the hint stage (segmentation weight 0) runs in one process")
+    if cfg.schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {cfg.schedule!r}; expected one of {', '.join(SCHEDULES)}")
+    if cfg.augment not in AUGMENTATIONS:
+        raise ValueError(f"unknown augment {cfg.augment!r}; expected one of {', '.join(AUGMENTATIONS)}")
+    if cfg.augment == "images" and (not cfg.hint_stage or cfg.copy_paste > 0):
+        raise ValueError("--augment images reads no labels: it needs a segmentation weight of 0, and no --copy-paste")
+
+
+def resume(run: Run, cfg: TrainConfig, device: torch.device) -> None:
+    """Load ``OUT/last`` and its optimizer (and projections) state into ``run``, after checking that it is this
+    run: the same settings (but RESUMABLE_CHANGES), and a checkpoint and optimizer state of the same epoch."""
+    out = Path(cfg.out)
+    resumed, meta = load_checkpoint(out / "last", device=device)
+    run.model.load_state_dict(resumed.state_dict())
+    try:
+        run.start_epoch, run.step = load_training_state(out / "last-optimizer", run.optimizer)
+    except ValueError as err:
+        raise ValueError(f"{out}: its optimizer state does not fit this run's optimizer ({err})") from err
+    if run.hints is not None:
+        projections = out / "last-projections.safetensors"
+        load_state(run.hints.project, load_tensors(projections), str(projections))
+    record = meta.get("distillation", meta)  # a hint stage's record (checkpoint_metadata)
+    run.history, run.inherited = record["history"], meta.get("inherited_epochs", 0)
+    if run.start_epoch != len(run.history) - run.inherited:
+        raise ValueError(f"{out}: last checkpoint and optimizer state disagree on the epoch; delete one")
+    now = json.loads(json.dumps(asdict(cfg)))
+    changed = [k for k, v in now.items() if k not in RESUMABLE_CHANGES and record["recipe"].get(k, v) != v]
+    if changed:
+        raise ValueError(f"--resume with different settings than {out}'s run: {', '.join(changed)}")
 
 
 def training_set(cfg: TrainConfig) -> Dataset:
-    """The train splits of every folder, augmented (and with Copy-Paste when asked), cut to ``--limit``."""
+    """The train splits of every folder, augmented (and with Copy-Paste when asked), cut to ``--limit``; for
+    ``--augment images`` their images alone."""
     teacher = cfg.teacher if cfg.teacher_weight > 0 else None
     if teacher is not None and teacher not in FUSIONS:
         raise ValueError(f"unknown --teacher {teacher!r}; expected one of {', '.join(FUSIONS)}")
     if teacher is not None and cfg.copy_paste > 0:
         raise ValueError("--copy-paste does not paste teacher targets: use it without --teacher-weight")
-    train_set: Dataset = ConcatDataset(
-        [
-            SegmentationFolder(folder, "train", train_transform(cfg.crop_size, cfg.base_size), teacher)
-            for folder in cfg.data
-        ]
-    )
+    if cfg.augment == "images":
+        train_set: Dataset = TrainImages(cfg.data, image_transform(cfg.crop_size))
+    else:
+        transform = train_transform(cfg.crop_size, cfg.base_size)
+        train_set = ConcatDataset([SegmentationFolder(folder, "train", transform, teacher) for folder in cfg.data])
     if cfg.copy_paste > 0:
         sources = [SegmentationFolder(folder, "train") for folder in cfg.data]
         train_set = CopyPaste(train_set, sources, cfg.copy_paste, (cfg.copy_paste_min_scale, cfg.copy_paste_max_scale))
@@ -387,9 +455,8 @@ def train_one_epoch(
     show: bool,
 ) -> torch.Tensor:
     """One pass over ``loader``; returns (summed loss, batches, summed hint loss, summed teacher loss) in float64,
-    to be reduced across ranks. The loss is training_loss's (with the teacher term when the batches carry teacher
-    targets); with ``run.hints`` it adds ``cfg.distill_weight`` x the hint loss of the encoder's stage outputs
-    (taken by a forward hook, so DDP's wrapper still runs the whole model)."""
+    to be reduced across ranks. Each step's loss is step_loss's; the encoder's stage outputs for the hints are taken
+    by a forward hook, so that DDP's wrapper still runs the whole model."""
     run.net.train()
     if not any(p.requires_grad for p in run.model.encoder.parameters()):
         run.model.encoder.eval()  # frozen: no stochastic depth either
@@ -401,20 +468,18 @@ def train_one_epoch(
         if run.hints is not None
         else None
     )
-    zero = torch.zeros((), device=device)  # the sum of a term the run does not have
     for batch in progress(loader, description, unit="batches") if show else loader:
-        raw, masks, *targets = (part.to(device, non_blocking=True) for part in batch)
+        raw, *labels = (part.to(device, non_blocking=True) for part in batch)
         images = normalise(raw, IMAGENET_MEAN, IMAGENET_STD)
         if device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast:
-            logits = run.net(images)
-        full = upsample_logits(logits.float(), masks.shape[-2:])
-        loss, kd = training_loss(full, masks, targets[0] if targets else None, weights, cfg)
-        hint = zero
-        if run.hints is not None:
-            hint = run.hints.loss([f.float() for f in stages.pop()], raw)
-            loss = loss + cfg.distill_weight * hint
+            if cfg.hint_stage:  # the encoder alone (the hook takes its stage outputs)
+                run.model.encoder(images)
+                logits = None
+            else:
+                logits = run.net(images)
+        loss, hint, kd = step_loss(run, raw, logits, labels, stages.pop() if stages else [], weights, cfg)
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if run.hints is not None and dist.is_initialized():  # the projections sit outside DDP's wrapper
@@ -424,11 +489,36 @@ def train_one_epoch(
         run.optimizer.step()
         scheduler.step()
         run.step += 1
-        kd = zero if kd is None else kd
         loss_sum += torch.stack([loss.detach(), torch.ones((), device=device), hint.detach(), kd.detach()]).double()
     if hook is not None:
         hook.remove()
     return loss_sum
+
+
+def step_loss(
+    run: Run,
+    raw: torch.Tensor,
+    logits: torch.Tensor | None,
+    labels: Sequence[torch.Tensor],
+    stages: Sequence[torch.Tensor],
+    weights: torch.Tensor | None,
+    cfg: TrainConfig,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(the step's loss, its hint term, its teacher term; a term the run does not have is 0): training_loss of the
+    logits against the batch's ``labels`` (masks, and teacher targets when it has them; no logits in the hint
+    stage), plus ``cfg.distill_weight`` x the hint loss of the encoder's ``stages`` for the uint8 images ``raw``."""
+    zero = torch.zeros((), device=raw.device)
+    loss, kd = zero, zero
+    if logits is not None:
+        masks, *targets = labels
+        full = upsample_logits(logits.float(), masks.shape[-2:])
+        loss, teacher_term = training_loss(full, masks, targets[0] if targets else None, weights, cfg)
+        kd = zero if teacher_term is None else teacher_term
+    hint = zero
+    if run.hints is not None:
+        hint = run.hints.loss([f.float() for f in stages], raw)
+        loss = loss + cfg.distill_weight * hint
+    return loss, hint, kd
 
 
 def epoch_record(
@@ -441,14 +531,24 @@ def epoch_record(
     per_source: dict,
     teacher: bool = False,
 ) -> dict:
-    """The history entry of one epoch: losses, validation scores (each folder and all together), speed."""
-    overall = combine(list(per_source.values()), CLASS_NAMES)
+    """The history entry of one epoch: losses, validation scores (each folder and all together; none without
+    ``per_source``, as in the hint stage), speed."""
     return {
         "epoch": run.inherited + epoch + 1,
         "step": run.step,
         "train_loss": (loss_sum[0] / loss_sum[1]).item(),
         **({"train_hint_loss": (loss_sum[2] / loss_sum[1]).item()} if run.hints is not None else {}),
         **({"train_teacher_loss": (loss_sum[3] / loss_sum[1]).item()} if teacher else {}),
+        **(validation_scores(per_source) if per_source else {}),
+        "lr": lr,
+        "train_images_per_s": images / train_seconds,
+    }
+
+
+def validation_scores(per_source: dict) -> dict:
+    """An epoch's val scores from train.evaluate's result per folder: all folders together, and each."""
+    overall = combine(list(per_source.values()), CLASS_NAMES)
+    return {
         "val_loss": overall["loss"],
         "val_miou": overall["miou"],
         "val_pixel_acc": overall["pixel_acc"],
@@ -458,27 +558,38 @@ def epoch_record(
         "val_iou_with_partial_per_source": {
             name: r["per_class_iou_with_partial"] for name, r in per_source.items() if r["partial_pixels"]
         },
-        "lr": lr,
-        "train_images_per_s": images / train_seconds,
+    }
+
+
+def checkpoint_metadata(run: Run, cfg: TrainConfig, world: int, device: torch.device) -> dict:
+    """What ``OUT/last`` records beside the weights: the model, the history with the recipe, data and code. A hint
+    stage's history and recipe form its ``distillation`` record, with the teacher, and it has no history of its
+    own: ``--init`` from it starts a fresh one."""
+    recipe = {**asdict(cfg), "world_size": world, "device": device.type}
+    if cfg.hint_stage:
+        trained: dict = {"distillation": {"teacher": run.hints.record, "recipe": recipe, "history": run.history}}
+    else:
+        trained = {"history": run.history, "inherited_epochs": run.inherited, "recipe": recipe}
+    return {
+        **model_metadata(cfg),
+        **trained,
+        "data": data_summary(cfg.data, teacher=cfg.teacher_weight > 0),
+        "code_version": code_version(),
+        **({"teacher": run.hints.record} if run.hints is not None and not cfg.hint_stage else {}),
     }
 
 
 def save_epoch(run: Run, cfg: TrainConfig, epoch: int, world: int, device: torch.device) -> None:
-    """``OUT/last`` (+ optimizer state), ``OUT/best`` when val mIoU is the run's best so far, and curves.png."""
+    """``OUT/last`` (+ optimizer state, + projections with hints), and when validated: ``OUT/best`` when val mIoU is
+    the run's best so far, and curves.png."""
     out = Path(cfg.out)
-    metadata = {
-        **model_metadata(cfg),
-        "history": run.history,
-        "inherited_epochs": run.inherited,
-        "recipe": {**asdict(cfg), "world_size": world, "device": device.type},
-        "data": data_summary(cfg.data, teacher=cfg.teacher_weight > 0),
-        "code_version": code_version(),
-        **({"teacher": run.hints.record} if run.hints is not None else {}),
-    }
+    metadata = checkpoint_metadata(run, cfg, world, device)
     save_training_state(out / "last-optimizer", run.optimizer, epoch + 1, run.step)
     if run.hints is not None:
         save_tensors(out / "last-projections.safetensors", run.hints.project.state_dict())
     save_checkpoint(out / "last", run.model, metadata)
+    if "val_miou" not in run.history[-1]:
+        return
     if run.history[-1]["val_miou"] >= max(h["val_miou"] for h in run.history[run.inherited :]):
         save_checkpoint(out / "best", run.model, metadata)
     save_curves(run.history, out / "curves.png")
@@ -489,8 +600,11 @@ def train(cfg: TrainConfig) -> dict:
     rank, world, device = setup_distributed()
     run = start_or_resume(cfg, device, world)
     train_set = training_set(cfg)
-    val_sets = {Path(folder).name: SegmentationFolder(folder, "val") for folder in cfg.data if is_labelled(folder)}
+    labelled = [folder for folder in cfg.data if is_labelled(folder) and not cfg.hint_stage]
+    val_sets = {Path(folder).name: SegmentationFolder(folder, "val") for folder in labelled}
     batches_per_epoch = len(train_set) // (cfg.batch_size * world)
+    if batches_per_epoch == 0:
+        raise ValueError(f"{len(train_set)} training images are fewer than one batch of {cfg.batch_size} per process")
     total = batches_per_epoch * cfg.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         run.optimizer, lambda s: lr_factor(s, total, cfg), last_epoch=run.step - 1
@@ -535,7 +649,8 @@ def parse_args(argv: Sequence[str] | None) -> TrainConfig:
     add("--head-lr-mult", type=float, help="the decoder's learning rate as a multiple of --lr")
     add("--class-weight-power", type=float, help="weight class c's loss by frequency_c ** -P (0: off)")
     add("--loss", choices=LOSSES, help="ce (the paper's), lovasz (an IoU surrogate) or their sum")
-    add("--distill-weight", type=float, help="add W x the feature-distillation loss of train.distill (0: off)")
+    add("--segmentation-weight", type=float, help="weight of that loss (0: the hint stage, no decoder, no labels)")
+    add("--distill-weight", type=float, help="add W x the feature-hint loss of train.hints (0: off)")
     add("--teacher-weight", type=float, help="add W x the KL to the stored teacher targets of train.teach (0: off)")
     add("--teacher-temperature", type=float, help="temperature of that KL")
     add("--teacher", choices=sorted(FUSIONS), help="how the two teachers' targets are fused")
@@ -554,19 +669,20 @@ def parse_args(argv: Sequence[str] | None) -> TrainConfig:
     add("--init-encoder-only", action="store_true", default=None, help="take only --init's encoder")
     add("--freeze-encoder", action="store_true", default=None, help="train only the decoder")
     add("--weight-init", choices=("pytorch", "reference"), help="init of random weights (no --init)")
+    add("--augment", choices=AUGMENTATIONS, help="segmentation (images and labels) or images (alone)")
+    add("--schedule", choices=SCHEDULES, help="the decay after the warmup: poly (the paper's) or cosine")
     add_variant_flags(parser)
     args = given_flags(parser, argv)
     if "sr_ratios" in args:
         args["sr_ratios"] = tuple(args["sr_ratios"])
-    recipe = args.pop("recipe")
-    return TrainConfig(**{**RECIPES[recipe], **args, "recipe": recipe})
+    return from_recipe(args.pop("recipe"), **args)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     cfg = parse_args(argv)
     try:
         train(cfg)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, ModuleNotFoundError) as err:
         sys.exit(f"error: {err}")
 
 
