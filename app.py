@@ -51,12 +51,13 @@ from demo.photo import MAX_OTHER_PIXELS, Photo, decode_photo
 from demo.segment import DISPLAY_SIDE, class_shares, downscale, segment
 from demo.uploads import UploadRefused, cached_upload
 from demo.views import RecentViews
+from segformer.checkpoint import DEFAULT_CHECKPOINT
+from segformer.hub import CHECKPOINT_PREFIX
 from segformer.images import IGNORE_COLOUR, MAX_PIXELS, MAX_SIDE, InputError, blend, colourise, palette_png
 from task.classes import CLASS_NAMES
 from task.curves import history_figure
 
 APP_DIR = Path(__file__).resolve().parent
-DEFAULT_CHECKPOINT = APP_DIR / "checkpoints" / "segformer-b0-4class"
 EXAMPLES = APP_DIR / "examples"
 DOCS = APP_DIR / "docs"
 ABOUT = DOCS / "about.md"
@@ -180,7 +181,8 @@ def hex_colour(colour: list[int] | tuple[int, ...]) -> str:
 def shown_path(source: str) -> str:
     """A checkpoint as the page names it: relative to the app's folder when inside it."""
     path = Path(source).resolve()
-    return str(path.relative_to(APP_DIR)) if not source.startswith("hf://") and path.is_relative_to(APP_DIR) else source
+    local = not source.startswith(CHECKPOINT_PREFIX) and path.is_relative_to(APP_DIR)
+    return str(path.relative_to(APP_DIR)) if local else source
 
 
 def legend_html(loaded: LoadedModel, labels: bool = False) -> str:

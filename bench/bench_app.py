@@ -25,6 +25,7 @@ from PIL import Image
 import segformer
 from bench.interleave import interleaved
 from demo.checkpoints import load_model
+from segformer.checkpoint import DEFAULT_CHECKPOINT
 from segformer.images import MAX_SIDE
 from tests.servers import ROOT, AppServer
 
@@ -36,7 +37,7 @@ def main() -> None:
     """Measure and print the JSON report."""
     parser = argparse.ArgumentParser(prog="python -m bench.bench_app", description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=20, help="timed calls of each kind")
-    parser.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "segformer-b0-4class"))
+    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="checkpoint stem, or hf://ORG/REPO/NAME")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,7 +22,8 @@ from PIL import Image
 
 import segformer
 from bench.interleave import interleaved
-from train.paths import DATASETS_DIR, MODELS_DIR, REPO
+from segformer.checkpoint import DEFAULT_CHECKPOINT
+from train.paths import DATASETS_DIR, MODELS_DIR
 from train.teach import TEACHERS, Teacher
 
 GOAL = 2.0
@@ -33,7 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_teacher", description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="timed passes over the photos")
     parser.add_argument("--images", type=int, default=12, help="CamVid val photos")
-    parser.add_argument("--checkpoint", default=str(REPO / "checkpoints" / "segformer-b0-4class"))
+    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="checkpoint stem, or hf://ORG/REPO/NAME")
     args = parser.parse_args()
     torch.set_num_threads(1)
     paths = sorted((DATASETS_DIR / "camvid" / "images" / "val").glob("*.jpg"))[: args.images]

@@ -1,13 +1,13 @@
-"""The app's checkpoint: a local path or ``hf://ORG/REPO/NAME``, loaded once and checked against its metadata."""
+"""The app's checkpoint: a local path or ``hf://ORG/REPO/NAME`` (segformer.hub), loaded once and checked against
+its metadata."""
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError
 
 import segformer
+from segformer.hub import resolve_checkpoint
 from segformer.model import SegFormer
 from task.classes import CLASS_NAMES, PALETTE
 
@@ -34,29 +34,14 @@ class LoadedModel:
         return sum(p.numel() for p in self.model.parameters())
 
 
-def resolve_checkpoint(spec: str) -> Path:
-    """Local stem of a checkpoint given as a path or ``hf://ORG/REPO/NAME`` (fetched with hf_hub_download).
-
-    Both ``NAME.safetensors`` and ``NAME.json`` are fetched; they land in the same snapshot folder of the
-    Hugging Face cache (honouring HF_HUB_CACHE and HF_HUB_OFFLINE).
-    """
-    if not spec.startswith("hf://"):
-        return Path(spec)
-    parts = spec.removeprefix("hf://").strip("/").split("/")
-    if len(parts) < 3 or not all(parts):
-        raise CheckpointError(f"{spec}: expected hf://ORG/REPO/NAME (NAME.safetensors and NAME.json in the repo)")
-    repo_id, name = "/".join(parts[:2]), "/".join(parts[2:]).removesuffix(".safetensors").removesuffix(".json")
-    try:
-        weights = hf_hub_download(repo_id, f"{name}.safetensors")
-        hf_hub_download(repo_id, f"{name}.json")
-    except (EntryNotFoundError, OSError, ValueError) as err:
-        raise CheckpointError(f"cannot fetch checkpoint {spec} from the Hugging Face Hub: {err}") from err
-    return Path(weights).with_suffix("")
-
-
 def load_model(spec: str) -> LoadedModel:
-    """Load the checkpoint ``spec`` (see resolve_checkpoint) and check that its metadata fits its model."""
-    path = resolve_checkpoint(spec)
+    """Load the checkpoint ``spec`` (a path or ``hf://ORG/REPO/NAME``) and check that its metadata fits its model."""
+    try:
+        path = resolve_checkpoint(spec)
+    except (EntryNotFoundError, OSError) as err:
+        raise CheckpointError(f"cannot fetch checkpoint {spec} from the Hugging Face Hub: {err}") from err
+    except ValueError as err:  # not of the form hf://ORG/REPO/NAME
+        raise CheckpointError(str(err)) from err
     try:
         model, meta = segformer.load_checkpoint(path)
     except (FileNotFoundError, ValueError, TypeError, KeyError, AttributeError) as err:

@@ -42,13 +42,13 @@ from pathlib import Path
 
 from experiments.tables import markdown_table, spread, verdict
 from segformer import IMAGENET_MEAN, IMAGENET_STD, load_checkpoint
-from segformer.checkpoint import save_json
+from segformer.checkpoint import DEFAULT_CHECKPOINT, save_json
 from train.data import SegmentationFolder
 from train.evaluate import evaluate
 from train.paths import ARMS_DIR, REPO, RUNS_DIR, repo_relative
 
 # Paths of the arms' flags are relative to the repository, where every arm runs, and are recorded as written.
-SHIPPED = "checkpoints/segformer-b0-4class"
+SHIPPED = repo_relative(DEFAULT_CHECKPOINT)  # checkpoints/segformer-b0-4class
 RESULTS = ARMS_DIR
 SEEDS = (0, 1)
 THREE_SOURCES = "data/4class-256"  # SIFT Flow, MSRC-v2 and CamVid, prepared at short side 256

@@ -1,6 +1,7 @@
 """Command line: segment image files and folders with a checkpoint, outside the app.
 
-    python -m segformer segment INPUT... --out DIR [--checkpoint PATH] [--overlay] [--overwrite] [--max-side N]
+    python -m segformer segment INPUT... --out DIR [--checkpoint PATH|hf://ORG/REPO/NAME] [--overlay] [--overwrite]
+        [--max-side N]
 
 Each INPUT is an image file or a folder, searched recursively for the files Pillow can open. Every image is decoded
 and predicted as the app does it (``segformer.images.read_image``: EXIF rotation, mode conversions, size checks;
@@ -27,12 +28,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from segformer.checkpoint import atomic_write, load_checkpoint
+from segformer.checkpoint import DEFAULT_CHECKPOINT, atomic_write, load_checkpoint
 from segformer.images import MAX_SIDE, MIN_SIDE, InputError, blend, read_image
 from segformer.predict import IMAGENET_MEAN, IMAGENET_STD, predict
 
-#: The app's default checkpoint, in the repository's checkpoints/ folder.
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "segformer-b0-4class"
 #: How far the overlay moves each pixel toward its class colour (the app's default opacity).
 OVERLAY_OPACITY = 0.5
 
@@ -111,7 +110,7 @@ def segment(args: argparse.Namespace) -> int:
         model, meta = load_checkpoint(args.checkpoint)
         if args.overlay and "palette" not in meta:
             raise ValueError(f"checkpoint {args.checkpoint} has no palette for --overlay")
-    except (FileNotFoundError, ValueError) as err:
+    except (OSError, ValueError) as err:  # OSError: a missing file, or a Hub checkpoint that cannot be fetched
         print(f"error: {err}", file=sys.stderr)
         return 2
     mean, std = tuple(meta.get("mean", IMAGENET_MEAN)), tuple(meta.get("std", IMAGENET_STD))
@@ -155,7 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     seg.add_argument("inputs", type=Path, nargs="+", metavar="INPUT", help="image files or folders (recursive)")
     seg.add_argument("--out", type=Path, required=True, help="output folder")
     seg.add_argument(
-        "--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="checkpoint stem (default: %(default)s)"
+        "--checkpoint",
+        default=str(DEFAULT_CHECKPOINT),
+        help="checkpoint stem, or hf://ORG/REPO/NAME (default: %(default)s)",
     )
     seg.add_argument("--overlay", action="store_true", help="also write NAME.overlay.jpg, the coloured overlay")
     seg.add_argument("--overwrite", action="store_true", help="rewrite outputs that exist (default: skip them)")

@@ -2,7 +2,8 @@
 
 A checkpoint ``NAME`` is the pair ``NAME.safetensors`` and ``NAME.json``. The metadata holds at least
 ``config`` (the MiT preset's fields) and ``num_classes``; training adds classes, palette, normalisation,
-history and data summary. No pickle anywhere.
+history and data summary. No pickle anywhere. Loading takes a stem or either file, or ``hf://ORG/REPO/NAME`` for a
+checkpoint on the Hugging Face Hub (segformer.hub).
 """
 
 import json
@@ -17,7 +18,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from segformer.config import MiTConfig
+from segformer.hub import resolve_checkpoint
 from segformer.model import SegFormer
+
+#: The shipped checkpoint, in the repository's checkpoints/ folder: the default of the app, of ``python -m
+#: segformer``, of the benchmarks and of the experiments.
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "segformer-b0-4class"
 
 
 def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
@@ -72,7 +78,7 @@ def save_checkpoint(
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The JSON metadata of a checkpoint, with a clear error when it is missing or not a checkpoint's."""
-    _, meta_path = checkpoint_paths(path)
+    _, meta_path = checkpoint_paths(resolve_checkpoint(path))
     if not meta_path.is_file():
         raise FileNotFoundError(f"checkpoint metadata {meta_path} not found")
     try:
@@ -120,7 +126,7 @@ RENAMED_CONFIG_FIELDS = {"dropout": "classifier_dropout"}
 
 def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> tuple[SegFormer, dict]:
     """Build the model described by the metadata, load its weights (as float32), return (model in eval, metadata)."""
-    weights_path, meta_path = checkpoint_paths(path)
+    weights_path, meta_path = checkpoint_paths(resolve_checkpoint(path))
     meta = read_metadata(meta_path)
     fields = {
         RENAMED_CONFIG_FIELDS.get(k, k): tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()

@@ -7,12 +7,12 @@ ImageNet classifier is dropped and whose decoder starts from fresh initialisatio
 
 import json
 import re
-from pathlib import Path
 
 import torch
 
 from segformer.checkpoint import load_state, load_tensors
 from segformer.config import MiTConfig
+from segformer.hub import hub_file
 from segformer.model import SegFormer
 
 # transformers name pattern -> this model's name; applied to the key without the "segformer." prefix.
@@ -88,21 +88,25 @@ def load_transformers_weights(model: SegFormer, state: dict[str, torch.Tensor], 
         load_state(model, converted, source)
 
 
+def load_from_hub(model: SegFormer, repo_id: str, revision: str | None = None) -> None:
+    """Load the weights of the Hub repository ``repo_id`` (transformers layout, ``model.safetensors``) into
+    ``model`` (load_transformers_weights: an encoder-only repository fills the encoder alone)."""
+    weights = hub_file(repo_id, "model.safetensors", revision)
+    load_transformers_weights(model, load_tensors(weights), f"{repo_id}/model.safetensors")
+
+
 def from_pretrained(repo_id: str, *, num_classes: int | None = None, revision: str | None = None) -> SegFormer:
     """Build and load a model from a Hub repository in the transformers layout (``config.json`` +
-    ``model.safetensors``), through ``huggingface_hub`` and its cache (works offline with ``HF_HUB_OFFLINE=1``
-    when the files are cached). ``num_classes`` defaults to the repository's label count; for encoder-only
-    repositories it must be given.
+    ``model.safetensors``), through segformer.hub (works offline with ``HF_HUB_OFFLINE=1`` when the files are
+    cached). ``num_classes`` defaults to the repository's label count; for encoder-only repositories it must be
+    given.
     """
-    from huggingface_hub import hf_hub_download
-
-    config = json.loads(Path(hf_hub_download(repo_id, "config.json", revision=revision)).read_text())
+    config = json.loads(hub_file(repo_id, "config.json", revision).read_text())
     encoder_only = "SegformerForImageClassification" in config.get("architectures", [])
     if num_classes is None:
         if encoder_only:
             raise ValueError(f"{repo_id} holds an encoder only: pass num_classes for the new decoder")
         num_classes = len(config["id2label"])
-    weights = Path(hf_hub_download(repo_id, "model.safetensors", revision=revision))
     model = SegFormer(config_from_transformers(config), num_classes)
-    load_transformers_weights(model, load_tensors(weights), f"{repo_id}/model.safetensors")
+    load_from_hub(model, repo_id, revision)
     return model.eval()

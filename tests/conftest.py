@@ -1,4 +1,5 @@
-"""Shared test settings, and the tests that need the datasets and teacher models kept outside the repository.
+"""Shared test settings and fixtures (an offline Hub cache), and the tests that need the datasets and teacher
+models kept outside the repository.
 
 Those live in the folder ``train.paths.SHARED``: ``$SEGFORMER_SHARED``, by default ``shared`` beside the repository.
 A test needs it when the test, a fixture it requests, or a function of its module that they call names a module
@@ -13,6 +14,7 @@ from pathlib import Path
 from types import CodeType, FunctionType, ModuleType
 from typing import Any
 
+import huggingface_hub
 import pytest
 import torch
 
@@ -29,6 +31,23 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def offline_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty Hub cache, with huggingface_hub offline and pointed at it.
+
+    huggingface_hub reads HF_HUB_CACHE and HF_HUB_OFFLINE when it is imported, so setting the environment is not
+    enough in a running process: its constants, read at each call, are patched as well.
+    """
+    cache = tmp_path / "hub"
+    cache.mkdir()
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    return cache
 
 
 def under_shared(value: object) -> bool:

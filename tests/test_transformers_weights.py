@@ -9,7 +9,6 @@ import json
 import shutil
 from pathlib import Path
 
-import huggingface_hub
 import pytest
 import torch
 import torch.nn.functional as F
@@ -198,23 +197,6 @@ def cache_repo(cache: Path, repo_id: str, model: torch.nn.Module) -> Path:
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(revision)
     return snapshot
-
-
-@pytest.fixture
-def offline_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty Hub cache, with huggingface_hub offline and pointed at it.
-
-    huggingface_hub reads HF_HUB_CACHE and HF_HUB_OFFLINE when it is imported, so setting the environment is not
-    enough in a running process: its constants, read at each call, are patched as well.
-    """
-    cache = tmp_path / "hub"
-    cache.mkdir()
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    return cache
 
 
 def test_from_pretrained_semantic_segmentation_offline(offline_cache: Path) -> None:

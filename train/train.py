@@ -18,8 +18,9 @@ EfficientNet-Lite0 (its projections train at the decoder's rate and are saved in
 segmentation loss at weight 0, so the encoder learns the feature hints alone from the training images (no labels
 read, the decoder neither runs nor trains); its ``OUT/last`` holds a ``distillation`` record instead of a history,
 and ``--init OUT/last`` starts training from the distilled encoder.
-``--init`` starts from the weights of an earlier checkpoint (whose history this run continues) or of a
-transformers-layout Hub repo, such as the paper's ImageNet-pretrained encoder ``hf://nvidia/mit-b0``.
+``--init`` starts from the weights of an earlier checkpoint (a path or ``hf://ORG/REPO/NAME``, whose history this run
+continues) or of a transformers-layout Hub repo, such as the paper's ImageNet-pretrained encoder
+``transformers://nvidia/mit-b0`` (segformer.hub).
 ``--recipe scratch`` starts from the recipe that trained the shipped model's first stage from random weights.
 """
 
@@ -51,9 +52,10 @@ from segformer.config import (
     MiTConfig,
     preset,
 )
+from segformer.hub import TRANSFORMERS_PREFIX
 from segformer.model import reference_init
 from segformer.predict import normalise, upsample_logits
-from segformer.transformers_weights import load_transformers_weights
+from segformer.transformers_weights import load_from_hub
 from task.classes import CLASS_NAMES
 from task.curves import save_curves
 from train.copy_paste import CopyPaste
@@ -111,8 +113,9 @@ class TrainConfig(RunConfig):
     # prepared images' short side with base_size at that short side keeps the image scale (short ablation runs).
     base_size: int | None = None
     limit: int | None = None  # use only the first N training images (tests, quick runs)
-    # Start from these weights: a checkpoint of this project (path) or a Hub repo in the transformers layout
-    # (hf://ORG/NAME, e.g. hf://nvidia/mit-b0 for the paper's ImageNet-pretrained encoder).
+    # Start from these weights: a checkpoint of this project (a path, or hf://ORG/REPO/NAME on the Hub) or a Hub repo
+    # in the transformers layout (transformers://ORG/REPO, e.g. transformers://nvidia/mit-b0 for the paper's
+    # ImageNet-pretrained encoder).
     init: str | None = None
     # Load only the encoder from --init (the decoder starts fresh, and may be another design), and/or keep the
     # encoder fixed and train only the decoder.
@@ -162,7 +165,7 @@ class TrainConfig(RunConfig):
 
 #: Named recipes: each overrides TrainConfig's defaults (the paper's), and flags override the recipe.
 RECIPES: dict[str, dict] = {
-    # Section 4.1 for an ImageNet-pretrained encoder (e.g. --init hf://nvidia/mit-b0): AdamW lr 6e-5, decoder 10x.
+    # Section 4.1 for an ImageNet-pretrained encoder (--init transformers://nvidia/mit-b0): AdamW lr 6e-5, decoder 10x.
     "paper": {},
     # From random weights, as the shipped checkpoint began (train/recipes/b0-4class.sh, stage 1): nothing is
     # pretrained, so the encoder takes 10x the paper's rate and the decoder no multiplier; a shorter warmup.
@@ -231,15 +234,13 @@ def build_optimizer(model: SegFormer, cfg: TrainConfig, heads: Sequence[nn.Modul
 
 
 def initialise(model: SegFormer, source: str, encoder_only: bool = False) -> list[dict]:
-    """Load starting weights from a checkpoint of this project (returning its history, which the run continues)
-    or, for ``hf://ORG/NAME``, from a transformers-layout Hub repo (an encoder-only repo fills the encoder and
-    leaves the decoder freshly initialised; no history). ``encoder_only`` takes only a checkpoint's encoder, which
-    must be the same design; the decoder keeps its fresh weights and no history is inherited."""
-    if source.startswith("hf://"):
-        from huggingface_hub import hf_hub_download
-
-        repo = source.removeprefix("hf://")
-        load_transformers_weights(model, load_tensors(Path(hf_hub_download(repo, "model.safetensors"))), repo)
+    """Load starting weights from a checkpoint of this project (a path or ``hf://ORG/REPO/NAME``; returning its
+    history, which the run continues) or, for ``transformers://ORG/REPO``, from a transformers-layout Hub repo (an
+    encoder-only repo fills the encoder and leaves the decoder freshly initialised; no history). ``encoder_only``
+    takes only a checkpoint's encoder, which must be the same design; the decoder keeps its fresh weights and no
+    history is inherited."""
+    if source.startswith(TRANSFORMERS_PREFIX):
+        load_from_hub(model, source.removeprefix(TRANSFORMERS_PREFIX))
         return []
     start, meta = load_checkpoint(source)
     if encoder_only:
@@ -665,7 +666,7 @@ def parse_args(argv: Sequence[str] | None) -> TrainConfig:
     add("--copy-paste-max-scale", type=float, help="largest pasted object, likewise")
     add("--base-size", type=int, help="random resize to 0.5-2x this short side (default: crop)")
     add("--limit", type=int, help="use only the first N training images (tests, quick runs)")
-    add("--init", help="a checkpoint of this project, or hf://ORG/NAME (transformers layout)")
+    add("--init", help="a checkpoint (path or hf://ORG/REPO/NAME), or transformers://ORG/REPO")
     add("--init-encoder-only", action="store_true", default=None, help="take only --init's encoder")
     add("--freeze-encoder", action="store_true", default=None, help="train only the decoder")
     add("--weight-init", choices=("pytorch", "reference"), help="init of random weights (no --init)")
