@@ -3,12 +3,13 @@
 Pixels with a partial label (task.classes: "one of these classes") have no single true class, so they are left
 out of the confusion matrix and of mIoU. They are still informative: a prediction outside the admissible set is
 wrong, so they are counted separately (``partial_counts``) for the rate of such predictions and for an IoU whose
-false positives include them (on feral-cats, the person/animal IoU of a cat-or-not labelling).
+false positives include them (on feral-cats, the person/animal IoU of a cat-or-not labelling). Partial labels are
+defined for the task's NUM_CLASSES classes; scored with another number of classes, labels are class ids or ignore.
 """
 
 import torch
 
-from task.classes import PARTIAL_IDS, admissible_table
+from task.classes import NUM_CLASSES, PARTIAL_IDS, admissible_table
 
 
 def confusion_matrix(
@@ -27,7 +28,10 @@ def confusion_matrix(
 
 
 def partial_counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """(len(PARTIAL_IDS), num_classes) int64: row i counts the predicted classes of pixels labelled PARTIAL_IDS[i]."""
+    """(len(PARTIAL_IDS), num_classes) int64: row i counts the predicted classes of pixels labelled PARTIAL_IDS[i]
+    (none with other than the task's NUM_CLASSES classes: their labels are class ids)."""
+    if num_classes != NUM_CLASSES:
+        return torch.zeros(len(PARTIAL_IDS), num_classes, dtype=torch.int64, device=target.device)
     rows = torch.full((256,), -1, dtype=torch.long, device=target.device)
     rows[list(PARTIAL_IDS)] = torch.arange(len(PARTIAL_IDS), device=target.device)
     row = rows[target.reshape(-1).long()]
@@ -58,9 +62,9 @@ def scores(confusion: torch.Tensor, class_names: list[str], partial: torch.Tenso
     }
     if partial is not None:
         partial = partial.double()
-        num_classes = len(class_names)
-        excluded = ~torch.from_numpy(admissible_table()[list(PARTIAL_IDS), :num_classes])
-        wrong = torch.where(excluded, partial, torch.zeros_like(partial))
+        wrong = torch.zeros_like(partial)  # partial pixels predicted outside their set (none but for the task's)
+        if len(class_names) == NUM_CLASSES:
+            wrong = torch.where(~torch.from_numpy(admissible_table()[list(PARTIAL_IDS)]), partial, wrong)
         n_partial = partial.sum()
         result["partial_pixels"] = int(n_partial.item())
         result["outside_admissible"] = (wrong.sum() / n_partial).item() if n_partial > 0 else None

@@ -76,13 +76,13 @@ def msrc_labels(stem: str) -> torch.Tensor:
         return torch.from_numpy(lut[np.asarray(label)].astype(np.int64))[None]
 
 
-def confident(prediction: torch.Tensor) -> torch.Tensor:
+def confident(prediction: torch.Tensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:
     """Logits whose softmax is one-hot on ``prediction`` (to float32 precision)."""
-    return torch.nn.functional.one_hot(prediction, NUM_CLASSES).movedim(-1, 1).float() * 100.0
+    return torch.nn.functional.one_hot(prediction, num_classes).movedim(-1, 1).float() * 100.0
 
 
-def mean_iou(prediction: torch.Tensor, labels: torch.Tensor) -> float:
-    valid = labels < NUM_CLASSES
+def mean_iou(prediction: torch.Tensor, labels: torch.Tensor, num_classes: int = NUM_CLASSES) -> float:
+    valid = labels < num_classes
     ious = []
     for c in labels[valid].unique().tolist():
         predicted, truth = (prediction == c) & valid, labels == c
@@ -98,6 +98,27 @@ def test_for_confident_predictions_it_is_one_minus_the_mean_iou() -> None:
     prediction = torch.roll(labels, 12, dims=2).clamp(max=NUM_CLASSES - 1)
     loss = lovasz_softmax(confident(prediction), labels).item()
     assert 0.05 < loss == pytest.approx(1 - mean_iou(prediction, labels), abs=1e-5)
+
+
+def sift_flow_labels(stem: str) -> torch.Tensor:
+    """A SIFT Flow val label in its own 33 classes (ids 1-33; 0, "unlabeled", ignored), (1, H, W)."""
+    with Image.open(DATASETS / "sift-flow" / "labels" / "val" / f"{stem}.png") as label:
+        raw = torch.from_numpy(np.asarray(label).astype(np.int64))[None]
+    return raw.masked_fill(raw == 0, IGNORE_INDEX)
+
+
+def test_any_number_of_classes_here_sift_flows_own_33() -> None:
+    """Not only the task's 4 classes: on SIFT Flow's own labels (34 logits, one per id) a confident prediction
+    shifted by 12 pixels still costs 1 - mIoU; partial label values, which only the task's classes have, are
+    refused."""
+    labels = sift_flow_labels("coast_arnat59")
+    assert labels[labels != IGNORE_INDEX].unique().tolist() == [4, 18, 25, 28]
+    shifted = torch.roll(labels, 12, dims=2)
+    prediction = shifted.masked_fill(shifted == IGNORE_INDEX, 0)  # a class id at every pixel
+    loss = lovasz_softmax(confident(prediction, 34), labels).item()
+    assert 0.05 < loss == pytest.approx(1 - mean_iou(prediction, labels, 34), abs=1e-5)
+    with pytest.raises(ValueError, match="partial labels are defined for the 4 task classes only"):
+        lovasz_softmax(torch.zeros(1, 34, 1, 1), torch.tensor([[[40]]]))  # no class id of 34 classes
 
 
 def test_a_perfect_confident_prediction_costs_nothing_and_every_gradient_is_finite() -> None:
@@ -132,7 +153,7 @@ def test_gradients_are_finite_and_vanish_where_nothing_is_labelled(labels: str) 
 
 
 def test_wrong_inputs_are_value_errors() -> None:
-    with pytest.raises(ValueError, match="expected logits of 4 classes, got 5"):
-        lovasz_softmax(torch.zeros(1, 5, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="class ids below 5 or 255"):
+        lovasz_softmax(torch.zeros(1, 5, 1, 1), torch.tensor([[[NOT_A_CAT]]]))
     with pytest.raises(ValueError, match=r"logits of size \(2, 2\) for labels of size \(4, 4\)"):
         lovasz_softmax(torch.zeros(1, 4, 2, 2), torch.zeros(1, 4, 4, dtype=torch.long))

@@ -1,12 +1,17 @@
 """Partial labels: the marginal cross-entropy and the scores that leave partial pixels out, on real labels."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
+from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer
+from segformer.predict import normalise, upsample_logits
 from task.classes import BACKGROUND, CLASS_NAMES, IGNORE_INDEX, PARTIAL_IDS, PERSON_ANIMAL, PLANT, VEHICLE, label_id
 from task.metrics import confusion_matrix, partial_counts, scores
 from train.data import SegmentationFolder
+from train.evaluate import evaluate
 from train.losses import partial_cross_entropy
 from train.paths import DATASETS_DIR as DATASETS
 
@@ -33,6 +38,46 @@ def test_on_single_class_pixels_it_is_the_cross_entropy(weighted: bool) -> None:
     torch.testing.assert_close(ours, reference, rtol=1e-6, atol=0)
     total = F.cross_entropy(logits, masks, weight=weight, ignore_index=IGNORE_INDEX, reduction="sum")
     torch.testing.assert_close(partial_cross_entropy(logits, masks, weight, reduction="sum"), total, rtol=1e-6, atol=0)
+
+
+def sift_flow_val(count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """SIFT Flow val images with their labels in SIFT Flow's own 33 classes (ids 1-33; 0, "unlabeled", ignored)."""
+    folder = DATASETS / "sift-flow"
+    samples = []
+    for path in sorted((folder / "images" / "val").glob("*.jpg"))[:count]:
+        image = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)
+        raw = torch.from_numpy(np.asarray(Image.open(folder / "labels" / "val" / f"{path.stem}.png")).astype(np.int64))
+        samples.append((image, raw.masked_fill(raw == 0, IGNORE_INDEX)))
+    return samples
+
+
+def test_any_number_of_classes_trains_and_scores_here_sift_flows_own_33() -> None:
+    """Not only the task's 4 classes: with SIFT Flow's own labels (34 logits, one per id) the loss is the weighted
+    cross-entropy, and evaluate() scores every labelled pixel, none of them partial (partial labels are the task
+    classes' only)."""
+    masks = torch.stack([mask for _, mask in sift_flow_val(2)])[:, ::4, ::4]
+    logits = torch.randn(2, 34, *masks.shape[1:], generator=torch.Generator().manual_seed(0))
+    weight = torch.rand(34, generator=torch.Generator().manual_seed(1)) + 0.5
+    reference = F.cross_entropy(logits, masks, weight=weight, ignore_index=IGNORE_INDEX)
+    torch.testing.assert_close(partial_cross_entropy(logits, masks, weight), reference, rtol=1e-6, atol=0)
+
+    torch.manual_seed(0)
+    model = SegFormer.from_preset("b0", 34).eval()
+    data = sift_flow_val(2)
+    result = evaluate(model, data, mean=IMAGENET_MEAN, std=IMAGENET_STD, class_names=[f"c{i}" for i in range(34)])
+    assert result["pixels"] == sum(int((mask != IGNORE_INDEX).sum()) for _, mask in data)
+    assert result["partial_pixels"] == 0 and result["outside_admissible"] is None
+    with torch.no_grad():
+        summed = sum(
+            F.cross_entropy(
+                upsample_logits(model(normalise(image[None], IMAGENET_MEAN, IMAGENET_STD)).float(), mask.shape),
+                mask[None],
+                ignore_index=IGNORE_INDEX,
+                reduction="sum",
+            )
+            for image, mask in data
+        )
+    assert result["loss"] == pytest.approx(summed.item() / result["pixels"], rel=1e-5)
 
 
 def test_a_partial_pixel_is_trained_on_the_merged_probability_and_its_gradient_stays_in_the_set() -> None:

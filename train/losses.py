@@ -9,18 +9,39 @@ the standard partial-label (or marginal) likelihood: Jin & Ghahramani 2002 for c
 ("Learning from partial labels"); in segmentation, the marginal cross-entropy of Shi et al. 2021 ("Marginal loss
 and exclusion loss for partially supervised multi-organ segmentation"). For a single-class pixel, S = {y}, it is
 the plain cross-entropy -log p_y; only the classes inside S receive a positive gradient share.
+
+Both losses here take any number of classes C (the logits' channels). The partial label values (task.classes:
+PARTIAL_BASE + a bit mask of the set) are defined for the task's NUM_CLASSES classes only; with another C, labels
+are class ids 0..C-1 or IGNORE_INDEX, and every labelled pixel is a single-class one.
 """
 
 import torch
+import torch.nn.functional as F
 
 from task.classes import IGNORE_INDEX, NUM_CLASSES, PARTIAL_BASE, admissible_table
 
 _ADMISSIBLE = torch.from_numpy(admissible_table())
 
 
-def admissible_mask(labels: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) bool: the classes each pixel's label value admits (none for ignore)."""
-    return _ADMISSIBLE.to(labels.device)[labels.long()].movedim(-1, 1)
+def check_labels(labels: torch.Tensor, num_classes: int) -> None:
+    """Refuse label values that are no class id of ``num_classes`` classes, no IGNORE_INDEX and (with other than
+    the task's NUM_CLASSES classes, for which every value has a meaning) no partial label."""
+    if num_classes != NUM_CLASSES and not ((labels < num_classes) | (labels == IGNORE_INDEX)).all():
+        raise ValueError(
+            f"labels must be class ids below {num_classes} or {IGNORE_INDEX}: partial labels are defined for the "
+            f"{NUM_CLASSES} task classes only"
+        )
+
+
+def admissible_mask(labels: torch.Tensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:
+    """(B, C, H, W) bool: the classes each pixel's label value admits (none for ignore), for ``num_classes``
+    classes C (see the module docstring)."""
+    if num_classes == NUM_CLASSES:
+        return _ADMISSIBLE.to(labels.device)[labels.long()].movedim(-1, 1)
+    check_labels(labels, num_classes)
+    single = labels < num_classes
+    one_hot = F.one_hot(torch.where(single, labels, 0).long(), num_classes).bool() & single[..., None]
+    return one_hot.movedim(-1, 1)
 
 
 def partial_cross_entropy(
@@ -37,18 +58,17 @@ def partial_cross_entropy(
     pixel, see train.train.class_weights). ``reduction`` 'mean' is the weighted mean over labelled pixels, as
     ``F.cross_entropy``'s; 'sum' the weighted sum.
     """
-    if logits.shape[1] != NUM_CLASSES:
-        raise ValueError(f"expected logits of {NUM_CLASSES} classes, got {logits.shape[1]}")
-    admissible = admissible_mask(labels)
+    num_classes = logits.shape[1]
+    admissible = admissible_mask(labels, num_classes)
     labelled = admissible.any(1)
     # Ignored pixels admit every class (a finite loss of 0 whose gradient is 0), then drop out through the weight.
     admissible |= ~labelled[:, None]
     log_p = logits.float().log_softmax(1)
     losses = -torch.logsumexp(log_p.masked_fill(~admissible, float("-inf")), dim=1)  # (B, H, W)
-    single = labels < NUM_CLASSES
+    single = labels < num_classes
     pixel_weight = labelled.to(log_p.dtype)
     if weight is not None:
-        pixel_weight = torch.where(single, weight.to(log_p)[labels.clamp(max=NUM_CLASSES - 1)], pixel_weight)
+        pixel_weight = torch.where(single, weight.to(log_p)[labels.clamp(max=num_classes - 1)], pixel_weight)
     total = (losses * pixel_weight).sum()
     if reduction == "sum":
         return total
@@ -81,18 +101,17 @@ def teacher_kl(
     pedestrian pixels person/animal); where it agrees, the teacher still passes on its shares of the other classes.
     Partial and unannotated pixels keep their target either way.
     """
-    if logits.shape[1] != NUM_CLASSES or teacher.shape != logits.shape:
-        raise ValueError(
-            f"expected logits and teacher of shape (B, {NUM_CLASSES}, H, W), got {tuple(logits.shape)} "
-            f"and {tuple(teacher.shape)}"
-        )
+    if teacher.shape != logits.shape:
+        raise ValueError(f"teacher of shape {tuple(teacher.shape)} for logits of shape {tuple(logits.shape)}")
     if on_labelled not in ("all", "agree"):
         raise ValueError(f"on_labelled must be 'all' or 'agree', got {on_labelled!r}")
+    num_classes = logits.shape[1]
     valid = teacher.sum(1) > 0
     if on_labelled == "agree":
-        valid &= (labels >= NUM_CLASSES) | (teacher.argmax(1) == labels)
-    admissible = admissible_mask(labels)
-    partial = (labels >= PARTIAL_BASE) & (labels != IGNORE_INDEX)
+        valid &= (labels >= num_classes) | (teacher.argmax(1) == labels)
+    admissible = admissible_mask(labels, num_classes)
+    # Partial labels exist for the task's NUM_CLASSES classes only (check_labels).
+    partial = (labels >= PARTIAL_BASE) & (labels != IGNORE_INDEX) & (num_classes == NUM_CLASSES)
     admissible = torch.where(partial[:, None], admissible, torch.ones_like(admissible))
     q = teacher.float() * admissible
     # A partial pixel whose teacher puts no mass inside its set (after rounding) learns the set's uniform share.

@@ -12,14 +12,15 @@ is its mean over the classes present in the labels, as the reference code's defa
 all the pixels of a batch together (its ``per_image=False``). For confident predictions (one-hot probabilities) it
 is exactly 1 - the batch's mean IoU over those classes.
 
-Only single-class pixels count: IGNORE_INDEX and partial labels (values >= NUM_CLASSES, ``task.classes``) are left
-out, since a pixel that is "one of several classes" belongs to no class's ground-truth set.
+Only single-class pixels count: IGNORE_INDEX and partial labels (values >= C, ``task.classes``) are left out, since
+a pixel that is "one of several classes" belongs to no class's ground-truth set. Any number of classes C is taken;
+partial labels only with the task's (train.losses.check_labels).
 """
 
 import torch
 import torch.nn.functional as F
 
-from task.classes import NUM_CLASSES
+from train.losses import check_labels
 
 
 def jaccard_steps(foreground: torch.Tensor) -> torch.Tensor:
@@ -38,17 +39,17 @@ def lovasz_softmax(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     ``labels`` hold task ids, partial label values or IGNORE_INDEX; only task ids count (see the module docstring).
     Computed in float32 on the softmax of the logits. With no labelled pixel it is 0 (with a zero gradient).
     """
-    if logits.shape[1] != NUM_CLASSES:
-        raise ValueError(f"expected logits of {NUM_CLASSES} classes, got {logits.shape[1]}")
+    num_classes = logits.shape[1]
     if logits.shape[-2:] != labels.shape[-2:]:
         raise ValueError(f"logits of size {tuple(logits.shape[-2:])} for labels of size {tuple(labels.shape[-2:])}")
-    probs = logits.float().softmax(1).movedim(1, -1).reshape(-1, NUM_CLASSES)
+    check_labels(labels, num_classes)
+    probs = logits.float().softmax(1).movedim(1, -1).reshape(-1, num_classes)
     labels = labels.reshape(-1).long()
-    single = labels < NUM_CLASSES
+    single = labels < num_classes
     probs, labels = probs[single], labels[single]
     present = labels.unique()
     if present.numel() == 0:
         return probs.sum() * 0.0
-    foreground = F.one_hot(labels, NUM_CLASSES).to(probs.dtype)[:, present]
+    foreground = F.one_hot(labels, num_classes).to(probs.dtype)[:, present]
     errors, order = (foreground - probs[:, present]).abs().sort(0, descending=True)
     return (errors * jaccard_steps(foreground.gather(0, order))).sum(0).mean()
