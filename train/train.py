@@ -396,10 +396,16 @@ def resume(run: Run, cfg: TrainConfig, device: torch.device) -> None:
     run.history, run.inherited = record["history"], meta.get("inherited_epochs", 0)
     if run.start_epoch != len(run.history) - run.inherited:
         raise ValueError(f"{out}: last checkpoint and optimizer state disagree on the epoch; delete one")
-    now = json.loads(json.dumps(asdict(cfg)))
-    changed = [k for k, v in now.items() if k not in RESUMABLE_CHANGES and record["recipe"].get(k, v) != v]
+    changed = changed_settings(cfg, record["recipe"])
     if changed:
         raise ValueError(f"--resume with different settings than {out}'s run: {', '.join(changed)}")
+
+
+def changed_settings(cfg: TrainConfig, recipe: dict) -> list[str]:
+    """The fields of ``cfg`` that differ from a run's recorded ``recipe``, but RESUMABLE_CHANGES and the fields the
+    recipe lacks (a run recorded before they existed)."""
+    now = json.loads(json.dumps(asdict(cfg)))
+    return [k for k, v in now.items() if k not in RESUMABLE_CHANGES and recipe.get(k, v) != v]
 
 
 def training_set(cfg: TrainConfig) -> Dataset:
