@@ -51,6 +51,7 @@ from train.paths import ARMS_DIR, REPO, RUNS_DIR, repo_relative
 SHIPPED = repo_relative(DEFAULT_CHECKPOINT)  # checkpoints/segformer-b0-4class
 RESULTS = ARMS_DIR
 SEEDS = (0, 1)
+LONG_SEEDS = (0, 1, 2)  # the 16-epoch architecture arms and their reference
 THREE_SOURCES = "data/4class-256"  # SIFT Flow, MSRC-v2 and CamVid, prepared at short side 256
 FERAL_CATS = "data/feral-cats-256"
 DAVIS = "data/davis-256"
@@ -85,6 +86,7 @@ class Arm:
     protocol: str
     flags: tuple[str, ...] = ()
     distill: tuple[str, ...] = ()  # train.distill flags of a distillation to start from (none: no distillation)
+    seeds: tuple[int, ...] = SEEDS
 
 
 #: In the order they run: both seeds of an arm before the next arm.
@@ -113,7 +115,8 @@ ARMS = (
         distill=("--data", THREE_SOURCES, "--epochs", "2", "--crop-size", "128", "--batch-size", "16"),
     ),
     # ... and the same comparison over a longer schedule: 4 epochs of distillation cost about as long as 3 of training.
-    Arm("scratch-16-epochs", "levers: distillation, longer (reference)", "scratch", ("--epochs", "16")),
+    Arm("scratch-16-epochs", "levers: distillation, longer (reference)", "scratch", ("--epochs", "16"),
+        seeds=LONG_SEEDS),
     Arm(
         "distilled-long",
         "levers: distillation, longer",
@@ -141,14 +144,14 @@ ARMS = (
         ("--teacher-weight", "1", "--teacher", "ade20k")),
     # The architecture questions again under a protocol that can tell designs apart: 16 epochs from random weights
     # (the scratch protocol, 8x as long), where person/animal and vehicle are well above 0; scratch-16-epochs is
-    # their reference. Three seeds each (--seeds 0 1 2), compared seed by seed.
-    Arm("non-overlap-16", "Q1", "scratch", ("--epochs", "16", "--patch-merging", "non_overlap")),
-    Arm("max-pool-16", "Q1", "scratch", ("--epochs", "16", "--patch-merging", "max_pool")),
-    Arm("full-attention-16", "Q2", "scratch", ("--epochs", "16", "--sr-ratios", "1", "1", "1", "1")),
-    Arm("ffn-0-act-16", "Q3", "scratch", ("--epochs", "16", "--ffn-activations", "0")),
-    Arm("ffn-2-act-16", "Q3", "scratch", ("--epochs", "16", "--ffn-activations", "2")),
-    Arm("ffn-replicate-16", "Q4", "scratch", ("--epochs", "16", "--ffn-padding", "replicate")),
-    Arm("dwconv-mixer-16", "Q6", "scratch", ("--epochs", "16", "--token-mixer", "dwconv")),
+    # their reference. Three seeds each, compared seed by seed.
+    Arm("non-overlap-16", "Q1", "scratch", ("--epochs", "16", "--patch-merging", "non_overlap"), seeds=LONG_SEEDS),
+    Arm("max-pool-16", "Q1", "scratch", ("--epochs", "16", "--patch-merging", "max_pool"), seeds=LONG_SEEDS),
+    Arm("full-attention-16", "Q2", "scratch", ("--epochs", "16", "--sr-ratios", "1", "1", "1", "1"), seeds=LONG_SEEDS),
+    Arm("ffn-0-act-16", "Q3", "scratch", ("--epochs", "16", "--ffn-activations", "0"), seeds=LONG_SEEDS),
+    Arm("ffn-2-act-16", "Q3", "scratch", ("--epochs", "16", "--ffn-activations", "2"), seeds=LONG_SEEDS),
+    Arm("ffn-replicate-16", "Q4", "scratch", ("--epochs", "16", "--ffn-padding", "replicate"), seeds=LONG_SEEDS),
+    Arm("dwconv-mixer-16", "Q6", "scratch", ("--epochs", "16", "--token-mixer", "dwconv"), seeds=LONG_SEEDS),
     # Q4 without the test-time shock: the shipped weights trained on (2 epochs) with Mix-FFN's padding replicate,
     # against the same fine-tune with its zeros; experiments.position_probe then reads position from both.
     Arm("padding-zeros", "Q4 (reference)", "finetune", ("--epochs", "2")),
@@ -330,7 +333,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m experiments.ablate", description=__doc__.split("\n")[0])
     parser.add_argument("action", choices=("run", "list", "report"))
     parser.add_argument("--arms", nargs="+", help="arm names (default: all, in ARMS order)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=SEEDS, help="seeds of each arm (default: 0 1)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="seeds of each arm (default: the arm's own, Arm.seeds)")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one torch thread each")
     parser.add_argument("--runs", type=Path, default=RUNS_DIR / "ablate", help="folder of the run folders")
     args = parser.parse_args(argv)
@@ -339,7 +342,7 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         sys.exit(f"error: unknown arm(s) {', '.join(unknown)}; known: {', '.join(by_name)}")
     arms = [by_name[n] for n in args.arms] if args.arms else list(ARMS)
-    jobs = [(arm, seed) for arm in arms for seed in args.seeds]
+    jobs = [(arm, seed) for arm in arms for seed in args.seeds or arm.seeds]
     runs = args.runs.resolve()
     if args.action == "list":
         for arm, seed in jobs:

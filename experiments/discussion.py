@@ -28,6 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from bench.interleave import interleaved
 from experiments.ablate import SHIPPED, arm_results
+from experiments.position_probe import probe
 from experiments.tables import markdown_table, paired_differences, paired_verdict, spread, verdict
 from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer, load_checkpoint
 from segformer.checkpoint import atomic_write, read_metadata, save_json
@@ -52,7 +53,9 @@ PADDING_SCALES = (0.5, 1.0, 1.5)  # input scales of the padding comparison (Q4)
 TTA_SCALES = (0.75, 1.0, 1.25)  # multi-scale evaluation (Q8), each also flipped
 ERF_IMAGES = 24  # validation images (256x256 centre crops) per effective-receptive-field map (Q6)
 ERF_SIZE = 256
-ERF_FIGURE_ROWS = ("paper-s0", "dwconv-mixer-s0", "shipped")
+ERF_FIGURE_ROWS = ("attention-init-s0", "paper-s0", "shipped", "dwconv-init-s0", "dwconv-mixer-s0")
+INIT_SEEDS = (0, 1, 2)  # random initialisations measured for the ERF at initialisation (Q6)
+PROBE_IMAGES = 24  # crops the position read-out is fitted on, and as many others it is scored on (Q4)
 #: Q7's two decoders as config changes of B0, by the name the results use.
 DECODER_VARIANTS: dict[str, dict] = {"all_mlp (C=256)": {}, "fpn (C=96)": {"decoder": "fpn", "decoder_dim": 96}}
 DECODER_ARMS = {"all_mlp (C=256)": "frozen-all-mlp", "fpn (C=96)": "frozen-fpn"}
@@ -75,6 +78,19 @@ PAIRS = (
     ("distilled-long", "scratch-16-epochs", "Q8"),
     ("finetune-ce+lovasz", "finetune-ce", "Q5"),
     ("frozen-fpn", "frozen-all-mlp", "Q7"),
+)
+#: The architecture comparisons again under the 16-epoch protocol (three seeds each), against scratch-16-epochs.
+LONG_PAIRS = tuple(
+    (f"{arm}-16", "scratch-16-epochs", question)
+    for arm, question in (
+        ("non-overlap", "Q1"),
+        ("max-pool", "Q1"),
+        ("full-attention", "Q2"),
+        ("ffn-0-act", "Q3"),
+        ("ffn-2-act", "Q3"),
+        ("ffn-replicate", "Q4"),
+        ("dwconv-mixer", "Q6"),
+    )
 )
 
 
@@ -170,29 +186,38 @@ def measure_tta() -> dict:
     }
 
 
-def erf_maps(model: SegFormer, data: SegmentationFolder) -> torch.Tensor:
-    """Effective receptive fields (Luo et al. 2016): |d y / d input| summed over colour channels, for y the sum of
-    the ReLU of each stage's centre token (as RepLKNet's ERF code, Ding et al. 2022: a plain channel sum of a
-    LayerNorm output is constant), as (4, ERF_SIZE, ERF_SIZE) maps normalised to sum 1, averaged over images."""
-    model.eval()
-    maps = torch.zeros(4, ERF_SIZE, ERF_SIZE)
-    used = 0
+def centre_crops(data: SegmentationFolder, count: int, skip: int = 0) -> list[torch.Tensor]:
+    """``count`` uint8 ERF_SIZE x ERF_SIZE centre crops of val images in a fixed random order (after the first
+    ``skip`` usable ones); images smaller than the crop (MSRC-v2's 213-pixel ones) are left out, not upscaled."""
+    crops = []
     for index in torch.randperm(len(data), generator=torch.Generator().manual_seed(0)).tolist():
         image, _ = data[index]
         if min(image.shape[-2:]) < ERF_SIZE:
-            continue  # smaller than the crop (MSRC-v2's 213-pixel images are not upscaled)
-        used += 1
-        if used > ERF_IMAGES:
-            break
+            continue
+        if skip:
+            skip -= 1
+            continue
         top, left = (image.shape[-2] - ERF_SIZE) // 2, (image.shape[-1] - ERF_SIZE) // 2
-        crop = image.as_subclass(torch.Tensor)[:, top : top + ERF_SIZE, left : left + ERF_SIZE]
+        crops.append(image.as_subclass(torch.Tensor)[:, top : top + ERF_SIZE, left : left + ERF_SIZE])
+        if len(crops) == count:
+            break
+    return crops
+
+
+def erf_maps(model: SegFormer, crops: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Effective receptive fields (Luo et al. 2016): |d y / d input| summed over colour channels, for y the sum of
+    the ReLU of each stage's centre token (as RepLKNet's ERF code, Ding et al. 2022: a plain channel sum of a
+    LayerNorm output is constant), as (4, ERF_SIZE, ERF_SIZE) maps normalised to sum 1, averaged over ``crops``."""
+    model.eval()
+    maps = torch.zeros(4, ERF_SIZE, ERF_SIZE)
+    for crop in crops:
         x = normalise(crop[None], IMAGENET_MEAN, IMAGENET_STD).requires_grad_(True)
         features, _ = model.encoder(x)
         for stage, feature in enumerate(features):
             centre = feature[0, :, feature.shape[-2] // 2, feature.shape[-1] // 2].relu().sum()
             (grad,) = torch.autograd.grad(centre, x, retain_graph=stage < 3)
             magnitude = grad[0].abs().sum(0)
-            maps[stage] += magnitude / magnitude.sum().clamp(min=1e-12) / ERF_IMAGES
+            maps[stage] += magnitude / magnitude.sum().clamp(min=1e-12) / len(crops)
     return maps
 
 
@@ -229,7 +254,7 @@ def measure_erf(runs: Path) -> dict:
             print(f"erf: {path} is missing; run python -m experiments.ablate run first", file=sys.stderr)
             continue
         model, _ = load_checkpoint(path)
-        maps = erf_maps(model, data)
+        maps = erf_maps(model, centre_crops(data, ERF_IMAGES))
         models[name] = {
             "token_mixer": model.config.token_mixer,
             "r50": [mass_radius(m, 0.5) for m in maps],
@@ -238,6 +263,45 @@ def measure_erf(runs: Path) -> dict:
         if name in ERF_FIGURE_ROWS:
             models[name]["log10_maps_32"] = compact_log_maps(maps)
     return {"data": VAL, "images": ERF_IMAGES, "crop": ERF_SIZE, "models": models}
+
+
+def measure_erf_init(runs: Path) -> dict:
+    """Q6: the ERF of the attention and the depthwise-convolution encoders at random initialisation (PyTorch's
+    default, as the ablation arms start), INIT_SEEDS each, on the same crops as ``measure_erf``."""
+    crops = centre_crops(SegmentationFolder(REPO / VAL, "val"), ERF_IMAGES)
+    models = {}
+    for mixer, name in (("attention", "attention-init"), ("dwconv", "dwconv-init")):
+        for seed in INIT_SEEDS:
+            torch.manual_seed(seed)
+            maps = erf_maps(SegFormer(replace(preset("b0"), token_mixer=mixer), NUM_CLASSES), crops)
+            models[f"{name}-s{seed}"] = {
+                "token_mixer": mixer,
+                "r50": [mass_radius(m, 0.5) for m in maps],
+                "r90": [mass_radius(m, 0.9) for m in maps],
+                **({"log10_maps_32": compact_log_maps(maps)} if seed == INIT_SEEDS[0] else {}),
+            }
+    return {"data": VAL, "images": ERF_IMAGES, "crop": ERF_SIZE, "seeds": list(INIT_SEEDS), "models": models}
+
+
+def measure_position(runs: Path) -> dict:
+    """Q4: how much absolute position each stage's features hold (experiments.position_probe, R^2 of a linear
+    read-out of a token's coordinates): a random initialisation, the shipped model with its Mix-FFN zeros and with
+    them swapped for replicate at test time, and Q4's padding fine-tunes (the ablation runs, both seeds)."""
+    data = SegmentationFolder(REPO / VAL, "val")
+    fit, test = centre_crops(data, PROBE_IMAGES), centre_crops(data, PROBE_IMAGES, skip=PROBE_IMAGES)
+    torch.manual_seed(0)
+    models: dict[str, SegFormer] = {"random init (seed 0)": SegFormer(preset("b0"), NUM_CLASSES)}
+    models["shipped (zeros)"] = load_checkpoint(REPO / SHIPPED)[0]
+    models["shipped, replicate at test time"] = swap_ffn_padding(load_checkpoint(REPO / SHIPPED)[0], "replicate")
+    for arm in ("padding-zeros", "padding-replicate"):
+        for seed in (0, 1):
+            path = runs / f"{arm}-s{seed}" / "last"
+            if path.with_suffix(".json").is_file():
+                models[f"{arm}-s{seed}"] = load_checkpoint(path)[0]
+            else:
+                print(f"position: {path} is missing; run python -m experiments.ablate run first", file=sys.stderr)
+    r2 = {name: probe(model, fit, test) for name, model in models.items()}
+    return {"data": VAL, "crop": ERF_SIZE, "fit_images": PROBE_IMAGES, "test_images": PROBE_IMAGES, "r2": r2}
 
 
 @torch.inference_mode()
@@ -313,6 +377,8 @@ MEASUREMENTS: dict[str, Callable[[Path], dict]] = {
     "padding-border": lambda runs: measure_padding(),
     "tta": lambda runs: measure_tta(),
     "erf": measure_erf,
+    "erf-init": measure_erf_init,
+    "position": measure_position,
     "decoders": lambda runs: measure_decoders(),
     "argmax-gradient": lambda runs: measure_argmax_gradient(),
 }
@@ -368,7 +434,7 @@ def arms_table(names: Sequence[str], reference: str = "paper") -> str:
         "flags",
         "params",
         "val mIoU",
-        f"same-seed difference vs {reference} (seed 0 / seed 1)",
+        f"same-seed difference vs {reference} (seed by seed)",
         "val loss",
         "IoU bg / plant / p-a / vehicle",
         "seeds",
@@ -406,7 +472,7 @@ def pairs_table(pairs: Sequence[tuple[str, str, str]] = PAIRS) -> str:
         "vs",
         "question",
         "unpaired: mean difference (wider seed range)",
-        "paired: same-seed differences (seed 0 / seed 1)",
+        "paired: same-seed differences (seed by seed)",
         "arm's person/animal IoU",
         "vehicle IoU",
     ]
@@ -508,27 +574,37 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     return 1 - 6 * sum((x - y) ** 2 for x, y in zip(ra, rb, strict=True)) / (n * (n * n - 1))
 
 
+def erf_row(label: str, group: Sequence[dict]) -> list[str]:
+    """A row of the ERF table: ``label`` and the mean r50 / r90 per stage over ``group``'s models."""
+    r50 = [statistics.fmean(m["r50"][s] for m in group) for s in range(4)]
+    r90 = [statistics.fmean(m["r90"][s] for m in group) for s in range(4)]
+    return [label, *(f"{a:.0f} / {b:.0f}" for a, b in zip(r50, r90, strict=True))]
+
+
 def table_erf() -> str:
-    data = load("erf")
+    data, init = load("erf"), load("erf-init")
     if data is None:
         return "(not measured yet: python -m experiments.discussion measure --only erf)"
     rows = []
     for mixer in ("attention", "dwconv"):
-        group = {n: m for n, m in data["models"].items() if m["token_mixer"] == mixer and n != "shipped"}
+        if init is not None:
+            group = [m for m in init["models"].values() if m["token_mixer"] == mixer]
+            rows.append(erf_row(f"{mixer}, random init ({len(group)} seeds)", group))
+        group = [m for n, m in data["models"].items() if m["token_mixer"] == mixer and n != "shipped"]
         if group:
-            r50 = [statistics.fmean(m["r50"][s] for m in group.values()) for s in range(4)]
-            r90 = [statistics.fmean(m["r90"][s] for m in group.values()) for s in range(4)]
-            rows.append(
-                [
-                    f"{mixer} ({len(group)} seeds, ablation protocol)",
-                    *(f"{a:.0f} / {b:.0f}" for a, b in zip(r50, r90, strict=True)),
-                ]
-            )
+            rows.append(erf_row(f"{mixer}, 2 epochs ({len(group)} seeds, ablation protocol)", group))
     if "shipped" in data["models"]:
-        m = data["models"]["shipped"]
-        rows.append(["attention (shipped model)", *(f"{a} / {b}" for a, b in zip(m["r50"], m["r90"], strict=True))])
+        rows.append(erf_row("attention, shipped model", [data["models"]["shipped"]]))
     header = ["token mixer", *(f"stage {s + 1}: r50 / r90 px" for s in range(4))]
     return markdown_table(header, rows)
+
+
+def table_position() -> str:
+    data = load("position")
+    if data is None:
+        return "(not measured yet: python -m experiments.discussion measure --only position)"
+    rows = [[name, *(f"{v:.2f}" for v in r2)] for name, r2 in data["r2"].items()]
+    return markdown_table(["encoder", *(f"stage {s + 1} R^2" for s in range(4))], rows)
 
 
 def macs(variant: dict, size: int = COST_SIZE) -> tuple[int, int]:
@@ -603,10 +679,13 @@ def table_tta() -> str:
 
 TABLES: dict[str, Callable[[], str]] = {
     "protocol": pairs_table,
+    "protocol-16": lambda: pairs_table(LONG_PAIRS),
     "q1": lambda: arms_table(["paper", "non-overlap", "max-pool"]),
     "q2": table_attention_cost,
     "q3": lambda: arms_table(["paper", "ffn-0-act", "ffn-2-act"]),
     "q4": table_padding,
+    "q4-position": table_position,
+    "q4-arms": lambda: arms_table(["padding-zeros", "padding-replicate"], reference="padding-zeros"),
     "q5-arms": lambda: arms_table(["paper", "lovasz", "ce+lovasz"]),
     "q5-finetune": lambda: arms_table(["finetune-ce", "finetune-ce+lovasz"], reference="finetune-ce"),
     "q5-history": table_loss_history,
@@ -641,29 +720,50 @@ def figure_history(path: Path) -> None:
     save_figure(fig, path)
 
 
-def figure_erf(path: Path) -> None:
+def erf_figure_maps() -> dict[str, list[list[list[float]]]]:
+    """The ERF maps drawn (ERF_FIGURE_ROWS that were measured), each 4 stages of 32x32 log10 shares of the maximum."""
+    models = {**(load("erf") or {"models": {}})["models"], **(load("erf-init") or {"models": {}})["models"]}
+    return {
+        name: [[[float(v) for v in row.split()] for row in stage] for stage in models[name]["log10_maps_32"]]
+        for name in ERF_FIGURE_ROWS
+        if name in models
+    }
+
+
+def draw_erf(path: Path, linear: bool) -> None:
+    """The ERF maps, one row per model and a column per stage, on a log10 scale (floor 1e-4) or a linear one."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    data = load("erf")
-    if data is None:
+    maps = erf_figure_maps()
+    if not maps:
         return
-    rows = [n for n in ERF_FIGURE_ROWS if n in data["models"]]
-    fig, axes = plt.subplots(len(rows), 4, figsize=(8, 2.1 * len(rows)), dpi=100, squeeze=False)
-    for row, name in zip(axes, rows, strict=True):
+    fig, axes = plt.subplots(len(maps), 4, figsize=(8, 2.1 * len(maps)), dpi=100, squeeze=False)
+    for row, (name, stages) in zip(axes, maps.items(), strict=True):
         for stage, axis in enumerate(row):
-            log_erf = [[float(v) for v in row.split()] for row in data["models"][name]["log10_maps_32"][stage]]
-            axis.imshow(log_erf, cmap="magma", vmin=-4, vmax=0)
+            values = torch.tensor(stages[stage])
+            axis.imshow(
+                10**values if linear else values, cmap="magma", vmin=0 if linear else -4, vmax=1 if linear else 0
+            )
             axis.set_xticks([])
             axis.set_yticks([])
             if stage == 0:
                 axis.set_ylabel(name, fontsize=8)
             axis.set_title(f"stage {stage + 1}", fontsize=8)
-    fig.suptitle("Effective receptive field of the centre token (log10 of |gradient|, 256x256 input)", fontsize=9)
+    scale = "share of the maximum" if linear else "log10 of the share of the maximum"
+    fig.suptitle(f"Effective receptive field of the centre token ({scale}, 256x256 input)", fontsize=9)
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def figure_erf(path: Path) -> None:
+    draw_erf(path, linear=False)
+
+
+def figure_erf_linear(path: Path) -> None:
+    draw_erf(path, linear=True)
 
 
 def save_figure(fig: object, path: Path) -> None:
@@ -673,7 +773,11 @@ def save_figure(fig: object, path: Path) -> None:
     plt.close(fig)  # type: ignore[arg-type]
 
 
-FIGURES_MADE: dict[str, Callable[[Path], None]] = {"q5-history.png": figure_history, "q6-erf.png": figure_erf}
+FIGURES_MADE: dict[str, Callable[[Path], None]] = {
+    "q5-history.png": figure_history,
+    "q6-erf.png": figure_erf,
+    "q6-erf-linear.png": figure_erf_linear,
+}
 
 
 def fill_tables(text: str) -> str:

@@ -33,8 +33,10 @@ def test_erf_of_a_convolution_encoder_stays_inside_its_receptive_field_and_atten
     torch.manual_seed(0)
     conv = SegFormer(replace(preset("b0"), token_mixer="dwconv"), len(CLASS_NAMES))
     attention = SegFormer(preset("b0"), len(CLASS_NAMES))
-    conv_maps = discussion.erf_maps(conv, sift_flow_val)
-    attention_maps = discussion.erf_maps(attention, sift_flow_val)
+    crops = discussion.centre_crops(sift_flow_val, discussion.ERF_IMAGES)
+    assert len(crops) == discussion.ERF_IMAGES and all(c.shape == (3, 256, 256) for c in crops)
+    conv_maps = discussion.erf_maps(conv, crops)
+    attention_maps = discussion.erf_maps(attention, crops)
     for maps in (conv_maps, attention_maps):
         torch.testing.assert_close(maps.sum((1, 2)), torch.ones(4))
     inside = torch.zeros(256, 256, dtype=torch.bool)

@@ -12,8 +12,8 @@ set -euo pipefail
 PY=${PYTHON:-.venv/bin/python}
 export OMP_NUM_THREADS=1
 
-"$PY" -m train.ablate run --jobs 2                       # the training arms (Q1-Q8; the model card's levers too)
+"$PY" -m experiments.ablate run --jobs 2                # the training arms (Q1-Q8; the model card's levers too)
 "$PY" -m bench.bench_model --sr-sweep --threads 1 \
     --json-out docs/discussion/results/attention-cost.json  # speed and memory of attention (Q2)
-"$PY" -m train.discussion measure                       # padding, multi-scale, receptive fields, decoders (Q4-Q8)
-"$PY" -m train.discussion report                        # tables into docs/DISCUSSION.md, figures
+"$PY" -m experiments.discussion measure                  # padding, multi-scale, receptive fields, decoders (Q4-Q8)
+"$PY" -m experiments.discussion report                  # tables into docs/DISCUSSION.md, figures
