@@ -18,6 +18,7 @@ import pytest
 import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+from hub_cache import cache_checkpoint
 from PIL import Image
 from servers import AppServer
 
@@ -43,19 +44,6 @@ ABSENT = "hf://segformer-test/absent/model"
 NUM_CLASSES = 4
 
 
-def hf_cache(root: Path) -> Path:
-    """A Hugging Face cache folder holding the default checkpoint as HF_REPO at revision main."""
-    sha = "0123456789abcdef0123456789abcdef01234567"
-    repo = root / f"models--{HF_REPO.replace('/', '--')}"
-    snapshot = repo / "snapshots" / sha
-    snapshot.mkdir(parents=True)
-    for suffix in (".safetensors", ".json"):
-        shutil.copyfile(CHECKPOINT.with_name(CHECKPOINT.name + suffix), snapshot / f"{HF_NAME}{suffix}")
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(sha)
-    return root
-
-
 @pytest.fixture(scope="module")
 def absent_hub_run(tmp_path_factory: pytest.TempPathFactory) -> AppServer:
     """app.py on an hf:// checkpoint that the (offline, empty) Hub cache lacks; started early to overlap."""
@@ -67,7 +55,11 @@ def absent_hub_run(tmp_path_factory: pytest.TempPathFactory) -> AppServer:
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory, absent_hub_run: AppServer) -> Iterator[dict[str, AppServer]]:
     tmp = tmp_path_factory.mktemp("servers")
-    hub = {"HF_HUB_CACHE": str(hf_cache(tmp / "hub")), "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp / "hf-home")}
+    hub = {
+        "HF_HUB_CACHE": str(cache_checkpoint(tmp / "hub", HF_REPO, HF_NAME)),
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": str(tmp / "hf-home"),
+    }
     started = {
         # The default checkpoint; the port from gradio's environment variable.
         "main": AppServer([], tmp / "main.log", port_from_env=True),

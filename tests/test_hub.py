@@ -1,11 +1,11 @@
 """The two Hub spellings, through a real (offline) Hugging Face cache: ``hf://ORG/REPO/NAME`` is a checkpoint of this
 project wherever a checkpoint is taken, ``transformers://ORG/REPO`` a repository in the transformers layout."""
 
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from hub_cache import cache_checkpoint
 from transformers import SegformerForImageClassification
 
 from segformer import SegFormer, from_pretrained, load_checkpoint
@@ -15,18 +15,6 @@ from tests.test_transformers_weights import cache_repo, randomise, tiny_config
 from train.train import initialise
 
 SHIPPED_ON_HUB = "hf://segformer-test/b0-4class/segformer-b0-4class"
-
-
-def cache_checkpoint(cache: Path, repo_id: str, name: str) -> None:
-    """The shipped checkpoint as NAME.safetensors + NAME.json of the Hub repository ``repo_id`` in ``cache``."""
-    revision = "0123456789abcdef0123456789abcdef01234567"
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    snapshot = repo / "snapshots" / revision
-    snapshot.mkdir(parents=True)
-    for suffix in (".safetensors", ".json"):
-        shutil.copyfile(DEFAULT_CHECKPOINT.with_name(DEFAULT_CHECKPOINT.name + suffix), snapshot / f"{name}{suffix}")
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(revision)
 
 
 def test_an_hf_checkpoint_loads_as_the_local_one_and_init_continues_its_history(offline_cache: Path) -> None:
