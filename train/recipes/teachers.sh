@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stage 11 (MODEL_CARD.md, tried and not shipped): the segmentation teachers. Their targets are made once
+# Stages 11 and 12 (MODEL_CARD.md, tried and not shipped): the segmentation teachers. Their targets are made once
 # (train.teach: DeepLabV3-MobileNetV2 on ADE20K and on PASCAL VOC, ../shared/models), then one run from the stage 9
 # weights (the checkpoint shipped now) learns from the labels and the fused teachers' targets on the three
 # sources, feral-cats, DAVIS 2016 and the unlabelled everyday photos; the A/B of the teacher levers runs beside it.
@@ -35,3 +35,12 @@ wait
 raw=("$DATASETS/sift-flow" "$DATASETS/msrc-v2" "$DATASETS/camvid" "$DATASETS/feral-cats")
 "$PY" -m train.evaluate --checkpoint runs/s11/last --data "${raw[@]}" --json > results/eval/stage11-last.json
 "$PY" -m train.evaluate --checkpoint runs/wise11/best --data "${raw[@]}" --json > results/eval/stage11-wise.json
+
+# Stage 12 (tried, not shipped): stage 11's run with the teacher's target only on the labelled pixels where its argmax
+# agrees with the label (--teacher-on-labelled agree), scored the same way.
+"$PY" -m train.train --data "${folders[@]}" --init checkpoints/segformer-b0-4class --epochs 4 --lr 2e-4 \
+    --head-lr-mult 1 --warmup-iters 100 --teacher-weight 1 --teacher-temperature 1 --teacher max-person \
+    --teacher-on-labelled agree --cpu-bf16 --workers 1 --seed 11 --out runs/s12
+"$PY" -m train.soup --checkpoints runs/s12/last checkpoints/segformer-b0-4class --out runs/wise12/best
+"$PY" -m train.evaluate --checkpoint runs/s12/last --data "${raw[@]}" --json > results/eval/stage12-last.json
+"$PY" -m train.evaluate --checkpoint runs/wise12/best --data "${raw[@]}" --json > results/eval/stage12-wise.json
