@@ -30,10 +30,12 @@ def test_ridge_reads_position_from_features_that_hold_it_and_not_from_noise() ->
 
 def test_a_zero_padded_encoder_tells_position_on_a_blank_image_and_stage_tokens_cover_the_grid() -> None:
     """On uniform grey crops content says nothing, so all a read-out can use is the border that the zero padding of
-    patch merging and Mix-FFN marks: a fresh B0's stage-1 tokens still give position away (R^2 well above 0)."""
+    patch merging and Mix-FFN marks: a fresh B0's tokens give position away, more at every stage as the border's
+    mark spreads inwards (R^2 0.14, 0.34 and 0.74 at stages 1-3 for this seed)."""
     torch.manual_seed(0)
     model = SegFormer.from_preset("b0", 4)
-    crops = [torch.full((3, 64, 64), value, dtype=torch.uint8) for value in (90, 120, 150, 180)]
+    crops = [torch.full((3, 128, 128), value, dtype=torch.uint8) for value in (90, 120, 150, 180)]
     tokens = stage_tokens(model, crops[:1])
-    assert [t[0].shape[0] for t in tokens] == [16 * 16, 8 * 8, 4 * 4, 2 * 2]
-    assert probe(model, crops[:3], crops[3:])[0] > 0.3
+    assert [t[0].shape[0] for t in tokens] == [32 * 32, 16 * 16, 8 * 8, 4 * 4]
+    r2 = probe(model, crops[:3], crops[3:])
+    assert 0.07 < r2[0] < r2[1] < r2[2]
