@@ -22,7 +22,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from task.classes import IGNORE_INDEX, SOURCE_TABLES, lookup_table, read_classes_txt
-from train.prepare import IMAGE_SUFFIXES
+from train.prepare import image_files
 from train.teacher_targets import SoftTarget, load_target
 
 #: (image, mask) or, with teacher targets, (image, mask, target); (image,) from TrainImages.
@@ -32,6 +32,12 @@ Sample = (
     | tuple[tv_tensors.Image]
 )
 Transform = Callable[..., Sample]
+
+
+def read_rgb(path: Path) -> tv_tensors.Image:
+    """An image file as a uint8 RGB ``tv_tensors.Image`` (3, H, W)."""
+    with Image.open(path) as im:
+        return tv_tensors.Image(torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1))
 
 
 class SegmentationFolder(Dataset):
@@ -65,7 +71,7 @@ class SegmentationFolder(Dataset):
         label_dir = self.root / "labels" / split
         if not image_dir.is_dir():
             raise FileNotFoundError(f"no image folder for split {split!r}: {image_dir}")
-        self.image_paths = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        self.image_paths = image_files(image_dir)
         if not self.image_paths:
             raise FileNotFoundError(f"no images (*.jpg, *.png) in {image_dir}")
         labels = {p.name for p in label_dir.glob("*.png")} if label_dir.is_dir() else set()
@@ -83,18 +89,16 @@ class SegmentationFolder(Dataset):
 
     def __getitem__(self, index: int) -> Sample:
         image_path, label_path = self.image_paths[index], self.label_paths[index]
-        with Image.open(image_path) as im:
-            rgb = np.array(im.convert("RGB"))
+        image = read_rgb(image_path)
         with Image.open(label_path) as lab:
             if lab.mode not in ("L", "P"):
                 raise ValueError(f"label is not an 8-bit class-id image (mode {lab.mode}): {label_path}")
             raw = np.asarray(lab)
-        if raw.shape != rgb.shape[:2]:
+        if raw.shape != image.shape[-2:]:
             raise ValueError(
                 f"label size {raw.shape[1]}x{raw.shape[0]} differs from image size "
-                f"{rgb.shape[1]}x{rgb.shape[0]}: {label_path}"
+                f"{image.shape[-1]}x{image.shape[-2]}: {label_path}"
             )
-        image = tv_tensors.Image(torch.from_numpy(rgb).permute(2, 0, 1))
         mask = tv_tensors.Mask(torch.from_numpy(self.lut[raw]).long())
         sample: Sample = (image, mask)
         if self.teacher is not None:
@@ -142,7 +146,7 @@ def training_images(folders: Sequence[str | Path]) -> list[Path]:
             raise FileNotFoundError(f"dataset folder not found: {folder}")
         if not split.is_dir():
             raise FileNotFoundError(f"no training images in {folder}: expected the folder {split}")
-        found = sorted(p for p in split.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        found = image_files(split)
         if not found:
             raise FileNotFoundError(f"no images (*.jpg, *.png) in {split}")
         paths += found
@@ -161,9 +165,7 @@ class TrainImages(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[tv_tensors.Image]:
-        with Image.open(self.paths[index]) as im:
-            rgb = np.array(im.convert("RGB"))
-        return (self.transform(tv_tensors.Image(torch.from_numpy(rgb).permute(2, 0, 1))),)
+        return (self.transform(read_rgb(self.paths[index])),)
 
 
 #: RandomResizedCrop's range of the crop's share of the image area (image_transform).

@@ -90,7 +90,8 @@ class Result:
 # ---------------------------------------------------------------------------- listing sources
 
 
-def _image_files(folder: Path) -> list[Path]:
+def image_files(folder: Path) -> list[Path]:
+    """The images (IMAGE_SUFFIXES) directly in ``folder``, sorted; none when it is missing."""
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -110,7 +111,7 @@ def list_folder_source(name: str, root: Path, limit: int | None) -> tuple[list[I
         raise PrepareError(f"{name}: missing {classes_txt}")
     items = []
     for split in SPLITS:
-        for image in _image_files(root / "images" / split)[:limit]:
+        for image in image_files(root / "images" / split)[:limit]:
             label = root / "labels" / split / f"{image.stem}.png"
             items.append(Item(name, split, image.stem, str(image), str(label) if label.is_file() else None))
     if not items:

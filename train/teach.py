@@ -45,7 +45,7 @@ from task.classes import (
 from task.metrics import confusion_matrix, partial_counts, scores
 from train.data import SegmentationFolder
 from train.paths import MODELS_DIR
-from train.prepare import IMAGE_SUFFIXES, SPLITS
+from train.prepare import SPLITS, image_files
 from train.progress import progress
 from train.teacher_targets import FUSIONS, TEACHER_DIR, TEACHER_NAMES, decode, encode, target_path
 
@@ -191,8 +191,7 @@ def teach(folders: Sequence[Path], models_dir: Path = MODELS_DIR, workers: int =
         for name, spec in TEACHERS.items():
             records[(folder, name)] = _record(folder, name, spec, digests[name])
         for split in SPLITS:
-            images = sorted(p for p in (folder / "images" / split).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-            for image in images[:limit]:
+            for image in image_files(folder / "images" / split)[:limit]:
                 missing = tuple(n for n in TEACHERS if not target_path(folder, n, split, image.stem).is_file())
                 if missing:
                     jobs.append((image, folder, missing))
