@@ -240,28 +240,40 @@ def compact_log_maps(maps: torch.Tensor) -> list[list[str]]:
     return [[" ".join(f"{v:.1f}" for v in row) for row in stage.tolist()] for stage in logs]
 
 
+def arm_runs(runs: Path, arms: Sequence[str], what: str) -> dict[str, Path]:
+    """The last checkpoint of each arm's seeds 0 and 1 in ``runs``, by ``ARM-sSEED``; a missing one is said on
+    stderr (for the measurement ``what``) and left out."""
+    found = {}
+    for arm in arms:
+        for seed in (0, 1):
+            path = runs / f"{arm}-s{seed}" / "last"
+            if path.with_suffix(".json").is_file():
+                found[f"{arm}-s{seed}"] = path
+            else:
+                print(f"{what}: {path} is missing; run python -m experiments.ablate run first", file=sys.stderr)
+    return found
+
+
+def erf_record(maps: torch.Tensor, token_mixer: str, with_maps: bool) -> dict:
+    """What the results keep of one model's ERF maps: its mixer, r50 and r90 per stage, and (``with_maps``, for
+    the figures) the compact log maps."""
+    return {
+        "token_mixer": token_mixer,
+        "r50": [mass_radius(m, 0.5) for m in maps],
+        "r90": [mass_radius(m, 0.9) for m in maps],
+        **({"log10_maps_32": compact_log_maps(maps)} if with_maps else {}),
+    }
+
+
 def measure_erf(runs: Path) -> dict:
     """Q6: the effective receptive field per stage of the attention and the depthwise-convolution token mixers
     (the ablation runs, both seeds) and of the shipped model."""
-    data = SegmentationFolder(REPO / VAL, "val")
-    sources = {"shipped": REPO / SHIPPED}
-    for arm in ("paper", "dwconv-mixer"):
-        for seed in (0, 1):
-            sources[f"{arm}-s{seed}"] = runs / f"{arm}-s{seed}" / "last"
+    crops = centre_crops(SegmentationFolder(REPO / VAL, "val"), ERF_IMAGES)
+    sources = {"shipped": REPO / SHIPPED, **arm_runs(runs, ("paper", "dwconv-mixer"), "erf")}
     models = {}
     for name, path in sources.items():
-        if not path.with_suffix(".json").is_file():
-            print(f"erf: {path} is missing; run python -m experiments.ablate run first", file=sys.stderr)
-            continue
         model, _ = load_checkpoint(path)
-        maps = erf_maps(model, centre_crops(data, ERF_IMAGES))
-        models[name] = {
-            "token_mixer": model.config.token_mixer,
-            "r50": [mass_radius(m, 0.5) for m in maps],
-            "r90": [mass_radius(m, 0.9) for m in maps],
-        }
-        if name in ERF_FIGURE_ROWS:
-            models[name]["log10_maps_32"] = compact_log_maps(maps)
+        models[name] = erf_record(erf_maps(model, crops), model.config.token_mixer, name in ERF_FIGURE_ROWS)
     return {"data": VAL, "images": ERF_IMAGES, "crop": ERF_SIZE, "models": models}
 
 
@@ -274,12 +286,7 @@ def measure_erf_init(runs: Path) -> dict:
         for seed in INIT_SEEDS:
             torch.manual_seed(seed)
             maps = erf_maps(SegFormer(replace(preset("b0"), token_mixer=mixer), NUM_CLASSES), crops)
-            models[f"{name}-s{seed}"] = {
-                "token_mixer": mixer,
-                "r50": [mass_radius(m, 0.5) for m in maps],
-                "r90": [mass_radius(m, 0.9) for m in maps],
-                **({"log10_maps_32": compact_log_maps(maps)} if seed == INIT_SEEDS[0] else {}),
-            }
+            models[f"{name}-s{seed}"] = erf_record(maps, mixer, seed == INIT_SEEDS[0])
     return {"data": VAL, "images": ERF_IMAGES, "crop": ERF_SIZE, "seeds": list(INIT_SEEDS), "models": models}
 
 
@@ -293,13 +300,8 @@ def measure_position(runs: Path) -> dict:
     models: dict[str, SegFormer] = {"random init (seed 0)": SegFormer(preset("b0"), NUM_CLASSES)}
     models["shipped (zeros)"] = load_checkpoint(REPO / SHIPPED)[0]
     models["shipped, replicate at test time"] = swap_ffn_padding(load_checkpoint(REPO / SHIPPED)[0], "replicate")
-    for arm in ("padding-zeros", "padding-replicate"):
-        for seed in (0, 1):
-            path = runs / f"{arm}-s{seed}" / "last"
-            if path.with_suffix(".json").is_file():
-                models[f"{arm}-s{seed}"] = load_checkpoint(path)[0]
-            else:
-                print(f"position: {path} is missing; run python -m experiments.ablate run first", file=sys.stderr)
+    for name, path in arm_runs(runs, ("padding-zeros", "padding-replicate"), "position").items():
+        models[name] = load_checkpoint(path)[0]
     r2 = {name: probe(model, fit, test) for name, model in models.items()}
     return {"data": VAL, "crop": ERF_SIZE, "fit_images": PROBE_IMAGES, "test_images": PROBE_IMAGES, "r2": r2}
 
