@@ -110,7 +110,7 @@ def teacher_kl(
     if on_labelled == "agree":
         valid &= (labels >= num_classes) | (teacher.argmax(1) == labels)
     admissible = admissible_mask(labels, num_classes)
-    # Partial labels exist for the task's NUM_CLASSES classes only (check_labels).
+    # Partial labels exist for the task's NUM_CLASSES classes only: with more, ids >= PARTIAL_BASE are classes.
     partial = (labels >= PARTIAL_BASE) & (labels != IGNORE_INDEX) & (num_classes == NUM_CLASSES)
     admissible = torch.where(partial[:, None], admissible, torch.ones_like(admissible))
     q = teacher.float() * admissible
