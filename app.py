@@ -10,8 +10,8 @@ questions tab shows docs/DISCUSSION.md with its figures (served from docs/), and
 docs/about.md.
 
 Anyone can call the API, so every argument is checked before any work (demo.arguments), a photo is read only from
-gradio's upload cache (demo.uploads) and decoded at a bounded size (demo.photo), and a session keeps no arrays
-(demo.views). A caller's mistake gets one line on the page or in the API's answer and one line in the log.
+gradio's upload cache (demo.uploads) and decoded at a bounded size (demo.photo), and a visitor's page state keeps
+no arrays (demo.views). A caller's mistake gets one line on the page or in the API's answer and one line in the log.
 """
 
 import argparse
@@ -71,10 +71,10 @@ KEPT_MASKS = 32
 MASK_PIXELS = 16_000_000
 #: The attention tab decodes at most this many pixels (its maps are computed at ATTENTION_SIDE).
 ATTENTION_PIXELS = 4_000_000
-#: Display-size views kept for the opacity slider, shared by all sessions (compressed: 100 photos of 1024x768 or so).
+#: Display-size views kept for the opacity slider, shared by all visitors (compressed: 100 photos of 1024x768 or so).
 VIEW_BYTES, VIEW_TTL_S = 24 << 20, 3600
-#: Sessions whose state gradio keeps (its default is 10,000, each with its own copy of the page's settings).
-SESSIONS_KEPT = 1000
+#: Visitors' page states that gradio keeps (its default is 10,000, each with its own copy of the page's settings).
+PAGE_STATES_KEPT = 1000
 MEAN_OF_HEADS, EACH_HEAD = "mean over heads", "each head"
 #: Every event that runs the network shares one worker: two at once would only split the CPU between them.
 MODEL_EVENTS = {"concurrency_id": "model", "concurrency_limit": 1}
@@ -129,7 +129,7 @@ def refusing(endpoint: str) -> Callable[[Callable], Callable]:
 class PageRuns:
     """The page's own runs of an event on a new photo. A caller's mistake shows one warning and returns the
     outputs cleared (the photo box emptied too) instead of failing: a failed event leaves a broken image in the
-    box. Gradio's page sends a photo it cannot show twice, so a session's second run on a photo just refused is
+    box. Gradio's page sends a photo it cannot show twice, so a visitor's second run on a photo just refused is
     skipped: one run, one message."""
 
     #: Refusals remembered, and for how long a repeat of one is skipped.
@@ -748,7 +748,7 @@ def serve(demo: gr.Blocks, host: str | None = None, port: int | None = None) -> 
         server_port=port,
         max_file_size=MAX_UPLOAD,
         allowed_paths=[str(EXAMPLES), str(DOCS)],
-        state_session_capacity=SESSIONS_KEPT,
+        state_session_capacity=PAGE_STATES_KEPT,
         css=CSS,
     )
 

@@ -5,6 +5,6 @@ its class shares, its display size), ``ground_truth`` (the bundled validation pa
 and pictures), ``attention`` (where a clicked point attends), ``docs`` (a Markdown file of the repository with its
 figures as the page serves them, and its contents); and what the API is given: ``arguments`` (each argument
 checked), ``uploads`` (only files of gradio's upload cache), ``photo`` (an image decoded at a bounded size),
-``views`` (the opacity slider's pictures, bounded and shared by all sessions). Nothing here imports gradio: app.py
+``views`` (the opacity slider's pictures, bounded and shared by all visitors). Nothing here imports gradio: app.py
 turns InputError, ArgumentError, UploadRefused and CheckpointError into messages on the page or at start.
 """

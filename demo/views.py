@@ -1,11 +1,11 @@
 """The display-size photo and mask of recent segmentations, kept so that the opacity slider recolours without the
-network, in one store shared by all sessions and bounded in bytes and in age.
+network, in one store shared by all visitors and bounded in bytes and in age.
 
-A session keeps only the key of its view (a random token), never the arrays: gradio keeps a session's state for
-a thousand sessions and more, so a few megabytes in each would add up to gigabytes. A view is kept compressed (the
-photo as a JPEG of high quality, the mask as a PNG: about a tenth of the arrays). Views past ``max_bytes``
-(oldest first) or older than ``ttl_s`` are dropped; a dropped view is simply not found, and the page asks for
-the photo again.
+A visitor's page state keeps only the key of its view (a random token), never the arrays: gradio keeps the page
+state of a thousand visitors and more, so a few megabytes in each would add up to gigabytes. A view is kept
+compressed (the photo as a JPEG of high quality, the mask as a PNG: about a tenth of the arrays). Views past
+``max_bytes`` (oldest first) or older than ``ttl_s`` are dropped; a dropped view is simply not found, and the page
+asks for the photo again.
 """
 
 import io

@@ -1,14 +1,15 @@
-"""The training arms behind docs/DISCUSSION.md and the model card's levers: each variant trained under one short
-protocol, two seeds.
+"""The training arms behind docs/DISCUSSION.md and the model card's levers: each variant trained under one
+protocol, with two seeds (three for the 16-epoch architecture arms, Arm.seeds).
 
     python -m experiments.ablate run [--arms NAME ...] [--jobs 2] [--runs runs/ablate]
     python -m experiments.ablate list
     python -m experiments.ablate report                                   (the levers table of MODEL_CARD.md)
 
-Two protocols (PROTOCOLS):
-- ``scratch``: B0 from random weights with the ``scratch`` recipe, 2 epochs of the three sources' train splits,
-  128-pixel crops drawn around the prepared 256-pixel short side (``--base-size 256``), so the image scale is the
-  shipped model's and only the context per crop is smaller. Scored on the full val splits.
+Four protocols (PROTOCOLS):
+- ``scratch``: B0 from random weights with the ``scratch`` recipe, 2 epochs (16 for the arms named ``*-16``) of
+  the three sources' train splits, 128-pixel crops drawn around the prepared 256-pixel short side (``--base-size
+  256``), so the image scale is the shipped model's and only the context per crop is smaller. Scored on the full
+  val splits.
 - ``finetune``: the shipped checkpoint, trained 1 more epoch (192-pixel crops at the 256-pixel scale) at a low rate
   (5e-5), for variants that keep its weights (the loss, Q5).
 - ``frozen``: the shipped checkpoint's encoder, fixed, under a freshly initialised decoder trained for 1 epoch of
