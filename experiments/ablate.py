@@ -12,15 +12,16 @@ Four protocols (PROTOCOLS):
   val splits.
 - ``finetune``: the shipped checkpoint, trained 1 more epoch (192-pixel crops at the 256-pixel scale) at a low rate
   (5e-5), for variants that keep its weights (the loss, Q5).
-- ``frozen``: the shipped checkpoint's encoder, fixed, under a freshly initialised decoder trained for 1 epoch of
-  256-pixel crops (Q7 compares decoders on the same features).
+- ``frozen``: the shipped checkpoint's encoder (or a distilled one, below), fixed, under a freshly initialised
+  decoder trained for 1 epoch of 256-pixel crops (Q7 compares decoders on the same features).
 - ``teacher``: the shipped checkpoint, 1 more epoch of the three sources, feral-cats and DAVIS (256-pixel crops,
   lr 2e-4, bfloat16 autocast) with or without the segmentation teachers' targets (train.teach), for the model
   card's teacher levers.
 
 An arm with ``distill`` flags first distils EfficientNet-Lite0 into a fresh encoder (``python -m train.distill``,
 those flags) and then trains from it under its protocol (``--init``), so that distillation is compared with
-training from random weights for as many more epochs as it cost.
+training from random weights for as many more epochs as it cost. Arms that name the same ``encoder`` share one
+distillation per seed: the first to run makes it, the others wait for it and start from it.
 
 Every arm runs as ``python -m train.train`` with one torch thread, is resumable (a rerun continues or skips it), and
 leaves a small JSON of its history in ``docs/discussion/results/arms/`` for ``experiments.discussion`` to tabulate. The
@@ -35,6 +36,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -88,6 +90,17 @@ class Arm:
     flags: tuple[str, ...] = ()
     distill: tuple[str, ...] = ()  # train.distill flags of a distillation to start from (none: no distillation)
     seeds: tuple[int, ...] = SEEDS
+    encoder: str = ""  # the name of a distillation shared with other arms (default: the arm's own)
+
+    def distill_dir(self, seed: int, runs: Path) -> Path:
+        """The run folder of this arm's distillation for ``seed``."""
+        return runs / f"{self.encoder or self.name}-s{seed}-distill"
+
+
+#: Four epochs of EfficientNet-Lite0 hints on the three sources' images: the encoder of distilled-long (Q8) and of
+#: Q7's decoders on an encoder that never saw a decoder.
+LONG_DISTILL = ("--data", THREE_SOURCES, "--epochs", "4", "--crop-size", "128", "--batch-size", "16")
+FPN = ("--decoder", "fpn", "--decoder-dim", "96")  # at C = 96 its parameters match the all-MLP decoder's at 256
 
 
 #: In the order they run: both seeds of an arm before the next arm.
@@ -101,7 +114,7 @@ ARMS = (
     Arm("ffn-0-act", "Q3", "scratch", ("--ffn-activations", "0")),
     Arm("ffn-2-act", "Q3", "scratch", ("--ffn-activations", "2")),
     Arm("frozen-all-mlp", "Q7", "frozen"),
-    Arm("frozen-fpn", "Q7", "frozen", ("--decoder", "fpn", "--decoder-dim", "96")),
+    Arm("frozen-fpn", "Q7", "frozen", FPN),
     Arm("crop-64", "Q8", "scratch", ("--crop-size", "64")),
     Arm("finetune-ce", "Q5 (reference)", "finetune"),
     Arm("finetune-ce+lovasz", "Q5", "finetune", ("--loss", "ce+lovasz")),
@@ -118,13 +131,7 @@ ARMS = (
     # ... and the same comparison over a longer schedule: 4 epochs of distillation cost about as long as 3 of training.
     Arm("scratch-16-epochs", "levers: distillation, longer (reference)", "scratch", ("--epochs", "16"),
         seeds=LONG_SEEDS),
-    Arm(
-        "distilled-long",
-        "levers: distillation, longer",
-        "scratch",
-        ("--epochs", "13"),
-        distill=("--data", THREE_SOURCES, "--epochs", "4", "--crop-size", "128", "--batch-size", "16"),
-    ),
+    Arm("distilled-long", "levers: distillation, longer", "scratch", ("--epochs", "13"), distill=LONG_DISTILL),
     # ... and the additions to the shipped model's recipe, one epoch from its weights.
     Arm("finetune-cats", "levers: feral-cats with partial labels", "finetune", WITH_CATS),
     Arm("finetune-copy-paste", "levers: Simple Copy-Paste", "finetune", ("--copy-paste", "0.3")),
@@ -157,12 +164,15 @@ ARMS = (
     # against the same fine-tune with its zeros; experiments.position_probe then reads position from both.
     Arm("padding-zeros", "Q4 (reference)", "finetune", ("--epochs", "2")),
     Arm("padding-replicate", "Q4", "finetune", ("--epochs", "2", "--ffn-padding", "replicate")),
+    # Q7 on an encoder that saw neither decoder: distilled-long's distillation (labels unused), frozen, under each.
+    Arm("distilled-frozen-all-mlp", "Q7 (reference)", "frozen", distill=LONG_DISTILL, encoder="distilled-long"),
+    Arm("distilled-frozen-fpn", "Q7", "frozen", FPN, distill=LONG_DISTILL, encoder="distilled-long"),
 )  # fmt: skip
 
 
 def distill_command(arm: Arm, seed: int, runs: Path) -> list[str]:
     """The train.distill command line of an arm's distillation, to run in the repository."""
-    out = runs / f"{arm.name}-s{seed}-distill"
+    out = arm.distill_dir(seed, runs)
     resume = ["--resume"] if (out / "last.json").is_file() else []
     flags = [*arm.distill, "--seed", str(seed), "--workers", "1", "--out", repo_relative(out)]
     return [sys.executable, "-m", "train.distill", *flags, *resume]
@@ -173,15 +183,18 @@ def command(arm: Arm, seed: int, runs: Path) -> list[str]:
     repository."""
     out = runs / f"{arm.name}-s{seed}"
     resume = ["--resume"] if (out / "last.json").is_file() else []
-    init = ["--init", repo_relative(runs / f"{arm.name}-s{seed}-distill" / "last")] if arm.distill else []
-    flags = [*PROTOCOLS[arm.protocol], *arm.flags, *init, "--seed", str(seed), "--workers", "1"]
+    flags = [*PROTOCOLS[arm.protocol], *arm.flags]
+    if arm.distill:  # the distilled encoder takes the place of the protocol's --init, if it has one
+        init = flags.index("--init") if "--init" in flags else len(flags)
+        flags[init : init + 2] = ["--init", repo_relative(arm.distill_dir(seed, runs) / "last")]
+    flags += ["--seed", str(seed), "--workers", "1"]
     flags += ["--out", repo_relative(out)]
     return [sys.executable, "-m", "train.train", *flags, *resume]
 
 
 def distilled(arm: Arm, seed: int, runs: Path) -> dict | None:
     """The distillation record of an arm's finished distillation, else None."""
-    meta_path = runs / f"{arm.name}-s{seed}-distill" / "last.json"
+    meta_path = arm.distill_dir(seed, runs) / "last.json"
     if not meta_path.is_file():
         return None
     record = json.loads(meta_path.read_text())["distillation"]
@@ -238,23 +251,37 @@ def summary(arm: Arm, seed: int, runs: Path, meta: dict) -> dict:
     }
 
 
+_DISTILLING: dict[Path, threading.Lock] = {}  # one lock per distillation folder, shared by the arms that use it
+_DISTILLING_GUARD = threading.Lock()
+
+
+def _step(name: str, step: str, line: list[str], runs: Path) -> str | None:
+    """Run one step of an arm (one torch thread), its output appended to the arm's log; an error line if it failed."""
+    print(f"{name}: {step}", flush=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    with open(runs / f"{name}.log", "a") as log:
+        code = subprocess.run(line, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO).returncode
+    return f"{name}: {step} failed (exit {code}); see {runs / name}.log" if code != 0 else None
+
+
 def run_one(arm: Arm, seed: int, runs: Path) -> str:
-    """Train (or continue) one arm and seed, then write its summary; returns a status line."""
+    """Train (or continue) one arm and seed, then write its summary; returns a status line. A distillation that
+    several arms share is made once: the others wait for it, even when they run in parallel."""
     name = f"{arm.name}-s{seed}"
     meta = finished(arm, seed, runs)
     if meta is None:
         runs.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        steps = [("distilling", distill_command)] if arm.distill and distilled(arm, seed, runs) is None else []
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        for step, build in [*steps, ("training", command)]:
-            print(f"{name}: {step}", flush=True)
-            with open(runs / f"{name}.log", "a") as log:
-                code = subprocess.run(
-                    build(arm, seed, runs), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO
-                ).returncode
-            if code != 0:
-                return f"{name}: {step} failed (exit {code}); see {runs / name}.log"
+        if arm.distill:
+            with _DISTILLING_GUARD:
+                lock = _DISTILLING.setdefault(arm.distill_dir(seed, runs), threading.Lock())
+            with lock:
+                if distilled(arm, seed, runs) is None and (
+                    error := _step(name, "distilling", distill_command(arm, seed, runs), runs)
+                ):
+                    return error
+        if error := _step(name, "training", command(arm, seed, runs), runs):
+            return error
         meta = finished(arm, seed, runs)
         if meta is None:
             return f"{name}: stopped before the end of its schedule"

@@ -78,6 +78,7 @@ PAIRS = (
     ("distilled-long", "scratch-16-epochs", "Q8"),
     ("finetune-ce+lovasz", "finetune-ce", "Q5"),
     ("frozen-fpn", "frozen-all-mlp", "Q7"),
+    ("distilled-frozen-fpn", "distilled-frozen-all-mlp", "Q7"),
 )
 #: The architecture comparisons again under the 16-epoch protocol (three seeds each), against scratch-16-epochs.
 LONG_PAIRS = tuple(
@@ -686,6 +687,9 @@ TABLES: dict[str, Callable[[], str]] = {
     "q6-arms": lambda: arms_table(["paper", "dwconv-mixer"]),
     "q6-erf": table_erf,
     "q7": table_decoders,
+    "q7-distilled": lambda: arms_table(
+        ["distilled-frozen-all-mlp", "distilled-frozen-fpn"], reference="distilled-frozen-all-mlp"
+    ),
     "q8-tta": table_tta,
     "q8-schedule": lambda: arms_table(["paper", "scratch-4-epochs", "scratch-16-epochs"]),
     "q8-distill": lambda: pairs_table([p for p in PAIRS if p[0].startswith("distilled")]),

@@ -2,9 +2,11 @@
 arithmetic."""
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import torch
 
 from experiments import ablate
 from segformer import load_checkpoint
@@ -92,3 +94,34 @@ def test_levers_table_gives_mean_range_and_the_difference_judged_by_the_seed_spr
     assert "not run yet" in rows[2]
     # A reference already in the table is not repeated; its group's arms are judged against it.
     assert len(rows) == 4 and rows[3].split(" | ")[2] == "-0.070 (outside the seed spread 0.040) vs lever"
+
+
+def test_arms_naming_one_encoder_share_its_distillation_and_keep_it_frozen(
+    tiny_sources: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    three, cats = tiny_sources
+    monkeypatch.setattr(ablate, "THREE_SOURCES", str(three))
+    monkeypatch.setattr(ablate, "FERAL_CATS", str(cats))
+    monkeypatch.setattr(ablate, "RESULTS", tmp_path / "results")
+    # A protocol whose --init names no file: the run only works if the distilled encoder takes its place.
+    frozen = ["--data", str(three), "--epochs", "1", "--crop-size", "64", "--batch-size", "4",
+              "--init", str(tmp_path / "absent"), "--init-encoder-only", "--freeze-encoder"]  # fmt: skip
+    monkeypatch.setitem(ablate.PROTOCOLS, "tiny-frozen", frozen)
+    distill = ("--data", str(three), "--epochs", "1", "--crop-size", "64", "--batch-size", "4")
+    mlp = ablate.Arm("tiny-mlp", "Q7 (test)", "tiny-frozen", distill=distill, encoder="tiny-encoder")
+    fpn = ablate.Arm("tiny-fpn", "Q7 (test)", "tiny-frozen", ablate.FPN, distill=distill, encoder="tiny-encoder")
+    runs = tmp_path / "runs"
+
+    with ThreadPoolExecutor(2) as pool:  # in parallel, as `ablate run --jobs 2` runs them
+        lines = list(pool.map(lambda arm: ablate.run_one(arm, 5, runs), (mlp, fpn)))
+
+    assert lines[0].startswith("tiny-mlp-s5: val mIoU") and lines[1].startswith("tiny-fpn-s5: val mIoU"), lines
+    assert capsys.readouterr().out.count(": distilling") == 1  # one distillation, the other arm waited for it
+    assert sorted(p.name for p in runs.glob("*-distill")) == ["tiny-encoder-s5-distill"]
+    encoder, _ = load_checkpoint(runs / "tiny-encoder-s5-distill" / "last")
+    for arm, decoder in (("tiny-mlp", "all_mlp"), ("tiny-fpn", "fpn")):
+        model, meta = load_checkpoint(runs / f"{arm}-s5" / "last")
+        assert meta["recipe"]["init"] == str(runs / "tiny-encoder-s5-distill" / "last")
+        assert meta["config"]["decoder"] == decoder
+        trained, distilled = model.encoder.state_dict(), encoder.encoder.state_dict()
+        assert all(torch.equal(trained[k], distilled[k]) for k in distilled)  # the encoder never moved
