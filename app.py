@@ -140,9 +140,10 @@ class PageRuns:
         self._refused: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._lock = threading.Lock()
 
-    def run(self, args: tuple, session: str | None) -> tuple:
-        """(gr.skip() for the photo, *the outputs of fn(*args)), or the cleared outputs after a mistake."""
-        key = (session or "", str(args[0].get("path")) if isinstance(args[0], dict) else "")
+    def run(self, args: tuple, visitor: str | None) -> tuple:
+        """(gr.skip() for the photo, *the outputs of fn(*args)), or the cleared outputs after a mistake; ``visitor``
+        is gradio's id of the visitor's page (``request.session_hash``)."""
+        key = (visitor or "", str(args[0].get("path")) if isinstance(args[0], dict) else "")
         with self._lock:
             refused = self._refused.get(key)
             if refused is not None and time.monotonic() - refused < self.REPEAT_S:

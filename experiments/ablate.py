@@ -187,8 +187,7 @@ def command(arm: Arm, seed: int, runs: Path) -> list[str]:
     if arm.distill:  # the distilled encoder takes the place of the protocol's --init, if it has one
         init = flags.index("--init") if "--init" in flags else len(flags)
         flags[init : init + 2] = ["--init", repo_relative(arm.distill_dir(seed, runs) / "last")]
-    flags += ["--seed", str(seed), "--workers", "1"]
-    flags += ["--out", repo_relative(out)]
+    flags += ["--seed", str(seed), "--workers", "1", "--out", repo_relative(out)]
     return [sys.executable, "-m", "train.train", *flags, *resume]
 
 

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench.interleave import interleaved
-from experiments.ablate import SHIPPED, arm_results
+from experiments.ablate import ARMS, SHIPPED, arm_results
 from experiments.position_probe import probe
 from experiments.tables import markdown_table, paired_differences, paired_verdict, spread, verdict
 from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer, load_checkpoint
@@ -242,11 +242,12 @@ def compact_log_maps(maps: torch.Tensor) -> list[list[str]]:
 
 
 def arm_runs(runs: Path, arms: Sequence[str], what: str) -> dict[str, Path]:
-    """The last checkpoint of each arm's seeds 0 and 1 in ``runs``, by ``ARM-sSEED``; a missing one is said on
-    stderr (for the measurement ``what``) and left out."""
+    """The last checkpoint of each arm's seeds (``Arm.seeds``) in ``runs``, by ``ARM-sSEED``; a missing one is said
+    on stderr (for the measurement ``what``) and left out."""
+    seeds = {arm.name: arm.seeds for arm in ARMS}
     found = {}
     for arm in arms:
-        for seed in (0, 1):
+        for seed in seeds[arm]:
             path = runs / f"{arm}-s{seed}" / "last"
             if path.with_suffix(".json").is_file():
                 found[f"{arm}-s{seed}"] = path
