@@ -53,3 +53,15 @@ raw=("$DATASETS/sift-flow" "$DATASETS/msrc-v2" "$DATASETS/camvid" "$DATASETS/fer
 "$PY" -m train.soup --checkpoints runs/s13/last checkpoints/segformer-b0-4class --out runs/wise13/best
 "$PY" -m train.evaluate --checkpoint runs/s13/last --data "${raw[@]}" --json > results/eval/stage13-last.json
 "$PY" -m train.evaluate --checkpoint runs/wise13/best --data "${raw[@]}" --json > results/eval/stage13-wise.json
+
+# Stage 14 (results/README.md): the teachers from a distilled encoder. EfficientNet-Lite0's hints on the four folders'
+# images, then 12 epochs at 128-pixel crops (the scratch recipe) and 3 at 256 with the fused teachers' targets.
+"$PY" -m train.distill --data "${folders[@]}" --epochs 4 --crop-size 128 --batch-size 16 --seed 14 --workers 1 \
+    --out runs/s14-distill
+teach=(--teacher-weight 1 --teacher-temperature 1 --teacher max-person --teacher-on-labelled agree --cpu-bf16 --workers 1)
+"$PY" -m train.train --recipe scratch --init runs/s14-distill/last --data "${folders[@]}" --epochs 12 \
+    --crop-size 128 --base-size 256 --batch-size 8 "${teach[@]}" --seed 14 --out runs/s14a
+"$PY" -m train.train --init runs/s14a/last --data "${folders[@]}" --epochs 3 --crop-size 256 --batch-size 8 \
+    --lr 2e-4 --head-lr-mult 1 --warmup-iters 100 "${teach[@]}" --seed 15 --out runs/s14b
+"$PY" -m train.evaluate --checkpoint runs/s14a/last --data "${raw[@]}" --json > results/eval/stage14-leg1.json
+"$PY" -m train.evaluate --checkpoint runs/s14b/last --data "${raw[@]}" --json > results/eval/stage14-last.json
