@@ -58,7 +58,7 @@ from torch import nn
 
 from bench.interleave import interleaved
 from segformer.checkpoint import load_tensors, save_json
-from segformer.config import VARIANT_FIELDS, MiTConfig, preset
+from segformer.config import MiTConfig, given_variants, preset
 from segformer.model import SegFormer
 from segformer.predict import upsample_logits
 from segformer.transformers_weights import config_from_transformers, load_transformers_weights
@@ -418,10 +418,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def variants_of(args: argparse.Namespace) -> dict[str, Any]:
     """The design variants given on the command line, as MiTConfig fields (sr_ratios a tuple)."""
-    variants = {name: getattr(args, name) for name in VARIANT_FIELDS if getattr(args, name) is not None}
-    if "sr_ratios" in variants:
-        variants["sr_ratios"] = tuple(variants["sr_ratios"])
-    return variants
+    return given_variants(vars(args))
 
 
 def main(argv: list[str] | None = None) -> None:

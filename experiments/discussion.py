@@ -91,6 +91,7 @@ LONG_PAIRS = tuple(
         ("ffn-2-act", "Q3"),
         ("ffn-replicate", "Q4"),
         ("dwconv-mixer", "Q6"),
+        ("dwconv-mixer-matched", "Q6"),
     )
 )
 

@@ -4,7 +4,9 @@ Besides the sizes, a config names the variant of each design choice the paper ma
 and the other values exist to measure what each choice is worth (ablations, not recommendations).
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 #: Patch merging between stages (Section 3.1): "overlap" (the paper), "non_overlap", "max_pool".
 PATCH_MERGINGS = ("overlap", "non_overlap", "max_pool")
@@ -16,24 +18,39 @@ FFN_ACTIVATIONS = (0, 1, 2)
 TOKEN_MIXERS = ("attention", "dwconv")
 #: The decoder (Section 3.2): "all_mlp" (Eq. 4, the paper) or "fpn" (Lin et al. 2017).
 DECODERS = ("all_mlp", "fpn")
-#: The MiTConfig fields that are design variants (docs/DISCUSSION.md); each defaults to the paper's choice.
-VARIANT_FIELDS = (
-    "patch_merging",
-    "sr_ratios",
-    "ffn_activations",
-    "ffn_padding",
-    "token_mixer",
-    "decoder",
-    "decoder_dim",
-)
 
-_CHOICES = {
-    "patch_merging": PATCH_MERGINGS,
-    "ffn_padding": FFN_PADDINGS,
-    "ffn_activations": FFN_ACTIVATIONS,
-    "token_mixer": TOKEN_MIXERS,
-    "decoder": DECODERS,
-}
+
+@dataclass(frozen=True)
+class Variant:
+    """One design choice of MiTConfig that a run may change (docs/DISCUSSION.md), declared once for every caller."""
+
+    field: str  # the MiTConfig field
+    part: str  # "encoder" or "decoder"
+    help: str
+    choices: tuple = ()  # the values allowed (empty: any value of ``type``)
+    type: type = str
+    count: int = 1  # values per field: sr_ratios has one per stage
+
+
+#: The MiTConfig fields that are design variants; each defaults to the paper's choice.
+VARIANTS = (
+    Variant("patch_merging", "encoder", "overlap (the paper's), non_overlap or max_pool", PATCH_MERGINGS),
+    Variant("sr_ratios", "encoder", "attention reduction ratio per stage (paper: 8 4 2 1)", type=int, count=4),
+    Variant("ffn_activations", "encoder", "GELUs in Mix-FFN (the paper's 1)", FFN_ACTIVATIONS, int),
+    Variant("ffn_padding", "encoder", "padding of Mix-FFN's depthwise conv (paper: zeros)", FFN_PADDINGS),
+    Variant("mlp_ratio", "encoder", "Mix-FFN's hidden width over the block's (paper: 4)", type=float),
+    Variant("token_mixer", "encoder", "attention (the paper's) or dwconv", TOKEN_MIXERS),
+    Variant("decoder", "decoder", "all_mlp (the paper's) or fpn", DECODERS),
+    Variant("decoder_dim", "decoder", "decoder width (the preset's by default)", type=int),
+)
+_CHOICES = {variant.field: variant.choices for variant in VARIANTS if variant.choices}
+
+
+def given_variants(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The design variants set in ``values`` (parsed flags, a run's recipe): the VARIANTS fields that are not None,
+    a field of several values as a tuple."""
+    given = {v.field: values[v.field] for v in VARIANTS if values.get(v.field) is not None}
+    return {name: tuple(value) if isinstance(value, list) else value for name, value in given.items()}
 
 
 @dataclass(frozen=True)
@@ -49,7 +66,7 @@ class MiTConfig:
     sr_ratios: tuple[int, int, int, int] = (8, 4, 2, 1)  # (1, 1, 1, 1) is full attention
     patch_sizes: tuple[int, int, int, int] = (7, 3, 3, 3)  # used by patch_merging="overlap" only
     strides: tuple[int, int, int, int] = (4, 2, 2, 2)
-    mlp_ratio: int = 4
+    mlp_ratio: float = 4  # Mix-FFN's hidden width over the block's (Eq. 3); width x ratio must be whole
     decoder_dim: int = 256  # the decoder's width C, whichever decoder
     drop_path: float = 0.1
     classifier_dropout: float = 0.1  # channel dropout before the decoder's classifier
@@ -64,6 +81,8 @@ class MiTConfig:
             value = getattr(self, name)
             if value not in choices:
                 raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(map(repr, choices))}")
+        if self.mlp_ratio <= 0 or any(width * self.mlp_ratio % 1 for width in self.widths):
+            raise ValueError(f"mlp_ratio {self.mlp_ratio} must be positive and give whole hidden widths")
 
 
 PRESETS: dict[str, MiTConfig] = {

@@ -30,7 +30,7 @@ class MixTransformerEncoderLayer(nn.Module):
         *,
         heads: int,
         sr_ratio: int,
-        mlp_ratio: int,
+        mlp_ratio: float,
         drop_path_rate: float,
         token_mixer: str = "attention",
         ffn_activations: int = 1,
@@ -46,7 +46,7 @@ class MixTransformerEncoderLayer(nn.Module):
             raise ValueError(f"unknown token mixer {token_mixer!r}")
         self.token_mixer = token_mixer
         self.norm2 = nn.LayerNorm(dim)
-        self.ffn = MixFFN(dim, dim * mlp_ratio, activations=ffn_activations, padding=ffn_padding)
+        self.ffn = MixFFN(dim, round(dim * mlp_ratio), activations=ffn_activations, padding=ffn_padding)
         self.drop_path_rate = drop_path_rate
 
     def smallest_grid(self) -> int:

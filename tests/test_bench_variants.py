@@ -26,7 +26,7 @@ def test_no_variant_flags_keep_the_transformers_comparison() -> None:
 
 
 def test_variant_flags_build_the_configs_they_name() -> None:
-    argv = ["--patch-merging", "max_pool", "--ffn-activations", "2", "--ffn-padding", "reflect"]
+    argv = ["--patch-merging", "max_pool", "--ffn-activations", "2", "--ffn-padding", "reflect", "--mlp-ratio", "6.5"]
     argv += ["--token-mixer", "dwconv", "--decoder", "fpn", "--decoder-dim", "96", "--sr-ratios", "4", "2", "1", "1"]
     variants = variants_of(parse_args(argv))
     expected = {
@@ -34,6 +34,7 @@ def test_variant_flags_build_the_configs_they_name() -> None:
         "sr_ratios": (4, 2, 1, 1),
         "ffn_activations": 2,
         "ffn_padding": "reflect",
+        "mlp_ratio": 6.5,
         "token_mixer": "dwconv",
         "decoder": "fpn",
         "decoder_dim": 96,
@@ -43,7 +44,8 @@ def test_variant_flags_build_the_configs_they_name() -> None:
     assert {name: getattr(config, name) for name in expected} == expected
     assert replace(config, **{name: getattr(paper, name) for name in expected}) == paper  # the rest is B0's
     model = segformer_models({"variant": config}, num_classes=4)["variant"]
-    assert model.config == config and model.encoder.blocks[0][0].token_mixer == "dwconv"
+    block = model.encoder.blocks[0][0]
+    assert model.config == config and block.token_mixer == "dwconv" and block.ffn.fc1.out_features == 32 * 6.5
     assert variants_of(parse_args(variant_flags(variants))) == variants  # the flags a child process is given
     with pytest.raises(SystemExit):
         parse_args(["--ffn-padding", "circular"])

@@ -6,7 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 from torchmetrics.classification import MulticlassJaccardIndex
 
 from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer, load_checkpoint, preset
+from segformer.config import VARIANTS
 from segformer.predict import normalise
 from task.classes import CLASS_NAMES, IGNORE_INDEX
 from task.curves import save_curves
@@ -121,6 +122,10 @@ def test_named_recipes_set_defaults_that_flags_override() -> None:
 def test_design_variants_and_losses_are_options_of_a_run(tiny_data: Path, tmp_path: Path) -> None:
     cfg = parse_args(["--data", str(tiny_data), "--sr-ratios", "1", "1", "1", "1", "--decoder", "fpn"])
     assert model_config(cfg) == replace(preset("b0"), sr_ratios=(1, 1, 1, 1), decoder="fpn")
+    recipe = {f.name: f.default for f in fields(TrainConfig)}
+    assert all(recipe[variant.field] is None for variant in VARIANTS)  # every variant is a recipe field, unset
+    cfg = parse_args(["--token-mixer", "dwconv", "--mlp-ratio", "6.5"])
+    assert model_config(cfg) == replace(preset("b0"), token_mixer="dwconv", mlp_ratio=6.5)
     assert model_config(parse_args(["--data", "d"])) == preset("b0")  # no variant given: the paper's model
     record = train(tiny_config(tiny_data, tmp_path / "v", epochs=1, patch_merging="max_pool", loss="ce+lovasz"))
     model, meta = load_checkpoint(tmp_path / "v" / "last")

@@ -34,6 +34,7 @@ VARIANTS = {
     "replicate_padding": {"ffn_padding": "replicate"},
     "reflect_padding": {"ffn_padding": "reflect"},
     "dwconv_mixer": {"token_mixer": "dwconv"},
+    "dwconv_mixer_matched": {"token_mixer": "dwconv", "mlp_ratio": 6.5},  # Q6's conv arm at the paper's size
     "fpn": {"decoder": "fpn", "decoder_dim": 96},
 }
 PAPER = {"patch_merging": "overlap", "ffn_activations": 1, "ffn_padding": "zeros", "token_mixer": "attention"}
@@ -108,6 +109,12 @@ def test_an_old_checkpoint_without_the_variant_fields_loads(tmp_path: Path) -> N
 def test_an_unknown_variant_is_a_value_error_naming_the_choices(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=f"unknown {field} {value!r}; expected one of"):
         replace(B0, **{field: value})
+
+
+@pytest.mark.parametrize("ratio", [6.3, 0, -4])
+def test_an_mlp_ratio_that_gives_no_whole_hidden_width_is_a_value_error(ratio: float) -> None:
+    with pytest.raises(ValueError, match=f"mlp_ratio {ratio} must be positive and give whole hidden widths"):
+        replace(B0, mlp_ratio=ratio)  # 32 x 6.3 = 201.6 channels
 
 
 # ---- every variant: shapes, training, checkpoints -----------------------------------------------------------------
@@ -208,6 +215,15 @@ def test_the_paper_b0_size() -> None:
                 for c, depth, r in zip(WIDTHS, DEPTHS, B0.sr_ratios, strict=True)
             ),
         ),
+        # The dwconv mixer with Mix-FFN's hidden width H from 4 C to 6.5 C: (2 C + 11) per unit of H (fc1 and fc2
+        # weights, their biases, the 3x3 depthwise conv's 9 weights and bias) puts back all but 7,168 parameters.
+        (
+            "dwconv_mixer_matched",
+            sum(
+                depth * (49 * c + c + c * c + c - attention_params(c, r) + int(2.5 * c) * (2 * c + 11))
+                for c, depth, r in zip(WIDTHS, DEPTHS, B0.sr_ratios, strict=True)
+            ),
+        ),
         # FPN at C = 96: laterals 512 C + 4 C, smoothing 4 (9 C^2 + C), BN 2 C, classifier 4 C + 4 = 382,276.
         ("fpn", 36 * 96**2 + 526 * 96 + 4 - 395_780),
     ],
@@ -221,6 +237,7 @@ def test_parameter_count_of_each_variant(name: str, change: int) -> None:
         "max_pool": -430_592,
         "full_attention": -468_480,
         "dwconv_mixer": -997_888,
+        "dwconv_mixer_matched": -7_168,
         "fpn": -13_504,
     }
     assert change == stated.get(name, 0)

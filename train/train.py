@@ -42,16 +42,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSamp
 
 from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer, load_checkpoint, save_checkpoint
 from segformer.checkpoint import load_state, load_tensors, save_tensors
-from segformer.config import (
-    DECODERS,
-    FFN_ACTIVATIONS,
-    FFN_PADDINGS,
-    PATCH_MERGINGS,
-    TOKEN_MIXERS,
-    VARIANT_FIELDS,
-    MiTConfig,
-    preset,
-)
+from segformer.config import VARIANTS, MiTConfig, given_variants, preset
 from segformer.hub import TRANSFORMERS_PREFIX
 from segformer.model import reference_init
 from segformer.predict import normalise, upsample_logits
@@ -84,16 +75,17 @@ if TYPE_CHECKING:
 
 
 def add_variant_flags(parser: argparse.ArgumentParser) -> None:
-    """The design variants of segformer.config.MiTConfig (docs/DISCUSSION.md); None where not given: the paper's."""
-    enc = parser.add_argument_group("encoder variants (default: the paper's)")
-    enc.add_argument("--patch-merging", choices=PATCH_MERGINGS, help="overlap (the paper's), non_overlap or max_pool")
-    enc.add_argument("--sr-ratios", type=int, nargs=4, help="attention reduction ratio per stage (paper: 8 4 2 1)")
-    enc.add_argument("--ffn-activations", type=int, choices=FFN_ACTIVATIONS, help="GELUs in Mix-FFN (the paper's 1)")
-    enc.add_argument("--ffn-padding", choices=FFN_PADDINGS, help="padding of Mix-FFN's depthwise conv (paper: zeros)")
-    enc.add_argument("--token-mixer", choices=TOKEN_MIXERS, help="attention (the paper's) or dwconv")
-    decoder = parser.add_argument_group("decoder variants (default: the paper's)")
-    decoder.add_argument("--decoder", choices=DECODERS, help="all_mlp (the paper's) or fpn")
-    decoder.add_argument("--decoder-dim", type=int, help="decoder width (the preset's by default)")
+    """The design variants of segformer.config.MiTConfig (VARIANTS); None where not given: the paper's."""
+    parts = ("encoder", "decoder")
+    groups = {part: parser.add_argument_group(f"{part} variants (default: the paper's)") for part in parts}
+    for variant in VARIANTS:
+        groups[variant.part].add_argument(
+            "--" + variant.field.replace("_", "-"),
+            type=variant.type,
+            choices=variant.choices or None,
+            nargs=variant.count if variant.count > 1 else None,
+            help=variant.help,
+        )
 
 
 @dataclass
@@ -129,6 +121,7 @@ class TrainConfig(RunConfig):
     sr_ratios: tuple[int, int, int, int] | None = None
     ffn_activations: int | None = None
     ffn_padding: str | None = None
+    mlp_ratio: float | None = None
     token_mixer: str | None = None
     decoder: str | None = None
     decoder_dim: int | None = None
@@ -299,8 +292,7 @@ LOSSES = ("ce", "lovasz", "ce+lovasz")
 
 def model_config(cfg: TrainConfig) -> MiTConfig:
     """The preset with the run's design variants (the paper's where none is given)."""
-    variants = {name: getattr(cfg, name) for name in VARIANT_FIELDS if getattr(cfg, name) is not None}
-    return replace(preset(cfg.preset), **variants)
+    return replace(preset(cfg.preset), **given_variants(vars(cfg)))
 
 
 def segmentation_loss(
@@ -680,9 +672,7 @@ def parse_args(argv: Sequence[str] | None) -> TrainConfig:
     add("--schedule", choices=SCHEDULES, help="the decay after the warmup: poly (the paper's) or cosine")
     add_variant_flags(parser)
     args = given_flags(parser, argv)
-    if "sr_ratios" in args:
-        args["sr_ratios"] = tuple(args["sr_ratios"])
-    return from_recipe(args.pop("recipe"), **args)
+    return from_recipe(args.pop("recipe"), **args | given_variants(args))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
