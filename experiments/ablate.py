@@ -111,6 +111,10 @@ ARMS = (
     Arm("dwconv-mixer", "Q6", "scratch", ("--token-mixer", "dwconv")),
     Arm("lovasz", "Q5", "scratch", ("--loss", "lovasz")),
     Arm("ce+lovasz", "Q5", "scratch", ("--loss", "ce+lovasz")),
+    # Q5: how much of ce+lovasz is class rebalancing (the Lovasz term weighs every class alike)? Cross-entropy with
+    # class weights frequency ** -P: P = 1 weighs every class alike too, 0.5 halfway.
+    Arm("ce-weighted-0.5", "Q5", "scratch", ("--class-weight-power", "0.5")),
+    Arm("ce-weighted-1", "Q5", "scratch", ("--class-weight-power", "1")),
     Arm("ffn-0-act", "Q3", "scratch", ("--ffn-activations", "0")),
     Arm("ffn-2-act", "Q3", "scratch", ("--ffn-activations", "2")),
     Arm("frozen-all-mlp", "Q7", "frozen"),
