@@ -32,7 +32,7 @@ from experiments.position_probe import probe
 from experiments.tables import markdown_table, paired_differences, paired_verdict, spread, verdict
 from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer, load_checkpoint
 from segformer.checkpoint import atomic_write, read_metadata, save_json
-from segformer.config import FFN_PADDINGS, preset
+from segformer.config import FFN_PADDINGS, given_variants, preset
 from segformer.model import swap_ffn_padding
 from segformer.predict import class_argmax, normalise, upsample_logits
 from task.classes import CLASS_NAMES, IGNORE_INDEX
@@ -42,6 +42,7 @@ from train.losses import partial_cross_entropy
 from train.lovasz import lovasz_softmax
 from train.paths import DISCUSSION_DIR, REPO, RUNS_DIR, repo_relative
 from train.progress import progress
+from train.train import parse_args
 
 VAL = "data/4class-256"  # relative to the repository, as the results record it (SHIPPED likewise)
 FIGURES = DISCUSSION_DIR
@@ -56,10 +57,21 @@ ERF_SIZE = 256
 ERF_FIGURE_ROWS = ("attention-init-s0", "paper-s0", "shipped", "dwconv-init-s0", "dwconv-mixer-s0")
 INIT_SEEDS = (0, 1, 2)  # random initialisations measured for the ERF at initialisation (Q6)
 PROBE_IMAGES = 24  # crops the position read-out is fitted on, and as many others it is scored on (Q4)
-#: Q7's two decoders as config changes of B0, by the name the results use.
-DECODER_VARIANTS: dict[str, dict] = {"all_mlp (C=256)": {}, "fpn (C=96)": {"decoder": "fpn", "decoder_dim": 96}}
-DECODER_ARMS = {"all_mlp (C=256)": "frozen-all-mlp", "fpn (C=96)": "frozen-fpn"}
-REFERENCE_DECODER = "all_mlp (C=256)"
+
+
+def decoder_variants(arm_names: Sequence[str]) -> dict[str, tuple[str, dict]]:
+    """Q7's decoders by the name the results use ("fpn (C=96)"): each arm's name and its config changes of B0, read
+    from the arm's own flags."""
+    variants = {}
+    for name in arm_names:
+        (arm,) = (arm for arm in ARMS if arm.name == name)
+        variant = given_variants(vars(parse_args(list(arm.flags))))
+        config = replace(preset("b0"), **variant)
+        variants[f"{config.decoder} (C={config.decoder_dim})"] = name, variant
+    return variants
+
+
+DECODERS = decoder_variants(("frozen-all-mlp", "frozen-fpn"))  # the first is the reference
 COST_SIZE = 512  # input side of the decoders' latency and MACs (Q7)
 #: (arm, reference, question) of every comparison the answers rest on, in the order of the protocol table.
 PAIRS = (
@@ -318,7 +330,7 @@ def measure_decoders() -> dict:
     torch.set_num_threads(1)
     x = torch.randn(1, 3, COST_SIZE, COST_SIZE)
     models, features = {}, {}
-    for name, variant in DECODER_VARIANTS.items():
+    for name, (_, variant) in DECODERS.items():
         torch.manual_seed(0)
         models[name] = SegFormer(replace(preset("b0"), **variant), NUM_CLASSES).eval()
         features[name] = models[name].encoder(x)[0]
@@ -625,10 +637,11 @@ def macs(variant: dict, size: int = COST_SIZE) -> tuple[int, int]:
 def table_decoders() -> str:
     latency = load("decoders")
     results = arm_results()
-    reference = final_mious(results.get(DECODER_ARMS[REFERENCE_DECODER], []))
+    (reference_arm, _), *_ = DECODERS.values()
+    reference = final_mious(results.get(reference_arm, []))
     rows = []
-    for name, variant in DECODER_VARIANTS.items():
-        finals = final_mious(results.get(DECODER_ARMS[name], []))
+    for name, (arm, variant) in DECODERS.items():
+        finals = final_mious(results.get(arm, []))
         cost = latency["decoders"][name] if latency else {}
         decoder_macs, model_macs = macs(variant)
         rows.append(
@@ -640,7 +653,7 @@ def table_decoders() -> str:
                 f"{model_macs / 1e9:.2f} G",
                 f"{cost['model_seconds_512'] * 1e3:.0f} ms" if cost else "",
                 spread(list(finals.values())) if finals else "not run yet",
-                paired_verdict(paired_differences(finals, reference)) if name != REFERENCE_DECODER else "",
+                paired_verdict(paired_differences(finals, reference)) if arm != reference_arm else "",
             ]
         )
     header = [
