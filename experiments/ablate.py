@@ -177,6 +177,9 @@ ARMS = (
 )  # fmt: skip
 
 
+ARMS_BY_NAME = {arm.name: arm for arm in ARMS}
+
+
 def distill_command(arm: Arm, seed: int, runs: Path) -> list[str]:
     """The train.distill command line of an arm's distillation, to run in the repository."""
     out = arm.distill_dir(seed, runs)
@@ -371,11 +374,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one torch thread each")
     parser.add_argument("--runs", type=Path, default=RUNS_DIR / "ablate", help="folder of the run folders")
     args = parser.parse_args(argv)
-    by_name = {arm.name: arm for arm in ARMS}
-    unknown = sorted(set(args.arms or ()) - set(by_name))
+    unknown = sorted(set(args.arms or ()) - set(ARMS_BY_NAME))
     if unknown:
-        sys.exit(f"error: unknown arm(s) {', '.join(unknown)}; known: {', '.join(by_name)}")
-    arms = [by_name[n] for n in args.arms] if args.arms else list(ARMS)
+        sys.exit(f"error: unknown arm(s) {', '.join(unknown)}; known: {', '.join(ARMS_BY_NAME)}")
+    arms = [ARMS_BY_NAME[n] for n in args.arms] if args.arms else list(ARMS)
     jobs = [(arm, seed) for arm in arms for seed in args.seeds or arm.seeds]
     runs = args.runs.resolve()
     if args.action == "list":

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench.interleave import interleaved
-from experiments.ablate import ARMS, SHIPPED, arm_results
+from experiments.ablate import ARMS_BY_NAME, SHIPPED, arm_results
 from experiments.position_probe import probe
 from experiments.tables import markdown_table, paired_differences, paired_verdict, spread, verdict
 from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer, load_checkpoint
@@ -64,8 +64,7 @@ def decoder_variants(arm_names: Sequence[str]) -> dict[str, tuple[str, dict]]:
     from the arm's own flags."""
     variants = {}
     for name in arm_names:
-        (arm,) = (arm for arm in ARMS if arm.name == name)
-        variant = given_variants(vars(parse_args(list(arm.flags))))
+        variant = given_variants(vars(parse_args(list(ARMS_BY_NAME[name].flags))))
         config = replace(preset("b0"), **variant)
         variants[f"{config.decoder} (C={config.decoder_dim})"] = name, variant
     return variants
@@ -259,10 +258,9 @@ def compact_log_maps(maps: torch.Tensor) -> list[list[str]]:
 def arm_runs(runs: Path, arms: Sequence[str], what: str) -> dict[str, Path]:
     """The last checkpoint of each arm's seeds (``Arm.seeds``) in ``runs``, by ``ARM-sSEED``; a missing one is said
     on stderr (for the measurement ``what``) and left out."""
-    seeds = {arm.name: arm.seeds for arm in ARMS}
     found = {}
     for arm in arms:
-        for seed in seeds[arm]:
+        for seed in ARMS_BY_NAME[arm].seeds:
             path = runs / f"{arm}-s{seed}" / "last"
             if path.with_suffix(".json").is_file():
                 found[f"{arm}-s{seed}"] = path
