@@ -691,6 +691,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "protocol": pairs_table,
     "protocol-16": lambda: pairs_table(LONG_PAIRS),
     "q1": lambda: arms_table(["paper", "non-overlap", "max-pool"]),
+    "q1-16": lambda: arms_table(["scratch-16-epochs", "non-overlap-16", "max-pool-16"], reference="scratch-16-epochs"),
     "q2": table_attention_cost,
     "q3": lambda: arms_table(["paper", "ffn-0-act", "ffn-2-act"]),
     "q4": table_padding,
