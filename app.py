@@ -19,13 +19,10 @@ import functools
 import logging
 import os
 import re
-import shutil
 import sys
-import tempfile
 import threading
 import time
-import uuid
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from string import Template
@@ -47,13 +44,14 @@ from demo.ground_truth import (
     read_pairs,
     truth_picture,
 )
+from demo.masks import MaskFiles
 from demo.photo import MAX_OTHER_PIXELS, Photo, decode_photo
 from demo.segment import DISPLAY_SIDE, class_shares, downscale, segment
 from demo.uploads import UploadRefused, cached_upload
 from demo.views import RecentViews
 from segformer.checkpoint import DEFAULT_CHECKPOINT
 from segformer.hub import CHECKPOINT_PREFIX
-from segformer.images import IGNORE_COLOUR, MAX_PIXELS, MAX_SIDE, InputError, blend, colourise, palette_png
+from segformer.images import IGNORE_COLOUR, MAX_PIXELS, MAX_SIDE, InputError, blend, colourise
 from task.classes import CLASS_NAMES
 from task.curves import history_figure
 
@@ -220,24 +218,8 @@ def photo_input(label: str, height: int, elem_id: str) -> gr.Image:
 def segment_tab(loaded: LoadedModel, cache: Path) -> None:
     """Upload/webcam/clipboard photo -> overlay with legend and opacity, class shares, timing, and the mask at the
     photo's size (at a whole fraction of it beyond MASK_PIXELS)."""
-    masks = tempfile.TemporaryDirectory(prefix="segformer-app-masks-")  # removed when the process ends
-    recent: deque[Path] = deque()
+    masks = MaskFiles(KEPT_MASKS, loaded.palette)
     views = RecentViews(VIEW_BYTES, VIEW_TTL_S)
-
-    def save_mask(mask: np.ndarray, upload_name: str | None) -> Path:
-        """Write the mask as a palette PNG named after the upload, in a folder of its own (written under a
-        temporary name, then renamed: a half-written mask is never served)."""
-        folder = Path(masks.name) / uuid.uuid4().hex
-        folder.mkdir()
-        stem = re.sub(r"[^\w.-]+", "_", Path(upload_name or "photo").stem)[:80] or "photo"
-        path = folder / f"{stem}-mask.png"
-        partial = folder / "mask.png.part"
-        palette_png(mask, loaded.palette).save(partial, format="PNG", compress_level=1)
-        partial.rename(path)
-        recent.append(folder)
-        while len(recent) > KEPT_MASKS:
-            shutil.rmtree(recent.popleft(), ignore_errors=True)
-        return path
 
     def segment_photo(image: object = None, opacity_value: object = 0.55) -> tuple:
         """Overlay, class shares, timing text, the mask PNG, and the key of the display-size view kept for
@@ -251,7 +233,7 @@ def segment_tab(loaded: LoadedModel, cache: Path) -> None:
         mask, seconds, (work_w, work_h) = segment(loaded, photo.rgb)
         shares = class_shares(mask, len(loaded.classes))
         view = downscale(photo.rgb, mask, DISPLAY_SIDE)
-        mask_path = save_mask(mask, name)
+        mask_path = masks.save(mask, name)
         width, height = photo.size
         mask_h, mask_w = mask.shape
         info = (
