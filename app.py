@@ -32,7 +32,14 @@ import numpy as np
 
 from demo import arguments
 from demo.arguments import ArgumentError
-from demo.attention import ATTENTION_SIDE, attention_maps, heatmap, mark_point, working_image
+from demo.attention import (
+    ATTENTION_SIDE,
+    attention_maps,
+    captioned_heatmaps,
+    grids_table,
+    mark_point,
+    working_image,
+)
 from demo.checkpoints import CheckpointError, LoadedModel, load_model
 from demo.docs import contents, read_page_markdown
 from demo.ground_truth import (
@@ -498,23 +505,8 @@ def attention_tab(loaded: LoadedModel, cache: Path) -> None:
         centre = query_x is None or query_y is None
         px, py = (width / 2, height / 2) if centre else (query_x, query_y)
         point = (px * work_w / width, py * work_h / height)
-        items = []
-        rows = [
-            "| stage | block shown | query grid h×w | key grid ⌊h/R⌋×⌊w/R⌋ | R | heads | rows×columns no key covers |",
-            "|---" * 7 + "|",
-        ]
-        for stage in attention_maps(loaded, work, point):
-            count = stage.maps.shape[0]
-            rows.append(
-                f"| {stage.stage} | last ({stage.block} of {stage.block}) | {stage.grid[0]}×{stage.grid[1]} | "
-                f"{stage.keys[0]}×{stage.keys[1]} | {stage.sr_ratio} | {count} | "
-                f"{stage.leftover[0]}×{stage.leftover[1]} |"
-            )
-            for head in [None] if heads != EACH_HEAD else range(count):
-                who = f"head {head + 1}/{count}" if head is not None else f"mean of {count} heads"
-                who = "its only head" if count == 1 else who
-                caption = f"Stage {stage.stage}, {who}: {stage.keys[0]}×{stage.keys[1]} keys (R = {stage.sr_ratio})"
-                items.append((heatmap(work, stage, head, point), caption))
+        stages = attention_maps(loaded, work, point)
+        items = captioned_heatmaps(work, stages, point, each_head=heads == EACH_HEAD)
         where = "the centre (click the photo to pick a point)" if centre else f"({px:.0f}, {py:.0f})"
         info = (
             f"Query point: {where} of the {width}×{height} photo, computed at {work_w}×{work_h}. Each map is "
@@ -522,7 +514,7 @@ def attention_tab(loaded: LoadedModel, cache: Path) -> None:
             "square: that token's cell; cyan cross: the point), upsampled from the stage's reduced key grid and "
             "scaled to its maximum. Each key is the reduction of an R×R patch of the query grid; where R does not "
             "divide the grid, its last rows or columns belong to no key and no weight reaches them: they show "
-            "the photo in grey.\n\n" + "\n".join(rows)
+            "the photo in grey.\n\n" + grids_table(stages)
         )
         scale = (width / work_w, height / work_h)
         return mark_point(work, point), items, info, scale

@@ -117,3 +117,33 @@ def heatmap(image: np.ndarray, stage_map: StageMap, head: int | None, point: tup
     cell = stage_map.cell
     draw.rectangle((col * cell, row * cell, (col + 1) * cell - 1, (row + 1) * cell - 1), outline=MARK_COLOUR)
     return mark_point(np.asarray(blended), point)
+
+
+def captioned_heatmaps(
+    image: np.ndarray, stages: list[StageMap], point: tuple[float, float], each_head: bool
+) -> list[tuple[np.ndarray, str]]:
+    """The heatmaps of every stage (one per head, or each stage's mean over heads), each with its caption."""
+    items = []
+    for stage in stages:
+        count = stage.maps.shape[0]
+        for head in range(count) if each_head else [None]:
+            who = f"head {head + 1}/{count}" if head is not None else f"mean of {count} heads"
+            who = "its only head" if count == 1 else who
+            caption = f"Stage {stage.stage}, {who}: {stage.keys[0]}×{stage.keys[1]} keys (R = {stage.sr_ratio})"
+            items.append((heatmap(image, stage, head, point), caption))
+    return items
+
+
+def grids_table(stages: list[StageMap]) -> str:
+    """A Markdown table of each stage's block shown, query and key grids, R, heads and uncovered rows×columns."""
+    rows = [
+        "| stage | block shown | query grid h×w | key grid ⌊h/R⌋×⌊w/R⌋ | R | heads | rows×columns no key covers |",
+        "|---" * 7 + "|",
+    ]
+    for stage in stages:
+        rows.append(
+            f"| {stage.stage} | last ({stage.block} of {stage.block}) | {stage.grid[0]}×{stage.grid[1]} | "
+            f"{stage.keys[0]}×{stage.keys[1]} | {stage.sr_ratio} | {stage.maps.shape[0]} | "
+            f"{stage.leftover[0]}×{stage.leftover[1]} |"
+        )
+    return "\n".join(rows)
