@@ -701,6 +701,9 @@ TABLES: dict[str, Callable[[], str]] = {
     "q5-finetune": lambda: arms_table(["finetune-ce", "finetune-ce+lovasz"], reference="finetune-ce"),
     "q5-history": table_loss_history,
     "q6-arms": lambda: arms_table(["paper", "dwconv-mixer"]),
+    "q6-16": lambda: arms_table(
+        ["scratch-16-epochs", "dwconv-mixer-16", "dwconv-mixer-matched-16"], reference="scratch-16-epochs"
+    ),
     "q6-erf": table_erf,
     "q7": table_decoders,
     "q7-distilled": lambda: arms_table(
