@@ -1,7 +1,7 @@
 """The full-size masks the Segment tab offers for download: palette PNGs (pixel value = class id) in a temporary
 folder of the app's own, the most recent ``kept`` of them, each in a folder of its own.
 
-A mask is written under a temporary name and then renamed, so a half-written file is never served; the file is
+A mask is written atomically (segformer.checkpoint.atomic_write), so a half-written file is never served; the file is
 named after the upload with everything but letters, digits, '.', '-' and '_' replaced, so a client's file name
 never reaches a path outside the folder. Older masks are deleted (gradio has copied what it serves by then), and
 the folder goes when the process ends.
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from segformer.checkpoint import atomic_write
 from segformer.images import palette_png
 
 #: Longest stem kept from an upload's name.
@@ -45,9 +46,8 @@ class MaskFiles:
         folder = self.root / uuid.uuid4().hex
         folder.mkdir()
         path = folder / f"{mask_stem(upload_name)}-mask.png"
-        partial = folder / "mask.png.part"
-        palette_png(mask, self.palette).save(partial, format="PNG", compress_level=1)
-        partial.rename(path)
+        image = palette_png(mask, self.palette)
+        atomic_write(path, lambda tmp: image.save(tmp, format="PNG", compress_level=1))
         with self._lock:
             self._recent.append(folder)
             dropped = [self._recent.popleft() for _ in range(len(self._recent) - self.kept)]

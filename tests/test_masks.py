@@ -31,7 +31,7 @@ def test_masks_are_class_id_pngs_in_their_folder_and_only_the_last_are_kept() ->
     assert all(p.parent.parent == files.root for p in paths)
     assert not paths[0].exists() and not paths[0].parent.exists()  # the oldest beyond kept=2 is gone
     for path, mask in zip(paths[1:], masks[1:], strict=True):
-        assert sorted(q.name for q in path.parent.iterdir()) == [path.name]  # no .part left beside it
+        assert sorted(q.name for q in path.parent.iterdir()) == [path.name]  # no temporary file left beside it
         with Image.open(path) as image:
             assert image.mode == "P"
             np.testing.assert_array_equal(np.asarray(image), mask)

@@ -66,8 +66,8 @@ teach=(--teacher-weight 1 --teacher-temperature 1 --teacher max-person --teacher
 "$PY" -m train.evaluate --checkpoint runs/s14a/last --data "${raw[@]}" --json > results/eval/stage14-leg1.json
 "$PY" -m train.evaluate --checkpoint runs/s14b/last --data "${raw[@]}" --json > results/eval/stage14-last.json
 
-# Stage 15 (results/README.md): stage 14's leg 2 (its fp16 weights, results/weights/stage14-leg2 in commit 9c70205;
-# they were replaced by stage 15's) continued for 8 epochs at 256-pixel crops, scored the same way.
-"$PY" -m train.train --init results/weights/stage14-leg2 --data "${folders[@]}" --epochs 8 --crop-size 256 \
+# Stage 15 (results/README.md): stage 14's leg 2 continued for 8 epochs at 256-pixel crops, scored the same way. As
+# run, it started from leg 2's fp16 export (results/weights/stage14-leg2 at commit 9c70205, since replaced).
+"$PY" -m train.train --init runs/s14b/last --data "${folders[@]}" --epochs 8 --crop-size 256 \
     --batch-size 8 --lr 2e-4 --head-lr-mult 1 --warmup-iters 100 "${teach[@]}" --seed 16 --out runs/s15
 "$PY" -m train.evaluate --checkpoint runs/s15/last --data "${raw[@]}" --json > results/eval/stage15-last.json
