@@ -45,8 +45,8 @@ from demo.docs import contents, read_page_markdown
 from demo.ground_truth import (
     HATCH_COLOURS,
     disagreement,
-    image_scores,
-    partial_labels,
+    example_label,
+    example_report,
     pooled_scores,
     read_pairs,
     truth_picture,
@@ -302,11 +302,6 @@ def segment_tab(loaded: LoadedModel, cache: Path) -> None:
 # ---------------------------------------------------------------------------- tab 2: validation examples
 
 
-def example_label(name: str) -> str:
-    """How the page names a bundled validation example: 'source: stem'."""
-    return name.replace("__", ": ", 1)
-
-
 def validation_tab(loaded: LoadedModel, pairs: dict, predictions: dict) -> None:
     """Gallery of bundled validation images; one selected -> image | truth | prediction, IoU, disagreement map.
 
@@ -324,27 +319,7 @@ def validation_tab(loaded: LoadedModel, pairs: dict, predictions: dict) -> None:
         """Image, ground truth, prediction, disagreement map, IoU table and summary of one validation example."""
         rgb, truth = pairs[name]
         prediction, seconds = predictions[name]
-        result = image_scores(prediction, truth, loaded.classes)
-        rows = [
-            [cls, "—" if iou is None else f"{iou:.3f}", f"{truth_share:.1%}", f"{predicted_share:.1%}"]
-            for (cls, iou), truth_share, predicted_share in zip(
-                result["per_class_iou"].items(), result["truth_share"], result["predicted_share"], strict=True
-            )
-        ]
-        source = name.split("__")[0]
-        summary = (
-            f"**{example_label(name)}** ({rgb.shape[1]}×{rgb.shape[0]}): pixel accuracy "
-            f"**{result['pixel_acc']:.1%}**, mIoU **{result['miou']:.3f}** over the classes present in truth or "
-            f"prediction (— = absent from both). {result['ignored_share']:.0%} of the pixels are not labelled and "
-            "not scored. "
-        )
-        if result["partial_share"]:
-            summary += (
-                f"{result['partial_share']:.0%} of the pixels have a partial label (hatched: "
-                f"{', '.join(partial_labels(truth, source))}): left out of IoU and pixel accuracy, and "
-                f"{result['outside_admissible']:.1%} of them are predicted as a class outside their set. "
-            )
-        summary += f"Inference {seconds:.2f} s."
+        rows, summary = example_report(name, rgb, truth, prediction, seconds, loaded.classes)
         return (
             rgb,
             truth_picture(truth, loaded.palette),

@@ -93,3 +93,36 @@ def partial_labels(truth: np.ndarray, source: str) -> list[str]:
         own = ", ".join(f'"{name}"' for name, label in table.items() if label_id(label) == value)
         names.append(f"{partial_name(value)} ({own})" if own else partial_name(value))
     return names
+
+
+def example_label(name: str) -> str:
+    """How the page names a bundled validation example (``source__stem``): 'source: stem'."""
+    return name.replace("__", ": ", 1)
+
+
+def example_report(
+    name: str, rgb: np.ndarray, truth: np.ndarray, prediction: np.ndarray, seconds: float, classes: tuple[str, ...]
+) -> tuple[list[list[str]], str]:
+    """One validation example's table (class, IoU, truth share, predicted share; '—' for a class absent from both)
+    and its summary in Markdown: size, pixel accuracy, mIoU, the unscored and partially labelled shares, and the
+    inference time. ``name`` is ``source__stem``; the source names its partial labels."""
+    result = image_scores(prediction, truth, classes)
+    rows = [
+        [cls, "—" if iou is None else f"{iou:.3f}", f"{truth_share:.1%}", f"{predicted_share:.1%}"]
+        for (cls, iou), truth_share, predicted_share in zip(
+            result["per_class_iou"].items(), result["truth_share"], result["predicted_share"], strict=True
+        )
+    ]
+    summary = (
+        f"**{example_label(name)}** ({rgb.shape[1]}×{rgb.shape[0]}): pixel accuracy "
+        f"**{result['pixel_acc']:.1%}**, mIoU **{result['miou']:.3f}** over the classes present in truth or "
+        f"prediction (— = absent from both). {result['ignored_share']:.0%} of the pixels are not labelled and "
+        "not scored. "
+    )
+    if result["partial_share"]:
+        summary += (
+            f"{result['partial_share']:.0%} of the pixels have a partial label (hatched: "
+            f"{', '.join(partial_labels(truth, name.split('__')[0]))}): left out of IoU and pixel accuracy, and "
+            f"{result['outside_admissible']:.1%} of them are predicted as a class outside their set. "
+        )
+    return rows, summary + f"Inference {seconds:.2f} s."
