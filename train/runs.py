@@ -6,8 +6,9 @@ import json
 import os
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
 
 import torch
 import torch.distributed as dist
@@ -18,41 +19,51 @@ from task.classes import CLASS_NAMES, PALETTE, UNLABELLED_SOURCES
 from train.teacher_targets import TEACHER_DIR
 
 
+def option(default: object, help: str, **flag: object) -> Any:
+    """A config field that is also a command-line flag: its default, its help text and any further settings of
+    ``argparse.add_argument`` (``choices``); add_flags makes ``--the-field-name`` from it."""
+    return field(default=default, metadata={"help": help, **flag})
+
+
 @dataclass
 class RunConfig:
     """What every run depends on, whatever its recipe (train.train's TrainConfig adds the rest); a run saves it with
     its weights."""
 
-    data: tuple[str, ...] = ("data/4class-256",)
-    out: str = "runs/b0"
-    preset: str = "b0"
-    crop_size: int = 256
-    batch_size: int = 8
-    epochs: int = 20
-    lr: float = 6e-5
-    weight_decay: float = 0.01
-    warmup_iters: int = 1500
-    workers: int = 2
-    seed: int = 0
-    resume: bool = False
-    stop_after: int | None = None  # end this process after that many epochs of the schedule (resume later)
+    data: tuple[str, ...] = option(("data/4class-256",), "dataset folders in the shared layout")
+    out: str = option("runs/b0", "run folder")
+    preset: str = option("b0", "MiT preset, b0..b5")
+    crop_size: int = option(256, "square training crop, pixels")
+    batch_size: int = option(8, "images per optimizer step (per process under DDP)")
+    epochs: int = option(20, "length of the schedule")
+    lr: float = option(6e-5, "peak learning rate (of the encoder, for train.train)")
+    weight_decay: float = option(0.01, "AdamW weight decay (norms and biases take none)")
+    warmup_iters: int = option(1500, "linear warmup steps, at most a tenth of the schedule")
+    workers: int = option(2, "DataLoader worker processes")
+    seed: int = option(0, "seeds initialisation, data order and augmentation")
+    resume: bool = option(False, "continue the run in --out")
+    stop_after: int | None = option(None, "end this process after N epochs (continue with --resume)")
 
 
-def add_run_flags(parser: argparse.ArgumentParser) -> None:
-    """The flags of RunConfig's fields, without defaults (None: keep the config's)."""
-    parser.add_argument("--data", nargs="+", help="dataset folders in the shared layout")
-    parser.add_argument("--out", help="run folder")
-    parser.add_argument("--preset", help="MiT preset, b0..b5")
-    parser.add_argument("--crop-size", type=int, help="square training crop, pixels")
-    parser.add_argument("--batch-size", type=int, help="images per optimizer step (per process under DDP)")
-    parser.add_argument("--epochs", type=int, help="length of the schedule")
-    parser.add_argument("--lr", type=float, help="peak learning rate (of the encoder, for train.train)")
-    parser.add_argument("--weight-decay", type=float, help="AdamW weight decay (norms and biases take none)")
-    parser.add_argument("--warmup-iters", type=int, help="linear warmup steps, at most a tenth of the schedule")
-    parser.add_argument("--workers", type=int, help="DataLoader worker processes")
-    parser.add_argument("--seed", type=int, help="seeds initialisation, data order and augmentation")
-    parser.add_argument("--resume", action="store_true", default=None, help="continue the run in --out")
-    parser.add_argument("--stop-after", type=int, help="end this process after N epochs (continue with --resume)")
+def add_flags(parser: argparse.ArgumentParser, config: type) -> None:
+    """One flag for each field of the dataclass ``config`` declared with ``option``, without a default (None: keep
+    the config's, or the recipe's). The flag's type is the field's: a bool is a switch, ``X | None`` takes an X,
+    ``tuple[X, ...]`` one or more."""
+    hints = get_type_hints(config)
+    for spec in fields(config):
+        if "help" not in spec.metadata:
+            continue
+        name = "--" + spec.name.replace("_", "-")
+        kind = hints[spec.name]
+        if kind is bool:
+            parser.add_argument(name, action="store_true", default=None, **spec.metadata)
+            continue
+        settings: dict = {}
+        if type(None) in get_args(kind):
+            kind = next(arg for arg in get_args(kind) if arg is not type(None))
+        if get_origin(kind) is tuple:
+            kind, settings["nargs"] = get_args(kind)[0], "+"
+        parser.add_argument(name, type=kind, **settings, **spec.metadata)
 
 
 def given_flags(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> dict:

@@ -58,13 +58,14 @@ from train.progress import progress
 from train.runs import (
     RESUMABLE_CHANGES,
     RunConfig,
-    add_run_flags,
+    add_flags,
     code_version,
     data_summary,
     given_flags,
     is_labelled,
     load_training_state,
     model_metadata,
+    option,
     save_training_state,
     setup_distributed,
 )
@@ -88,34 +89,42 @@ def add_variant_flags(parser: argparse.ArgumentParser) -> None:
         )
 
 
+LOSSES = ("ce", "lovasz", "ce+lovasz")
+AUGMENTATIONS = ("segmentation", "images")
+SCHEDULES = ("poly", "cosine")
+
+
 @dataclass
 class TrainConfig(RunConfig):
-    """Everything a run depends on; saved as the checkpoint's ``recipe``. The defaults are the paper's recipe."""
+    """Everything a run depends on; saved as the checkpoint's ``recipe``. The defaults are the paper's recipe.
+
+    Each field declared with ``option`` is also the flag ``--the-field-name`` (train.runs.add_flags); ``recipe``
+    and the design variants (segformer.config.VARIANTS) have flags of their own."""
 
     recipe: str = "paper"  # the named recipe these settings started from (RECIPES)
-    head_lr_mult: float = 10.0
+    head_lr_mult: float = option(10.0, "the decoder's learning rate as a multiple of --lr")
     # Cross-entropy weight of class c proportional to frequency_c ** -power (0: unweighted, as the paper).
-    class_weight_power: float = 0.0
+    class_weight_power: float = option(0.0, "weight class c's loss by frequency_c ** -P (0: off)")
     # Simple Copy-Paste (train.copy_paste): probability per crop, and the range of the pasted object's longer side
     # as a fraction of the crop's.
-    copy_paste: float = 0.0
-    copy_paste_min_scale: float = 0.2
-    copy_paste_max_scale: float = 1.0
+    copy_paste: float = option(0.0, "probability of Simple Copy-Paste per crop (0: off)")
+    copy_paste_min_scale: float = option(0.2, "smallest pasted object: longer side / crop's")
+    copy_paste_max_scale: float = option(1.0, "largest pasted object, likewise")
     # The random resize draws the short side from 0.5-2.0 x base_size (None: crop_size). A crop smaller than the
     # prepared images' short side with base_size at that short side keeps the image scale (short ablation runs).
-    base_size: int | None = None
-    limit: int | None = None  # use only the first N training images (tests, quick runs)
+    base_size: int | None = option(None, "random resize to 0.5-2x this short side (default: crop)")
+    limit: int | None = option(None, "use only the first N training images (tests, quick runs)")
     # Start from these weights: a checkpoint of this project (a path, or hf://ORG/REPO/NAME on the Hub) or a Hub repo
     # in the transformers layout (transformers://ORG/REPO, e.g. transformers://nvidia/mit-b0 for the paper's
     # ImageNet-pretrained encoder).
-    init: str | None = None
+    init: str | None = option(None, "a checkpoint (path or hf://ORG/REPO/NAME), or transformers://ORG/REPO")
     # Load only the encoder from --init (the decoder starts fresh, and may be another design), and/or keep the
     # encoder fixed and train only the decoder.
-    init_encoder_only: bool = False
-    freeze_encoder: bool = False
+    init_encoder_only: bool = option(False, "take only --init's encoder")
+    freeze_encoder: bool = option(False, "train only the decoder")
     # Initialisation of a model that starts from random weights: PyTorch's defaults, or the reference code's
     # (segformer.model.reference_init).
-    weight_init: str = "pytorch"
+    weight_init: str = option("pytorch", "init of random weights (no --init)", choices=("pytorch", "reference"))
     # Design variants of the network (segformer.config.MiTConfig; None keeps the preset's, which is the paper's).
     patch_merging: str | None = None
     sr_ratios: tuple[int, int, int, int] | None = None
@@ -128,27 +137,31 @@ class TrainConfig(RunConfig):
     # "ce": the cross-entropy (the paper's, with partial labels); "lovasz": the Lovasz-softmax surrogate of IoU
     # (Berman et al. 2018); "ce+lovasz": their sum. Its weight in the step's loss: 0 is the hint stage (the
     # ``distill`` recipe), where the encoder runs alone, the decoder does not train and no labels are needed.
-    loss: str = "ce"
-    segmentation_weight: float = 1.0
+    loss: str = option("ce", "ce (the paper's), lovasz (an IoU surrogate) or their sum", choices=LOSSES)
+    segmentation_weight: float = option(1.0, "weight of that loss (0: the hint stage, no decoder, no labels)")
     # Weight of train.hints' loss (the encoder's stage features against EfficientNet-Lite0's, through 1x1
     # projections) added at every step; 0: off, and the teacher is not loaded.
-    distill_weight: float = 0.0
+    distill_weight: float = option(0.0, "add W x the feature-hint loss of train.hints (0: off)")
     # Pixel-wise distillation from the segmentation teachers' stored targets (train.teach): teacher_weight x
     # train.losses.teacher_kl at teacher_temperature is added to the segmentation loss, the two teachers fused by
     # the rule ``teacher`` (train.teacher_targets.FUSIONS); weight 0: off, and no target is read.
     # teacher_on_labelled: "all" single-class pixels have the teacher's target, or only those where it "agree"s
     # with the label.
-    teacher: str = "max-person"
-    teacher_weight: float = 0.0
-    teacher_temperature: float = 1.0
-    teacher_on_labelled: str = "all"
+    teacher: str = option("max-person", "how the two teachers' targets are fused", choices=sorted(FUSIONS))
+    teacher_weight: float = option(0.0, "add W x the KL to the stored teacher targets of train.teach (0: off)")
+    teacher_temperature: float = option(1.0, "temperature of that KL")
+    teacher_on_labelled: str = option(
+        "all",
+        "labelled pixels with a teacher target: all, or only where the teacher's argmax agrees with the label",
+        choices=("all", "agree"),
+    )
     # bfloat16 autocast on the CPU too (on CUDA it is always on); worth it where the CPU has AMX.
-    cpu_bf16: bool = False
+    cpu_bf16: bool = option(False, "bfloat16 autocast on the CPU (AMX)")
     # "segmentation": train.data.train_transform on images and labels (the paper's); "images": the training images
     # alone through train.data.image_transform (the hint stage's).
-    augment: str = "segmentation"
+    augment: str = option("segmentation", "segmentation (images and labels) or images (alone)", choices=AUGMENTATIONS)
     # After the linear warmup: "poly" decay (mmseg's, the paper's) or "cosine" (DeiT's, the hint stage's).
-    schedule: str = "poly"
+    schedule: str = option("poly", "the decay after the warmup: poly (the paper's) or cosine", choices=SCHEDULES)
 
     @property
     def hint_stage(self) -> bool:
@@ -172,8 +185,6 @@ RECIPES: dict[str, dict] = {
         "crop_size": 224, "batch_size": 16, "workers": 1, "out": "runs/distill",
     },
 }  # fmt: skip
-AUGMENTATIONS = ("segmentation", "images")
-SCHEDULES = ("poly", "cosine")
 
 
 def from_recipe(name: str, **fields: object) -> TrainConfig:
@@ -285,9 +296,6 @@ class Run:
     start_epoch: int
     step: int
     hints: "Hints | None" = None  # the teacher and projections of --distill-weight
-
-
-LOSSES = ("ce", "lovasz", "ce+lovasz")
 
 
 def model_config(cfg: TrainConfig) -> MiTConfig:
@@ -642,34 +650,8 @@ def train(cfg: TrainConfig) -> dict:
 def parse_args(argv: Sequence[str] | None) -> TrainConfig:
     """The command line: ``--recipe`` picks a named recipe's defaults, and every other flag overrides them."""
     parser = argparse.ArgumentParser(prog="python -m train.train", description=__doc__.split("\n")[0])
-    add_run_flags(parser)
-    add = parser.add_argument
-    add("--recipe", choices=sorted(RECIPES), default="paper", help="defaults to start from (RECIPES)")
-    add("--head-lr-mult", type=float, help="the decoder's learning rate as a multiple of --lr")
-    add("--class-weight-power", type=float, help="weight class c's loss by frequency_c ** -P (0: off)")
-    add("--loss", choices=LOSSES, help="ce (the paper's), lovasz (an IoU surrogate) or their sum")
-    add("--segmentation-weight", type=float, help="weight of that loss (0: the hint stage, no decoder, no labels)")
-    add("--distill-weight", type=float, help="add W x the feature-hint loss of train.hints (0: off)")
-    add("--teacher-weight", type=float, help="add W x the KL to the stored teacher targets of train.teach (0: off)")
-    add("--teacher-temperature", type=float, help="temperature of that KL")
-    add("--teacher", choices=sorted(FUSIONS), help="how the two teachers' targets are fused")
-    add(
-        "--teacher-on-labelled",
-        choices=("all", "agree"),
-        help="labelled pixels with a teacher target: all, or only where the teacher's argmax agrees with the label",
-    )
-    add("--cpu-bf16", action="store_true", default=None, help="bfloat16 autocast on the CPU (AMX)")
-    add("--copy-paste", type=float, help="probability of Simple Copy-Paste per crop (0: off)")
-    add("--copy-paste-min-scale", type=float, help="smallest pasted object: longer side / crop's")
-    add("--copy-paste-max-scale", type=float, help="largest pasted object, likewise")
-    add("--base-size", type=int, help="random resize to 0.5-2x this short side (default: crop)")
-    add("--limit", type=int, help="use only the first N training images (tests, quick runs)")
-    add("--init", help="a checkpoint (path or hf://ORG/REPO/NAME), or transformers://ORG/REPO")
-    add("--init-encoder-only", action="store_true", default=None, help="take only --init's encoder")
-    add("--freeze-encoder", action="store_true", default=None, help="train only the decoder")
-    add("--weight-init", choices=("pytorch", "reference"), help="init of random weights (no --init)")
-    add("--augment", choices=AUGMENTATIONS, help="segmentation (images and labels) or images (alone)")
-    add("--schedule", choices=SCHEDULES, help="the decay after the warmup: poly (the paper's) or cosine")
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="paper", help="defaults to start from (RECIPES)")
+    add_flags(parser, TrainConfig)
     add_variant_flags(parser)
     args = given_flags(parser, argv)
     return from_recipe(args.pop("recipe"), **args | given_variants(args))
