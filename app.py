@@ -41,6 +41,7 @@ from demo.attention import (
     working_image,
 )
 from demo.checkpoints import CheckpointError, LoadedModel, load_model
+from demo.curves import continued_note, history_note, last_epoch_rows, soup_note
 from demo.docs import contents, read_page_markdown
 from demo.ground_truth import (
     HATCH_COLOURS,
@@ -405,56 +406,26 @@ def served_scores_text(loaded: LoadedModel, pairs: dict, predictions: dict) -> s
 
 def curves_tab(loaded: LoadedModel, pairs: dict, predictions: dict) -> None:
     """The served weights' scores, then the loss and IoU per epoch of the training run in the checkpoint's
-    history (for an average of checkpoints, its first ingredient's, said so), and that run's recipe."""
+    history (for an average of checkpoints, its first ingredient's, said so), and that run's recipe
+    (the texts: demo.curves)."""
     gr.Markdown(served_scores_text(loaded, pairs, predictions), elem_id="served-scores")
     meta = loaded.metadata
-    history = meta.get("history") or []
-    soup = meta.get("soup")
-    if history:
-        last = history[-1]
-        best = max(history, key=lambda record: record["val_miou"])
-        whose = "the run that trained these weights"
-        if soup:
-            parts = ", ".join(
-                f"`{part['checkpoint']}` (epoch {part['history'][-1]['epoch']}, validation mIoU "
-                f"{part['history'][-1]['val_miou']:.3f})"
-                for part in soup
-                if part["history"]
-            )
-            whose = f"the first of the {len(soup)} checkpoints averaged into these weights, `{soup[0]['checkpoint']}`"
-            gr.Markdown(
-                f"These weights are the **average of {len(soup)} checkpoints** (a model soup, `train/soup.py`): "
-                f"{parts}. An average was not trained itself, so it has no curve of its own."
-            )
-        gr.Markdown(
-            f"The curves are those of {whose}: after epoch **{last['epoch']}**, validation mIoU "
-            f"{last['val_miou']:.3f}, pixel accuracy {last['val_pixel_acc']:.1%}, validation loss "
-            f"{last['val_loss']:.3f} (train loss {last['train_loss']:.3f}); best validation mIoU "
-            f"{best['val_miou']:.3f} at epoch {best['epoch']}. Validation here is the prepared val split "
-            "(short side 256)."
-        )
-        figure = history_figure(history)
-        gr.Plot(figure, label="Training curves", elem_id="curves")
-        gr.Dataframe(
-            [[name, "—" if iou is None else f"{iou:.3f}"] for name, iou in last["val_per_class_iou"].items()],
-            headers=["class", f"validation IoU after epoch {last['epoch']}"],
-        )
+    if soup := soup_note(meta):
+        gr.Markdown(soup)
+    if history := history_note(meta):
+        gr.Markdown(history)
+        gr.Plot(history_figure(meta["history"]), label="Training curves", elem_id="curves")
+        last = meta["history"][-1]["epoch"]
+        gr.Dataframe(last_epoch_rows(meta), headers=["class", f"validation IoU after epoch {last}"])
     else:
         gr.Markdown(
             "This checkpoint has **no training history** (it was not written by `train/train.py`), "
             "so there are no curves to show.",
             elem_id="curves",
         )
-    recipe = meta.get("recipe")
-    if recipe:
-        inherited = meta.get("inherited_epochs")
-        if history and inherited and isinstance(recipe.get("epochs"), int):
-            gr.Markdown(
-                f"The recipe below is that run's last stage: it continued from `{recipe.get('init')}`, whose "
-                f'{inherited} epochs are the start of the curves, for `"epochs": {recipe["epochs"]}` more '
-                f"(epochs {inherited + 1}–{inherited + recipe['epochs']}). The Design questions tab names the "
-                "model it measured, which may be an earlier one."
-            )
+    if recipe := meta.get("recipe"):
+        if continued := continued_note(meta):
+            gr.Markdown(continued)
         gr.JSON(recipe, label="Recipe (training arguments of the last stage)")
 
 
