@@ -71,3 +71,9 @@ teach=(--teacher-weight 1 --teacher-temperature 1 --teacher max-person --teacher
 "$PY" -m train.train --init runs/s14b/last --data "${folders[@]}" --epochs 8 --crop-size 256 \
     --batch-size 8 --lr 2e-4 --head-lr-mult 1 --warmup-iters 100 "${teach[@]}" --seed 16 --out runs/s15
 "$PY" -m train.evaluate --checkpoint runs/s15/last --data "${raw[@]}" --json > results/eval/stage15-last.json
+
+# Stage 16 (results/README.md): stage 15 continued for 8 epochs at half its rate, scored the same way. As run, it
+# started from stage 15's fp16 export (results/weights/stage15 at commit 2ea378a, since replaced).
+"$PY" -m train.train --init runs/s15/last --data "${folders[@]}" --epochs 8 --crop-size 256 \
+    --batch-size 8 --lr 1e-4 --head-lr-mult 1 --warmup-iters 100 "${teach[@]}" --seed 17 --out runs/s16
+"$PY" -m train.evaluate --checkpoint runs/s16/last --data "${raw[@]}" --json > results/eval/stage16-last.json
