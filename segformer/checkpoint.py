@@ -91,6 +91,17 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
+def working_short_side(meta: dict[str, Any]) -> int | None:
+    """The shorter side, in pixels, that a checkpoint's images are scaled to before its network (its metadata's
+    ``working_short_side``, chosen on val), or None: each image at its own size."""
+    value = meta.get("working_short_side")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"working_short_side must be a positive integer, got {value!r}")
+    return value
+
+
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint weights {path} not found")
@@ -128,6 +139,10 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
     """Build the model described by the metadata, load its weights (as float32), return (model in eval, metadata)."""
     weights_path, meta_path = checkpoint_paths(resolve_checkpoint(path))
     meta = read_metadata(meta_path)
+    try:
+        working_short_side(meta)
+    except ValueError as err:
+        raise ValueError(f"{meta_path}: {err}") from err
     fields = {
         RENAMED_CONFIG_FIELDS.get(k, k): tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()
     }

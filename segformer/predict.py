@@ -1,8 +1,9 @@
 """The one prediction path: normalise -> forward -> upsample the logits to the output size -> argmax.
 
-Evaluation, the app and ``python -m segformer segment`` all call :func:`predict`; logits are always upsampled before
-the argmax (never the argmax of low-resolution logits upsampled), as in the paper's evaluation. Its pieces are
-here for other callers: :func:`working_size` (the longer side scaled down to at most ``max_side``),
+The app and ``python -m segformer segment`` call :func:`predict`, and ``train.evaluate`` its pieces (it also needs
+the logits, for its loss); logits are always upsampled before the argmax (never the argmax of low-resolution logits
+upsampled), as in the paper's evaluation. Its pieces: :func:`working_size` (the shorter side scaled to a
+checkpoint's working scale, the longer side down to at most ``max_side``), :func:`resize_images`,
 :func:`upsample_logits` and :func:`upsampled_argmax`.
 """
 
@@ -21,13 +22,25 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 _BAND_THRESHOLD = 1 << 25
 
 
-def working_size(height: int, width: int, max_side: int) -> tuple[int, int]:
-    """(height, width) scaled (aspect kept, rounded, at least 1) so that the longer side is at most ``max_side``;
-    unchanged when it already is."""
-    if max(height, width) <= max_side:
+def working_size(
+    height: int, width: int, max_side: int | None = None, *, short_side: int | None = None
+) -> tuple[int, int]:
+    """(height, width) the network sees: scaled (aspect kept, rounded, at least 1) so that the shorter side is
+    ``short_side`` (up or down) when given, then down so that the longer side is at most ``max_side``; unchanged
+    when neither applies."""
+    scale = 1.0 if short_side is None else short_side / min(height, width)
+    if max_side is not None:
+        scale = min(scale, max_side / max(height, width))
+    if scale == 1.0:
         return height, width
-    scale = max_side / max(height, width)
     return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def resize_images(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Images (B, C, H, W) resized to ``size`` (bilinear, antialiased when shrinking); unchanged at that size."""
+    if (x.shape[-2], x.shape[-1]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
 def normalise(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
@@ -100,12 +113,14 @@ def predict(
     mean: tuple[float, ...] = IMAGENET_MEAN,
     std: tuple[float, ...] = IMAGENET_STD,
     max_side: int | None = None,
+    short_side: int | None = None,
 ) -> torch.Tensor:
     """Class index per pixel, uint8 (B, H, W) (or (H, W) for one image), at the images' own size.
 
     ``images`` are RGB: a PIL image, a numpy (H, W, 3) array, or a (3, H, W) or (B, 3, H, W) tensor; uint8, or
-    float in [0, 1]. With ``max_side`` the network sees the images scaled down (antialiased) so their longer side
-    is at most ``max_side`` (a bounded working size); the logits are still upsampled to the full size. Works under
+    float in [0, 1]. The network sees them at :func:`working_size`: with ``short_side`` (a checkpoint's
+    ``working_short_side``) scaled so the shorter side is that long, with ``max_side`` scaled down so the longer side
+    is at most that (a bounded working size); the logits are still upsampled to the full size. Works under
     ``torch.autocast``, whose dtype the network then runs in.
     """
     images = as_images(images)
@@ -113,9 +128,7 @@ def predict(
     batch = images[None] if single else images
     x = normalise(batch, mean, std)
     size = (x.shape[-2], x.shape[-1])
-    working = size if max_side is None else working_size(*size, max_side)
-    if working != size:
-        x = F.interpolate(x, size=working, mode="bilinear", align_corners=False, antialias=True)
+    x = resize_images(x, working_size(*size, max_side, short_side=short_side))
     param = next(model.parameters())
     logits = model(x.to(param.device, param.dtype))
     labels = upsampled_argmax(logits, size)

@@ -24,9 +24,11 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from segformer import load_checkpoint
+from segformer.checkpoint import working_short_side
 from segformer.config import FFN_PADDINGS
+from segformer.images import MAX_SIDE
 from segformer.model import swap_ffn_padding
-from segformer.predict import class_argmax, normalise, upsample_logits
+from segformer.predict import class_argmax, normalise, resize_images, upsample_logits, working_size
 from task.classes import CLASS_NAMES, IGNORE_INDEX, PARTIAL_IDS
 from task.metrics import confusion_matrix, partial_counts, scores
 from train.data import SegmentationFolder
@@ -42,9 +44,14 @@ def evaluate(
     mean: Sequence[float],
     std: Sequence[float],
     class_names: Sequence[str] = CLASS_NAMES,
+    short_side: int | None = None,
     show_progress: bool = True,
 ) -> dict:
     """Scores of ``model`` on every image of ``dataset`` at full resolution, plus the mean cross-entropy.
+
+    The network sees each image as the app does: at its own size, or with ``short_side`` (a checkpoint's working
+    scale) scaled so its shorter side is that long and its longer side at most the app's ``MAX_SIDE``; the logits
+    are upsampled to the label's size either way.
 
     Under torch.distributed each rank takes every world-th image and the confusion matrix and loss sums are
     reduced, so the result is the same as on one process.
@@ -61,7 +68,10 @@ def evaluate(
     for index in progress(indices, "evaluate", unit="images") if show_progress and rank == 0 else indices:
         image, mask = dataset[index]
         image, mask = image[None].to(device), mask[None].to(device)
-        logits = model(normalise(image, tuple(mean), tuple(std))).float()
+        x = normalise(image, tuple(mean), tuple(std))
+        if short_side is not None:
+            x = resize_images(x, working_size(*x.shape[-2:], MAX_SIDE, short_side=short_side))
+        logits = model(x).float()
         size = (mask.shape[-2], mask.shape[-1])
         full = upsample_logits(logits, size)
         loss_sum[0] += partial_cross_entropy(full, mask, reduction="sum")
@@ -104,21 +114,41 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--ffn-padding", choices=FFN_PADDINGS, help="swap the padding of Mix-FFN's depthwise conv (no retraining)"
     )
+    parser.add_argument(
+        "--working-short-side",
+        type=int,
+        help="scale each image's shorter side to this many pixels (default: the checkpoint's own working scale; "
+        "0: each image at its own size)",
+    )
     args = parser.parse_args(argv)
+    if args.working_short_side is not None and args.working_short_side < 0:
+        parser.error("--working-short-side must be 0 or more")
     try:
         model, meta = load_checkpoint(args.checkpoint)
         if args.ffn_padding is not None:
             swap_ffn_padding(model, args.ffn_padding)
         datasets = {str(folder): SegmentationFolder(folder, args.split) for folder in args.data}
+        short_side = working_short_side(meta) if args.working_short_side is None else args.working_short_side or None
     except (FileNotFoundError, ValueError) as err:
         sys.exit(f"error: {err}")
     per_source = {
         name: evaluate(
-            model, dataset, mean=meta["mean"], std=meta["std"], class_names=meta["classes"], show_progress=not args.json
+            model,
+            dataset,
+            mean=meta["mean"],
+            std=meta["std"],
+            class_names=meta["classes"],
+            short_side=short_side,
+            show_progress=not args.json,
         )
         for name, dataset in datasets.items()
     }
-    head = {"checkpoint": str(args.checkpoint), "split": args.split, "ffn_padding": model.config.ffn_padding}
+    head = {
+        "checkpoint": str(args.checkpoint),
+        "split": args.split,
+        "ffn_padding": model.config.ffn_padding,
+        "working_short_side": short_side,
+    }
     if len(per_source) == 1:
         [(name, result)] = per_source.items()
         report = {**head, "data": name, **result}
