@@ -54,7 +54,7 @@ from demo.ground_truth import (
 )
 from demo.masks import MaskFiles
 from demo.photo import MAX_OTHER_PIXELS, Photo, decode_photo
-from demo.segment import DISPLAY_SIDE, class_shares, downscale, segment
+from demo.segment import DISPLAY_SIDE, class_shares, downscale, segment, working_rule
 from demo.uploads import UploadRefused, cached_upload
 from demo.views import RecentViews
 from segformer.checkpoint import DEFAULT_CHECKPOINT
@@ -245,7 +245,7 @@ def segment_tab(loaded: LoadedModel, cache: Path) -> None:
         width, height = photo.size
         mask_h, mask_w = mask.shape
         info = (
-            f"Photo **{width}×{height}**; the network ran at {work_w}×{work_h} (longer side ≤ {MAX_SIDE}) "
+            f"Photo **{width}×{height}**; the network ran at {work_w}×{work_h} ({working_rule(loaded)}) "
             f"and its logits were upsampled to {mask_w}×{mask_h} before the argmax. "
             f"Inference **{seconds:.2f} s** (whole request {time.perf_counter() - start:.2f} s)."
         )

@@ -7,6 +7,7 @@ import numpy as np
 from huggingface_hub.errors import EntryNotFoundError
 
 import segformer
+from segformer.checkpoint import working_short_side
 from segformer.hub import resolve_checkpoint
 from segformer.model import SegFormer
 from task.classes import CLASS_NAMES, PALETTE
@@ -27,6 +28,7 @@ class LoadedModel:
     palette: np.ndarray  # (classes, 3) uint8
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    short_side: int | None  # the working scale: images' shorter side before the network, or None (own size)
 
     @property
     def parameters(self) -> int:
@@ -55,4 +57,4 @@ def load_model(spec: str) -> LoadedModel:
         )
     mean = tuple(meta.get("mean", segformer.IMAGENET_MEAN))
     std = tuple(meta.get("std", segformer.IMAGENET_STD))
-    return LoadedModel(model, meta, spec, classes, palette, mean, std)
+    return LoadedModel(model, meta, spec, classes, palette, mean, std, working_short_side(meta))

@@ -17,9 +17,11 @@ DISPLAY_SIDE = 1024
 
 def segment(loaded: LoadedModel, rgb: np.ndarray) -> tuple[np.ndarray, float, tuple[int, int]]:
     """(mask of class ids at the image's size, seconds in segformer.predict, working (width, height))."""
-    work_height, work_width = working_size(*rgb.shape[:2], MAX_SIDE)
+    work_height, work_width = working_size(*rgb.shape[:2], MAX_SIDE, short_side=loaded.short_side)
     start = time.perf_counter()
-    mask = segformer.predict(loaded.model, rgb, mean=loaded.mean, std=loaded.std, max_side=MAX_SIDE)
+    mask = segformer.predict(
+        loaded.model, rgb, mean=loaded.mean, std=loaded.std, max_side=MAX_SIDE, short_side=loaded.short_side
+    )
     return mask.numpy(), time.perf_counter() - start, (work_width, work_height)
 
 
@@ -37,3 +39,10 @@ def downscale(rgb: np.ndarray, mask: np.ndarray, max_side: int) -> tuple[np.ndar
     size = (width, height)
     image = Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
     return np.asarray(image), np.asarray(Image.fromarray(mask).resize(size, Image.Resampling.NEAREST))
+
+
+def working_rule(loaded: LoadedModel) -> str:
+    """How the size the network ran at was chosen, for the page."""
+    if loaded.short_side is None:
+        return f"longer side ≤ {MAX_SIDE}"
+    return f"shorter side scaled to {loaded.short_side}, longer side ≤ {MAX_SIDE}"

@@ -5,9 +5,9 @@
 
 Each INPUT is an image file or a folder, searched recursively for the files Pillow can open. Every image is decoded
 and predicted as the app does it (``segformer.images.read_image``: EXIF rotation, mode conversions, size checks;
-then ``segformer.predict`` at a working size of at most N pixels on the longer side, the logits upsampled to the
-image's size before the argmax) and written under DIR at its path relative to the folder it was found in (a file
-given directly: its name), with atomic writes:
+then ``segformer.predict`` at the checkpoint's working scale, if it has one, and at most N pixels on the longer
+side, the logits upsampled to the image's size before the argmax) and written under DIR at its path relative to
+the folder it was found in (a file given directly: its name), with atomic writes:
 
 * ``NAME.png``, the class-id mask at the image's own size (8-bit grey; pixel values are class ids);
 * with ``--overlay``, ``NAME.overlay.jpg``: the image blended half-way toward the class colours of the checkpoint's
@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from segformer.checkpoint import DEFAULT_CHECKPOINT, atomic_write, load_checkpoint
+from segformer.checkpoint import DEFAULT_CHECKPOINT, atomic_write, load_checkpoint, working_short_side
 from segformer.images import MAX_SIDE, MIN_SIDE, InputError, blend, read_image
 from segformer.predict import IMAGENET_MEAN, IMAGENET_STD, predict
 
@@ -115,10 +115,11 @@ def segment(args: argparse.Namespace) -> int:
         return 2
     mean, std = tuple(meta.get("mean", IMAGENET_MEAN)), tuple(meta.get("std", IMAGENET_STD))
     palette = np.asarray(meta.get("palette", []), dtype=np.uint8)
+    short_side = working_short_side(meta)
 
     def segment_image(job: Job) -> str:
         rgb = read_image(job.image, args.max_side)
-        mask = predict(model, rgb, mean=mean, std=std, max_side=args.max_side).numpy()
+        mask = predict(model, rgb, mean=mean, std=std, max_side=args.max_side, short_side=short_side).numpy()
         write_image(job.mask, mask)
         if job.overlay is not None:
             write_image(job.overlay, blend(rgb, mask, palette, OVERLAY_OPACITY), format="JPEG", quality=90)

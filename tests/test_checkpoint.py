@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 
 import segformer.checkpoint
 from segformer import SegFormer, load_checkpoint, read_metadata, save_checkpoint
+from segformer.checkpoint import working_short_side
 
 METADATA = {"classes": ["background", "plant", "person/animal", "vehicle"], "palette": [[0, 0, 0]] * 4}
 
@@ -161,3 +162,19 @@ def test_a_failed_write_keeps_the_old_checkpoint_and_leaves_no_temporary_file(
     assert {name: (tmp_path / name).read_bytes() for name in files(tmp_path)} == before
     loaded, meta = load_checkpoint(stem)
     assert "note" not in meta
+
+
+@pytest.mark.parametrize("value", ["512", 0, -1, True, 512.0])
+def test_a_working_short_side_that_is_not_a_positive_integer_is_rejected(
+    tmp_path: Path, model: SegFormer, value: object
+) -> None:
+    save_checkpoint(tmp_path / "c", model, {"working_short_side": value})
+    with pytest.raises(ValueError, match="working_short_side must be a positive integer"):
+        load_checkpoint(tmp_path / "c")
+
+
+def test_the_working_short_side_is_read_from_the_metadata(tmp_path: Path, model: SegFormer) -> None:
+    save_checkpoint(tmp_path / "with", model, {"working_short_side": 512})
+    save_checkpoint(tmp_path / "without", model, {})
+    assert working_short_side(load_checkpoint(tmp_path / "with")[1]) == 512
+    assert working_short_side(load_checkpoint(tmp_path / "without")[1]) is None

@@ -96,6 +96,25 @@ def test_max_side_bounds_the_working_size_but_not_the_mask(model: SegFormer, ima
     assert (labels == predict(model, image)).float().mean() > 0.5
 
 
+def test_working_size_scales_the_shorter_side_to_short_side_within_max_side() -> None:
+    assert working_size(360, 480, 1024, short_side=512) == (512, 683)  # up: 512 / 360
+    assert working_size(213, 320, short_side=512) == (512, 769)
+    assert working_size(1500, 2000, 1024, short_side=512) == (512, 683)  # down
+    assert working_size(100, 1000, 1024, short_side=512) == (102, 1024)  # the longer side's bound wins
+    assert working_size(512, 700, 1024, short_side=512) == (512, 700)  # already at the scale: unchanged
+
+
+def test_short_side_sets_the_working_size_and_not_the_mask(model: SegFormer, image: torch.Tensor) -> None:
+    seen = []
+    handle = model.register_forward_pre_hook(lambda _module, args: seen.append(tuple(args[0].shape)))
+    try:
+        labels = predict(model, image, max_side=1024, short_side=180)
+    finally:
+        handle.remove()
+    assert seen == [(1, 3, 180, 240)]
+    assert labels.shape == image.shape[1:]
+
+
 def test_banded_argmax_equals_the_direct_one(monkeypatch: pytest.MonkeyPatch) -> None:
     """The band-by-band path for huge masks (separable resampling) gives the direct path's labels."""
     logits = torch.randn(2, 7, 23, 31, generator=torch.Generator().manual_seed(0))

@@ -17,8 +17,18 @@ from PIL import Image
 from safetensors.torch import load_file
 from torchmetrics.classification import MulticlassJaccardIndex
 
-from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer, load_checkpoint, preset
+from segformer import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    SegFormer,
+    load_checkpoint,
+    predict,
+    preset,
+    read_metadata,
+    save_checkpoint,
+)
 from segformer.config import VARIANTS
+from segformer.images import MAX_SIDE
 from segformer.predict import normalise
 from task.classes import CLASS_NAMES, IGNORE_INDEX
 from task.curves import save_curves
@@ -314,6 +324,32 @@ def test_evaluate_cli_swaps_the_ffn_padding_without_retraining(
     assert reports["reflect"]["confusion"] != reports["zeros"]["confusion"]  # the border pixels change
 
 
+def test_evaluate_cli_scores_at_the_checkpoint_working_scale(
+    trained_run: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A checkpoint's working_short_side is evaluate's default scale, and it scores what predict() predicts at that
+    scale; --working-short-side 0 scores each image at its own size, as a checkpoint without one."""
+    model, meta = load_checkpoint(trained_run / "best")
+    scaled = tmp_path / "scaled"
+    save_checkpoint(scaled, model, {**meta, "working_short_side": 160})
+    runs = {"own": (trained_run / "best", []), "scaled": (scaled, []), "zero": (scaled, ["--working-short-side", "0"])}
+    reports = {}
+    for name, (checkpoint, extra) in runs.items():
+        evaluate_cli.main(["--checkpoint", str(checkpoint), "--json", "--data", str(tiny_data), *extra])
+        reports[name] = json.loads(capsys.readouterr().out)
+    assert [reports[name]["working_short_side"] for name in runs] == [None, 160, None]
+    assert reports["zero"]["confusion"] == reports["own"]["confusion"]
+    assert reports["scaled"]["confusion"] != reports["own"]["confusion"]
+    dataset = SegmentationFolder(tiny_data, "val")
+    by_hand = torch.zeros(4, 4, dtype=torch.int64)
+    for index in range(len(dataset)):
+        image, mask = dataset[index]
+        labels = predict(model, image, mean=meta["mean"], std=meta["std"], max_side=MAX_SIDE, short_side=160)
+        keep = mask < len(CLASS_NAMES)  # single-class pixels only: no ignore, no partial label
+        by_hand += torch.bincount(4 * mask[keep] + labels[keep].long(), minlength=16).reshape(4, 4)
+    assert reports["scaled"]["confusion"] == by_hand.tolist()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -356,6 +392,9 @@ def test_export_writes_fp16_under_10_mb_that_predicts_like_the_original(trained_
     original, _ = load_checkpoint(trained_run / "best")
     shipped, meta = load_checkpoint(tmp_path / "shipped")
     assert meta["dtype"] == "float16" and meta["history"] == load_checkpoint(trained_run / "best")[1]["history"]
+    assert "working_short_side" not in meta  # each image at its own size unless a scale is chosen
+    export(trained_run, tmp_path / "scaled", working_short_side=384)
+    assert read_metadata(tmp_path / "scaled")["working_short_side"] == 384
     x = torch.randn(1, 3, 96, 128)
     with torch.no_grad():
         torch.testing.assert_close(shipped(x), original(x), atol=2e-2, rtol=1e-2)

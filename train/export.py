@@ -1,7 +1,8 @@
 """Export a run's best checkpoint for shipping: fp16 safetensors (+ JSON metadata with the full history) and
 the curves PNG of that history, e.g. into ``checkpoints/`` where the app finds it; and/or the network as ONNX.
 
-    python -m train.export --run runs/b0-256 --out checkpoints/segformer-b0-4class [--onnx segformer.onnx]
+    python -m train.export --run runs/b0-256 --out checkpoints/segformer-b0-4class [--working-short-side S]
+        [--onnx segformer.onnx]
     python -m train.export --checkpoint checkpoints/segformer-b0-4class --onnx segformer.onnx
 """
 
@@ -15,6 +16,7 @@ import torch
 
 from segformer import SegFormer, load_checkpoint, save_checkpoint
 from segformer.checkpoint import atomic_write, checkpoint_paths
+from segformer.images import MIN_SIDE
 from task.curves import save_curves
 
 # A Hugging Face Space rejects files over 10 MB without Git LFS.
@@ -24,13 +26,18 @@ MAX_BYTES = 10 * 1024 * 1024
 ONNX_OPSET = 17
 
 
-def export(run: Path, out: Path, which: str = "best") -> Path:
+def export(run: Path, out: Path, which: str = "best", working_short_side: int | None = None) -> Path:
     """Write ``run/which`` as fp16 to ``out`` and its curves beside it; return the weights path.
+
+    ``working_short_side`` (chosen on val) goes into the metadata: the shorter side, in pixels, that the app, the
+    CLI and ``train.evaluate`` then scale each image to before the network.
 
     The curves are drawn from the exported checkpoint's own history, which ends at the epoch of its weights (the
     run's curves.png may go on past the best epoch).
     """
     model, meta = load_checkpoint(run / which)
+    if working_short_side is not None:
+        meta = {**meta, "working_short_side": working_short_side}
     save_checkpoint(out, model, meta, dtype=torch.float16)  # it rewrites config, num_classes and dtype
     weights, _ = checkpoint_paths(out)
     if weights.stat().st_size > MAX_BYTES:
@@ -84,16 +91,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     source.add_argument("--checkpoint", type=Path, help="checkpoint stem to export as ONNX (with --onnx)")
     parser.add_argument("--which", choices=("best", "last"), default="best", help="checkpoint of --run")
     parser.add_argument("--out", type=Path, help="fp16 checkpoint stem to write from --run")
+    parser.add_argument(
+        "--working-short-side", type=int, help="with --out: the shorter side images are scaled to (chosen on val)"
+    )
     parser.add_argument("--onnx", type=Path, help="ONNX file to write (of the --out checkpoint when given)")
     args = parser.parse_args(argv)
     if args.out is None and args.onnx is None:
         parser.error("nothing to write: give --out, --onnx or both")
     if args.checkpoint is not None and args.out is not None:
         parser.error("--out writes a run's checkpoint: use it with --run")
+    if args.working_short_side is not None and (args.out is None or args.working_short_side < MIN_SIDE):
+        parser.error(f"--working-short-side goes with --out and is at least {MIN_SIDE}")
     try:
         source = args.checkpoint or args.run / args.which
         if args.out is not None:
-            weights = export(args.run, args.out, args.which)
+            weights = export(args.run, args.out, args.which, args.working_short_side)
             print(f"wrote {weights} ({weights.stat().st_size / 2**20:.2f} MiB)")
             source = args.out  # the ONNX file then holds the shipped (fp16-rounded) weights
         if args.onnx is not None:
