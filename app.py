@@ -59,7 +59,7 @@ from demo.uploads import UploadRefused, cached_upload
 from demo.views import RecentViews
 from segformer.checkpoint import DEFAULT_CHECKPOINT
 from segformer.hub import CHECKPOINT_PREFIX
-from segformer.images import IGNORE_COLOUR, MAX_PIXELS, MAX_SIDE, InputError, blend, colourise
+from segformer.images import IGNORE_COLOUR, MAX_PIXELS, InputError, blend, colourise
 from task.classes import CLASS_NAMES
 from task.curves import history_figure
 
@@ -603,7 +603,7 @@ def about_tab(loaded: LoadedModel) -> gr.Markdown:
         "dtype": meta.get("dtype", "?"),
         "code_version": code_version(meta.get("code_version")),
         "input_size": meta.get("input_size", "?"),
-        "max_side": MAX_SIDE,
+        "working_rule": working_rule(loaded),
         "mask_megapixels": f"{MASK_PIXELS / 1e6:.0f}",
         "jpeg_megapixels": f"{MAX_PIXELS / 1e6:.0f}",
         "other_megapixels": f"{MAX_OTHER_PIXELS / 1e6:.0f}",

@@ -28,6 +28,7 @@ from demo.attention import MARK_COLOUR, attention_maps, heatmap, working_image
 from demo.checkpoints import load_model
 from demo.ground_truth import HATCH_COLOURS, WRONG_COLOUR, disagreement, image_scores
 from demo.photo import MAX_OTHER_PIXELS
+from segformer.checkpoint import working_short_side as scale
 from segformer.images import IGNORE_COLOUR, MIN_SIDE, blend
 from task.classes import CLASS_NAMES, PALETTE, PERSON_ANIMAL, label_id
 
@@ -104,7 +105,9 @@ def test_photo_mask_is_full_size_and_equals_predict(client: Client, model: tuple
     assert mask.max() < NUM_CLASSES
     net, meta = model
     image = torch.from_numpy(rgb).permute(2, 0, 1)
-    expected = segformer.predict(net, image, mean=meta["mean"], std=meta["std"], max_side=1024).numpy()
+    expected = segformer.predict(
+        net, image, mean=meta["mean"], std=meta["std"], max_side=1024, short_side=scale(meta)
+    ).numpy()
     np.testing.assert_array_equal(mask, expected)
     overlay, shares, info, _ = result
     with Image.open(overlay) as picture:
@@ -150,7 +153,9 @@ def test_validation_example_with_partial_labels(client: Client, model: tuple) ->
         rgb, truth = np.array(image.convert("RGB")), np.array(label)
     assert set(np.unique(truth).tolist()) == {PERSON_ANIMAL, NOT_A_CAT}
     net, meta = model
-    prediction = segformer.predict(net, rgb, mean=meta["mean"], std=meta["std"], max_side=1024).numpy()
+    prediction = segformer.predict(
+        net, rgb, mean=meta["mean"], std=meta["std"], max_side=1024, short_side=scale(meta)
+    ).numpy()
     cat, not_cat, predicted_cat = truth == PERSON_ANIMAL, truth == NOT_A_CAT, prediction == PERSON_ANIMAL
     # IoU over the cat pixels alone: no single-class pixel is anything but a cat, so no false positive counts.
     cat_iou = np.count_nonzero(cat & predicted_cat) / np.count_nonzero(cat)
