@@ -77,3 +77,12 @@ teach=(--teacher-weight 1 --teacher-temperature 1 --teacher max-person --teacher
 "$PY" -m train.train --init runs/s15/last --data "${folders[@]}" --epochs 8 --crop-size 256 \
     --batch-size 8 --lr 1e-4 --head-lr-mult 1 --warmup-iters 100 "${teach[@]}" --seed 17 --out runs/s16
 "$PY" -m train.evaluate --checkpoint runs/s16/last --data "${raw[@]}" --json > results/eval/stage16-last.json
+
+# Stage 17 (results/README.md): stage 16's weights at working short sides of 384, 448 and 512 pixels, the one with the
+# highest 3-source mIoU chosen; stage 9 at the chosen scale for the record. No training.
+for side in 384 448 512; do
+    "$PY" -m train.evaluate --checkpoint results/weights/stage16 --data "${raw[@]}" --working-short-side "$side" \
+        --json > "results/eval/stage17-s$side.json"
+done
+"$PY" -m train.evaluate --checkpoint checkpoints/segformer-b0-4class --data "${raw[@]}" --working-short-side 384 \
+    --json > results/eval/stage9-wise-s384.json
