@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from segformer.config import MiTConfig
 from segformer.hub import resolve_checkpoint
+from segformer.images import MIN_SIDE
 from segformer.model import SegFormer
 
 #: The shipped checkpoint, in the repository's checkpoints/ folder: the default of the app, of ``python -m
@@ -95,10 +96,13 @@ def working_short_side(meta: dict[str, Any]) -> int | None:
     """The shorter side, in pixels, that a checkpoint's images are scaled to before its network (its metadata's
     ``working_short_side``, chosen on val), or None: each image at its own size."""
     value = meta.get("working_short_side")
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"working_short_side must be a positive integer, got {value!r}")
+    return None if value is None else checked_working_short_side(value)
+
+
+def checked_working_short_side(value: object) -> int:
+    """``value`` if it can be a working short side (an integer the encoder accepts as a side), else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < MIN_SIDE:
+        raise ValueError(f"working_short_side must be a positive integer of at least {MIN_SIDE}, got {value!r}")
     return value
 
 

@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from segformer import load_checkpoint
-from segformer.checkpoint import working_short_side
+from segformer.checkpoint import checked_working_short_side, working_short_side
 from segformer.config import FFN_PADDINGS
 from segformer.images import MAX_SIDE
 from segformer.model import swap_ffn_padding
@@ -121,14 +121,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         "0: each image at its own size)",
     )
     args = parser.parse_args(argv)
-    if args.working_short_side is not None and args.working_short_side < 0:
-        parser.error("--working-short-side must be 0 or more")
     try:
         model, meta = load_checkpoint(args.checkpoint)
         if args.ffn_padding is not None:
             swap_ffn_padding(model, args.ffn_padding)
         datasets = {str(folder): SegmentationFolder(folder, args.split) for folder in args.data}
-        short_side = working_short_side(meta) if args.working_short_side is None else args.working_short_side or None
+        if args.working_short_side is None:
+            short_side = working_short_side(meta)
+        else:
+            short_side = checked_working_short_side(args.working_short_side) if args.working_short_side else None
     except (FileNotFoundError, ValueError) as err:
         sys.exit(f"error: {err}")
     per_source = {

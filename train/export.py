@@ -15,8 +15,7 @@ from pathlib import Path
 import torch
 
 from segformer import SegFormer, load_checkpoint, save_checkpoint
-from segformer.checkpoint import atomic_write, checkpoint_paths
-from segformer.images import MIN_SIDE
+from segformer.checkpoint import atomic_write, checked_working_short_side, checkpoint_paths
 from task.curves import save_curves
 
 # A Hugging Face Space rejects files over 10 MB without Git LFS.
@@ -37,7 +36,7 @@ def export(run: Path, out: Path, which: str = "best", working_short_side: int | 
     """
     model, meta = load_checkpoint(run / which)
     if working_short_side is not None:
-        meta = {**meta, "working_short_side": working_short_side}
+        meta = {**meta, "working_short_side": checked_working_short_side(working_short_side)}
     save_checkpoint(out, model, meta, dtype=torch.float16)  # it rewrites config, num_classes and dtype
     weights, _ = checkpoint_paths(out)
     if weights.stat().st_size > MAX_BYTES:
@@ -100,8 +99,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error("nothing to write: give --out, --onnx or both")
     if args.checkpoint is not None and args.out is not None:
         parser.error("--out writes a run's checkpoint: use it with --run")
-    if args.working_short_side is not None and (args.out is None or args.working_short_side < MIN_SIDE):
-        parser.error(f"--working-short-side goes with --out and is at least {MIN_SIDE}")
+    if args.working_short_side is not None and args.out is None:
+        parser.error("--working-short-side goes with --out")
     try:
         source = args.checkpoint or args.run / args.which
         if args.out is not None:
