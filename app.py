@@ -661,10 +661,11 @@ def build_demo(loaded: LoadedModel) -> gr.Blocks:
     return demo
 
 
-def serve(demo: gr.Blocks, host: str | None = None, port: int | None = None) -> None:
-    """Queue (bounded, one model job at a time) and launch."""
+def serve(demo: gr.Blocks, host: str | None = None, port: int | None = None, block: bool = True) -> None:
+    """Queue (bounded, one model job at a time) and launch; with ``block`` False, return once it serves."""
     demo.queue(default_concurrency_limit=2, max_size=QUEUE_SIZE)
     demo.launch(
+        prevent_thread_lock=not block,
         server_name=host,
         server_port=port,
         max_file_size=MAX_UPLOAD,

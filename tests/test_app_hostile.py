@@ -4,12 +4,15 @@ and the store that keeps a session's pictures out of its state.
 One server (`python app.py`, tests/servers.py) with an upload cache of its own (GRADIO_TEMP_DIR in a temporary
 folder, so that a test can plant a symbolic link in it), called through gradio_client and through raw HTTP
 (gradio's /gradio_api/call/NAME: a POST, then the result as server-sent events), as any caller on the network can.
+The memory test serves the same page from this process, so that it can count the heap the sessions keep.
 """
 
+import gc
 import json
 import os
 import re
 import time
+import tracemalloc
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,16 +24,19 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
-from servers import AppServer
+from servers import AppServer, free_port
 
+import app
+from demo.checkpoints import load_model
 from demo.uploads import REFUSED
 from demo.views import RecentViews
+from segformer.checkpoint import DEFAULT_CHECKPOINT
 
 ROOT = Path(__file__).parents[1]
 PHOTO = ROOT / "examples" / "photos" / "ade20k__ADE_val_00000001.jpg"
 OTHER_PHOTO = ROOT / "examples" / "photos" / "ade20k__ADE_val_00000002.jpg"
 CHECKPOINT_JSON = ROOT / "checkpoints" / "segformer-b0-4class.json"
-SESSIONS, SESSION_GROWTH_MB = 200, 100
+SESSIONS, SESSION_KEPT_KB, SESSION_PHOTO = 200, 400, (640, 480)
 
 
 @pytest.fixture(scope="module")
@@ -68,12 +74,6 @@ def upload(url: str, path: Path) -> dict:
     with open(path, "rb") as file:
         cached = httpx.post(f"{url}gradio_api/upload", files={"files": file}).json()[0]
     return {"path": cached, "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory of process ``pid`` in MiB."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)[1]) / 1024
 
 
 # ---------------------------------------------------------------------------- paths that are not uploads
@@ -155,23 +155,43 @@ def test_wrong_arguments_get_one_line_before_any_work(server: AppServer, client:
 # ---------------------------------------------------------------------------- memory per session
 
 
-def test_new_sessions_keep_little_memory(server: AppServer, tmp_path: Path) -> None:
-    """200 new sessions, each segmenting a 384x288 photo once, grow the server's memory by less than 100 MB
-    (a session keeps only the key of its view: sessions are kept by the thousand)."""
+# gradio's queue, served in this process, warns of pandas options at every event: its own business, not the test's.
+@pytest.mark.filterwarnings("ignore:.*no_silent_downcasting", "ignore:The copy keyword is deprecated")
+def test_new_sessions_keep_little_memory(tmp_path: Path) -> None:
+    """200 new sessions, each segmenting a 640x480 photo once, grow the app's heap by less than 400 KB a session: a
+    session keeps only the key of its view, which the bounded store holds compressed, so sessions are kept by the
+    thousand. Measured: about 210 KB; with the view itself kept in the session's state, 1,030 KB.
+
+    The heap is Python's and numpy's allocations as tracemalloc counts them, in this process (the app served from
+    it, called over HTTP as above): unlike the resident size, which the allocator's slack moves by tens of MB from
+    machine to machine, it counts what is kept. Gradio's own state of a session (each component's config) is about
+    75 KB of it."""
     path = tmp_path / "photo.jpg"
-    Image.open(PHOTO).convert("RGB").resize((384, 288)).save(path, quality=90)
-    photo = upload(server.url, path)
+    Image.open(PHOTO).convert("RGB").resize(SESSION_PHOTO).save(path, quality=90)
+    demo = app.build_demo(load_model(str(DEFAULT_CHECKPOINT)))
+    port = free_port()
+    app.serve(demo, "127.0.0.1", port, block=False)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        photo = upload(url, path)
 
-    def segment(_: int) -> str:
-        return call(server.url, "segment", [photo, 0.5])[0]  # no session_hash: each call is a new session
+        def segment(_: int) -> str:
+            return call(url, "segment", [photo, 0.5])[0]  # no session_hash: each call is a new session
 
-    with ThreadPoolExecutor(2) as pool:
-        assert set(pool.map(segment, range(20))) == {"complete"}  # warm: allocator pools, caches
-        before = rss_mb(server.process.pid)
-        assert set(pool.map(segment, range(SESSIONS))) == {"complete"}
-    growth = rss_mb(server.process.pid) - before
-    print(f"RSS growth after {SESSIONS} new sessions: {growth:.1f} MB")
-    assert growth < SESSION_GROWTH_MB
+        with ThreadPoolExecutor(2) as pool:
+            assert set(pool.map(segment, range(5))) == {"complete"}  # warm: lazy imports, caches
+            tracemalloc.start()
+            try:
+                before = tracemalloc.get_traced_memory()[0]
+                assert set(pool.map(segment, range(SESSIONS))) == {"complete"}
+                gc.collect()
+                growth = tracemalloc.get_traced_memory()[0] - before
+            finally:
+                tracemalloc.stop()
+    finally:
+        demo.close()
+    print(f"heap growth after {SESSIONS} new sessions: {growth / SESSIONS / 1024:.0f} KB a session")
+    assert growth < SESSIONS * SESSION_KEPT_KB * 1024
 
 
 def test_views_are_bounded_in_bytes_and_age() -> None:
