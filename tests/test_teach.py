@@ -191,6 +191,25 @@ def test_agree_drops_only_the_labelled_pixels_the_teacher_gets_wrong() -> None:
     assert not math.isclose(teacher_kl(logits, mask, teacher, 2.0, "all").item(), expected.item(), rel_tol=1e-3)
 
 
+def test_none_leaves_the_teacher_only_what_nobody_labelled() -> None:
+    """on_labelled="none": single-class pixels have no target, whatever the teacher says; the mean over the rest
+    equals "all" on the partial and unannotated pixels alone, and a labelled pixel gets no gradient from the term."""
+    logits, mask = real_logits()
+    mask = mask.clone()
+    mask[..., : mask.shape[-1] // 4] = BACKGROUND  # a labelled strip beside the partial and ignored pixels
+    teacher = torch.softmax(3 * torch.randn_like(logits), 1)
+    unlabelled = mask >= NUM_CLASSES
+    assert unlabelled.any() and (~unlabelled).any()
+    kept = torch.where(unlabelled[:, None], teacher, torch.zeros_like(teacher))
+    expected = teacher_kl(logits, mask, kept, temperature=2.0)
+    logits = logits.clone().requires_grad_(True)
+    loss = teacher_kl(logits, mask, teacher, 2.0, "none")
+    assert math.isclose(loss.item(), expected.item(), rel_tol=1e-5)
+    assert not math.isclose(teacher_kl(logits, mask, teacher, 2.0, "all").item(), expected.item(), rel_tol=1e-3)
+    loss.backward()
+    assert (logits.grad.movedim(1, -1)[~unlabelled] == 0).all()
+
+
 def test_partial_pixels_get_gradients_only_toward_their_set() -> None:
     """feral-cats' "not a cat" pixels: the teacher is restricted to {background, plant, vehicle}, so descending the
     loss raises no logit outside that set (person/animal only falls), and the loss is finite."""

@@ -95,20 +95,23 @@ def teacher_kl(
     gradient share only to the classes inside the set. A pixel whose teacher channels sum to 0 (crop padding) has
     no target. On a one-hot teacher at T = 1 the term is the cross-entropy -log p_y.
 
-    ``on_labelled`` says which single-class pixels have a target: "all", or "agree", only those whose teacher's
-    argmax is the label. A labelled pixel the teacher gets wrong then learns from its label alone, instead of being
-    pulled toward the teacher's mistake (at the prepared scale the fused teachers call only 45% of CamVid's
-    pedestrian pixels person/animal); where it agrees, the teacher still passes on its shares of the other classes.
-    Partial and unannotated pixels keep their target either way.
+    ``on_labelled`` says which single-class pixels have a target: "all"; "agree", only those whose teacher's
+    argmax is the label; or "none". With "agree" a labelled pixel the teacher gets wrong learns from its label
+    alone, instead of being pulled toward the teacher's mistake (at the prepared scale the fused teachers call only
+    45% of CamVid's pedestrian pixels person/animal); where it agrees, the teacher still passes on its shares of the
+    other classes. With "none" every labelled pixel learns from its label alone, and the teacher teaches only what
+    nobody labelled. Partial and unannotated pixels keep their target in every mode.
     """
     if teacher.shape != logits.shape:
         raise ValueError(f"teacher of shape {tuple(teacher.shape)} for logits of shape {tuple(logits.shape)}")
-    if on_labelled not in ("all", "agree"):
-        raise ValueError(f"on_labelled must be 'all' or 'agree', got {on_labelled!r}")
+    if on_labelled not in ("all", "agree", "none"):
+        raise ValueError(f"on_labelled must be 'all', 'agree' or 'none', got {on_labelled!r}")
     num_classes = logits.shape[1]
     valid = teacher.sum(1) > 0
     if on_labelled == "agree":
         valid &= (labels >= num_classes) | (teacher.argmax(1) == labels)
+    elif on_labelled == "none":
+        valid &= labels >= num_classes
     admissible = admissible_mask(labels, num_classes)
     # Partial labels exist for the task's NUM_CLASSES classes only: with more, ids >= PARTIAL_BASE are classes.
     partial = (labels >= PARTIAL_BASE) & (labels != IGNORE_INDEX) & (num_classes == NUM_CLASSES)

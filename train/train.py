@@ -145,15 +145,15 @@ class TrainConfig(RunConfig):
     # Pixel-wise distillation from the segmentation teachers' stored targets (train.teach): teacher_weight x
     # train.losses.teacher_kl at teacher_temperature is added to the segmentation loss, the two teachers fused by
     # the rule ``teacher`` (train.teacher_targets.FUSIONS); weight 0: off, and no target is read.
-    # teacher_on_labelled: "all" single-class pixels have the teacher's target, or only those where it "agree"s
-    # with the label.
+    # teacher_on_labelled: "all" single-class pixels have the teacher's target, only those where it "agree"s with
+    # the label, or "none" of them (the teacher teaches only the pixels nobody labelled).
     teacher: str = option("max-person", "how the two teachers' targets are fused", choices=sorted(FUSIONS))
     teacher_weight: float = option(0.0, "add W x the KL to the stored teacher targets of train.teach (0: off)")
     teacher_temperature: float = option(1.0, "temperature of that KL")
     teacher_on_labelled: str = option(
         "all",
-        "labelled pixels with a teacher target: all, or only where the teacher's argmax agrees with the label",
-        choices=("all", "agree"),
+        "labelled pixels with a teacher target: all, only where the teacher's argmax agrees with the label, or none",
+        choices=("all", "agree", "none"),
     )
     # bfloat16 autocast on the CPU too (on CUDA it is always on); worth it where the CPU has AMX.
     cpu_bf16: bool = option(False, "bfloat16 autocast on the CPU (AMX)")
