@@ -86,3 +86,11 @@ for side in 384 448 512; do
 done
 "$PY" -m train.evaluate --checkpoint checkpoints/segformer-b0-4class --data "${raw[@]}" --working-short-side 384 \
     --json > results/eval/stage9-wise-s384.json
+
+# Stage 18 (results/README.md): stage 16 for 3 more epochs at half stage 16's rate, each labelled pixel learning from
+# its label alone (the teachers only where nobody labelled), its last epoch scored at stage 17's working scale.
+"$PY" -m train.train --init results/weights/stage16 --data "${folders[@]}" --epochs 3 --crop-size 256 \
+    --batch-size 8 --lr 5e-5 --head-lr-mult 1 --warmup-iters 50 --teacher-weight 1 --teacher-temperature 1 \
+    --teacher max-person --teacher-on-labelled none --workers 1 --seed 18 --out runs/s18
+"$PY" -m train.evaluate --checkpoint runs/s18/last --data "${raw[@]}" --working-short-side 384 \
+    --json > results/eval/stage18-s384.json
