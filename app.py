@@ -41,7 +41,7 @@ from demo.attention import (
     working_image,
 )
 from demo.checkpoints import CheckpointError, LoadedModel, load_model
-from demo.curves import continued_note, history_note, last_epoch_rows, soup_note
+from demo.curves import continued_note, history_note, last_epoch_rows, soup_note, teacher_note
 from demo.docs import contents, read_page_markdown
 from demo.ground_truth import (
     HATCH_COLOURS,
@@ -426,6 +426,8 @@ def curves_tab(loaded: LoadedModel, pairs: dict, predictions: dict) -> None:
     if recipe := meta.get("recipe"):
         if continued := continued_note(meta):
             gr.Markdown(continued)
+        if taught := teacher_note(meta):
+            gr.Markdown(taught)
         gr.JSON(recipe, label="Recipe (training arguments of the last stage)")
 
 
@@ -608,6 +610,7 @@ def about_tab(loaded: LoadedModel) -> gr.Markdown:
         "jpeg_megapixels": f"{MAX_PIXELS / 1e6:.0f}",
         "other_megapixels": f"{MAX_OTHER_PIXELS / 1e6:.0f}",
         "datasets": licences.read_text() if licences.is_file() else "*examples/DATASETS.md is missing.*",
+        "teaching": teacher_note(meta) or "",
     }
     # The API example (its own Markdown, filled with the page's address) stands on a line of its own.
     before, _, after = ABOUT.read_text().partition(f"{API_EXAMPLE}\n")

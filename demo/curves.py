@@ -4,7 +4,8 @@ A checkpoint written by ``train/train.py`` carries ``history`` (one record per e
 pixel accuracy and per-class IoU on the prepared val split) and ``recipe`` (the run's arguments); one continued
 from another (``--init``) also carries ``inherited_epochs``, the start's epochs at the head of its history; an
 average of checkpoints (``train/soup.py``) carries ``soup``, each ingredient with its own history, and the history
-of its first ingredient. Each function returns None when the metadata has nothing for it to say.
+of its first ingredient. ``recipe`` of a run taught by the segmentation teachers has a
+``teacher_weight`` above 0. Each function returns None when the metadata has nothing for it to say.
 """
 
 
@@ -65,4 +66,28 @@ def continued_note(meta: dict) -> str | None:
         f'epochs are the start of the curves, for `"epochs": {recipe["epochs"]}` more (epochs {inherited + 1}–'
         f"{inherited + recipe['epochs']}). The Design questions tab names the model it measured, which may be an "
         "earlier one."
+    )
+
+
+#: What each teacher_on_labelled mode of train.train leaves the teachers (train.losses.teacher_kl).
+TEACHER_PIXELS = {
+    "all": "every pixel",
+    "agree": "the pixels nobody labelled and the labelled ones where the teacher's argmax agrees with the label",
+    "none": "only the pixels nobody labelled (each labelled pixel learned from its label alone)",
+}
+
+
+def teacher_note(meta: dict) -> str | None:
+    """For a last stage that learned from the segmentation teachers' stored targets: the fusion, the KL's weight and
+    temperature, and which pixels the teachers taught."""
+    recipe = meta.get("recipe") or {}
+    weight = recipe.get("teacher_weight")
+    if not (isinstance(weight, (int, float)) and weight > 0):
+        return None
+    pixels = TEACHER_PIXELS.get(recipe.get("teacher_on_labelled", "all"), "pixels the recipe names")
+    return (
+        "The last stage of training also learned from **the segmentation teachers' targets** (`train.teach`: "
+        f"DeepLabV3-MobileNetV2 on ADE20K and on PASCAL VOC, fused by `{recipe.get('teacher')}`), {weight:g} x the KL "
+        "to them at "
+        f"temperature {recipe.get('teacher_temperature', 1.0):g}, on {pixels}. The teachers are not part of the model."
     )

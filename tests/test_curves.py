@@ -1,6 +1,6 @@
 """The Training curves tab's texts (demo.curves) on metadata written out by hand, and on the shipped checkpoint's."""
 
-from demo.curves import continued_note, history_note, last_epoch_rows, soup_note
+from demo.curves import continued_note, history_note, last_epoch_rows, soup_note, teacher_note
 from segformer.checkpoint import DEFAULT_CHECKPOINT, read_metadata
 
 
@@ -39,6 +39,14 @@ def test_an_average_names_its_ingredients_and_whose_curves_are_shown() -> None:
     assert "`runs/a/last` (epoch 3, validation mIoU 0.500)" in soup_note(soup)
     assert "`start`" not in soup_note(soup)  # an ingredient without a history is not described
     assert "the first of the 2 checkpoints averaged into these weights, `runs/a/last`" in history_note(soup)
+
+
+def test_a_taught_stage_says_what_the_teachers_taught() -> None:
+    recipe = {"teacher_weight": 0.5, "teacher": "max-person", "teacher_temperature": 2.0, "teacher_on_labelled": "none"}
+    note = teacher_note({"recipe": recipe})
+    assert "fused by `max-person`), 0.5 x the KL to them at temperature 2, on only the pixels nobody labelled" in note
+    assert "where the teacher's argmax agrees" in teacher_note({"recipe": {**recipe, "teacher_on_labelled": "agree"}})
+    assert teacher_note({"recipe": {**recipe, "teacher_weight": 0.0}}) is None and teacher_note(RUN) is None
 
 
 def test_without_a_history_there_is_nothing_to_say() -> None:

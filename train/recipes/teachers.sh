@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Stages 11 and 12 (MODEL_CARD.md, tried and not shipped): the segmentation teachers. Their targets are made once
-# (train.teach: DeepLabV3-MobileNetV2 on ADE20K and on PASCAL VOC, ../shared/models), then one run from the stage 9
-# weights (the checkpoint shipped now) learns from the labels and the fused teachers' targets on the three
-# sources, feral-cats, DAVIS 2016 and the unlabelled everyday photos; the A/B of the teacher levers runs beside it.
-# Its two candidates (the last epoch, and its WiSE-FT average with the start) are scored on the raw val splits.
+# The recipe of the shipped checkpoint checkpoints/segformer-b0-4class (MODEL_CARD.md), the segmentation teachers'
+# stages. The teachers' targets are made once (train.teach: DeepLabV3-MobileNetV2 on ADE20K and on PASCAL VOC,
+# ../shared/models). Stages 11-13 (tried, not shipped) fine-tune the stage 9 weights with them; the shipped lineage
+# is stages 14-16 and 18: an encoder distilled from ImageNet EfficientNet-Lite0, then 31 epochs on the labels and
+# the fused teachers' targets over the three sources, feral-cats, DAVIS 2016 and the unlabelled everyday photos,
+# then 3 epochs with labels alone on the labelled pixels; it runs at a 384-pixel working short side (stage 17) and
+# is exported in fp16. Each candidate is scored on the raw val splits by the rule results/README.md fixed first.
 #
 #   bash train/recipes/teachers.sh            # DATASETS=PATH / MODELS=PATH for the raw datasets and the teachers
 #
 # The teachers' runtime: pip install -r requirements-teach.txt. Every step resumes or skips what is already done.
+# About 6 CPU-hours for the shipped lineage with one torch thread per run, plus the stages tried beside it.
 set -euo pipefail
 DATASETS=${DATASETS:-../shared/datasets}
 MODELS=${MODELS:-../shared/models}
@@ -94,3 +97,4 @@ done
     --teacher max-person --teacher-on-labelled none --workers 1 --seed 18 --out runs/s18
 "$PY" -m train.evaluate --checkpoint runs/s18/last --data "${raw[@]}" --working-short-side 384 \
     --json > results/eval/stage18-s384.json
+"$PY" -m train.export --run runs/s18 --which last --out checkpoints/segformer-b0-4class --working-short-side 384
