@@ -494,7 +494,8 @@ def test_base_size_sets_the_scale_of_the_random_resize_apart_from_the_crop(tiny_
 def test_gpu_recipe_fits_its_epochs_to_the_budget_and_writes_the_export(
     tiny_data: Path, trained_run: Path, tmp_path: Path
 ) -> None:
-    """train/recipes/gpu.sh (run on the CPU, on tiny data): probe, fitted run, fp16 export, files in OUT."""
+    """train/recipes/gpu.sh (run on the CPU, on tiny data): probe, fitted run, fp16 export at the working scale,
+    files in OUT."""
     out = tmp_path / "out"
     env = {
         **os.environ,
@@ -525,5 +526,6 @@ def test_gpu_recipe_fits_its_epochs_to_the_budget_and_writes_the_export(
     _, meta = load_checkpoint(out / "segformer-b0-4class")
     run = json.loads((out / "last.json").read_text())
     assert meta["dtype"] == "float16" and run["recipe"]["epochs"] == epochs >= 1
+    assert meta["working_short_side"] == 384  # the shipped checkpoint's working scale, kept
     assert len(run["history"]) == 2 + epochs and run["inherited_epochs"] == 2  # continues INIT's 2 epochs
     assert meta["history"] == run["history"][: len(meta["history"])]

@@ -48,7 +48,8 @@ epochs=$($PY -c 'import sys; print(max(1, int(float(sys.argv[1]) / float(sys.arg
 echo "probe: ${epoch_s} s an epoch; ${left} s left -> ${epochs} epochs" | tee -a "$OUT/log.txt"
 
 $PY -m train.train "${recipe[@]}" --out "$RUNS/run" --epochs "$epochs" 2>>"$RUNS/run.err" | tee -a "$OUT/log.txt"
-$PY -m train.export --run "$RUNS/run" --out "$OUT/segformer-b0-4class" | tee -a "$OUT/log.txt"
+$PY -m train.export --run "$RUNS/run" --out "$OUT/segformer-b0-4class" \
+    --working-short-side "${WORKING_SHORT_SIDE:-384}" | tee -a "$OUT/log.txt"
 cp "$RUNS/run/last.json" "$OUT/last.json"
 tail -c 4000 "$RUNS/run.err" >"$OUT/stderr-tail.txt"
 echo "done in $((SECONDS - start)) s" | tee -a "$OUT/log.txt"
