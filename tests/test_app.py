@@ -30,6 +30,7 @@ from demo.ground_truth import HATCH_COLOURS, WRONG_COLOUR, disagreement, image_s
 from demo.photo import MAX_OTHER_PIXELS
 from segformer.checkpoint import working_short_side as scale
 from segformer.images import IGNORE_COLOUR, MIN_SIDE, blend
+from segformer.predict import working_size
 from task.classes import CLASS_NAMES, PALETTE, PERSON_ANIMAL, label_id
 
 MEAN_OF_HEADS = app.MEAN_OF_HEADS
@@ -338,13 +339,15 @@ def test_bad_input(client: Client, tmp_path: Path, case: str) -> None:
         assert ("only the first was segmented" in result[2]) == (case == "animated GIF")
 
 
-def test_huge_photo(client: Client, tmp_path: Path) -> None:
+def test_huge_photo(client: Client, model: tuple, tmp_path: Path) -> None:
     """12000 x 9000 (108 megapixels): decoded at 1/4 of each side by the DCT (the power of two that brings it under
-    16 megapixels), the network runs at 1024 x 768, and the mask comes back at 3000 x 2250, as the text says."""
+    16 megapixels), the network runs at the checkpoint's working size of that (1024 x 768 at most), and the mask
+    comes back at 3000 x 2250, as the text says."""
     path = tmp_path / "huge.jpg"
     photo((1200, 900)).resize((12000, 9000), Image.Resampling.NEAREST).save(path, quality=80)
     result = segment(client, path)
-    assert "Photo **12000×9000**" in result[2] and "network ran at 1024×768" in result[2]
+    work_h, work_w = working_size(2250, 3000, 1024, short_side=scale(model[1]))
+    assert "Photo **12000×9000**" in result[2] and f"network ran at {work_w}×{work_h}" in result[2]
     assert "decoded at 1/4 of each side and its mask comes back at 3000×2250" in result[2]
     mask = mask_of(result)
     assert mask.shape == (2250, 3000) and mask.max() < NUM_CLASSES
