@@ -694,6 +694,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "q1-16": lambda: arms_table(["scratch-16-epochs", "non-overlap-16", "max-pool-16"], reference="scratch-16-epochs"),
     "q2": table_attention_cost,
     "q3": lambda: arms_table(["paper", "ffn-0-act", "ffn-2-act"]),
+    "q3-16": lambda: arms_table(["scratch-16-epochs", "ffn-0-act-16", "ffn-2-act-16"], reference="scratch-16-epochs"),
     "q4": table_padding,
     "q4-position": table_position,
     "q4-arms": lambda: arms_table(["padding-zeros", "padding-replicate"], reference="padding-zeros"),
