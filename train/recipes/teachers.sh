@@ -98,3 +98,9 @@ done
 "$PY" -m train.evaluate --checkpoint runs/s18/last --data "${raw[@]}" --working-short-side 384 \
     --json > results/eval/stage18-s384.json
 "$PY" -m train.export --run runs/s18 --which last --out checkpoints/segformer-b0-4class --working-short-side 384
+# Stage 18's second seed, for the record (results/README.md): not a candidate.
+"$PY" -m train.train --init results/weights/stage16 --data "${folders[@]}" --epochs 3 --crop-size 256 \
+    --batch-size 8 --lr 5e-5 --head-lr-mult 1 --warmup-iters 50 --teacher-weight 1 --teacher-temperature 1 \
+    --teacher max-person --teacher-on-labelled none --workers 1 --seed 19 --out runs/s18-seed19
+"$PY" -m train.evaluate --checkpoint runs/s18-seed19/last --data "${raw[@]}" --working-short-side 384 \
+    --json > results/eval/stage18-seed19-s384.json
