@@ -69,7 +69,7 @@ def continued_note(meta: dict) -> str | None:
     )
 
 
-#: What each teacher_on_labelled mode of train.train leaves the teachers (train.losses.teacher_kl).
+#: What each teacher_on_labelled mode of train.train (train.losses.ON_LABELLED) leaves the teachers.
 TEACHER_PIXELS = {
     "all": "every pixel",
     "agree": "the pixels nobody labelled and the labelled ones where the teacher's argmax agrees with the label",
@@ -88,6 +88,6 @@ def teacher_note(meta: dict) -> str | None:
     return (
         "The last stage of training also learned from **the segmentation teachers' targets** (`train.teach`: "
         f"DeepLabV3-MobileNetV2 on ADE20K and on PASCAL VOC, fused by `{recipe.get('teacher')}`), {weight:g} x the KL "
-        "to them at "
-        f"temperature {recipe.get('teacher_temperature', 1.0):g}, on {pixels}. The teachers are not part of the model."
+        f"to them at temperature {recipe.get('teacher_temperature', 1.0):g}, on {pixels}. The teachers are not part "
+        "of the model."
     )

@@ -1,7 +1,8 @@
 """The Training curves tab's texts (demo.curves) on metadata written out by hand, and on the shipped checkpoint's."""
 
-from demo.curves import continued_note, history_note, last_epoch_rows, soup_note, teacher_note
+from demo.curves import TEACHER_PIXELS, continued_note, history_note, last_epoch_rows, soup_note, teacher_note
 from segformer.checkpoint import DEFAULT_CHECKPOINT, read_metadata
+from train.losses import ON_LABELLED
 
 
 def record(epoch: int, miou: float) -> dict:
@@ -47,6 +48,11 @@ def test_a_taught_stage_says_what_the_teachers_taught() -> None:
     assert "fused by `max-person`), 0.5 x the KL to them at temperature 2, on only the pixels nobody labelled" in note
     assert "where the teacher's argmax agrees" in teacher_note({"recipe": {**recipe, "teacher_on_labelled": "agree"}})
     assert teacher_note({"recipe": {**recipe, "teacher_weight": 0.0}}) is None and teacher_note(RUN) is None
+
+
+def test_every_mode_of_the_loss_has_its_sentence() -> None:
+    """One sentence for each on_labelled mode of train.losses (demo/ may not import train/, so a test ties them)."""
+    assert set(TEACHER_PIXELS) == set(ON_LABELLED)
 
 
 def test_without_a_history_there_is_nothing_to_say() -> None:

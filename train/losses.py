@@ -77,6 +77,10 @@ def partial_cross_entropy(
     raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
 
 
+#: Which single-class labelled pixels teacher_kl gives the teacher's target (its ``on_labelled``).
+ON_LABELLED = ("all", "agree", "none")
+
+
 def teacher_kl(
     logits: torch.Tensor,
     labels: torch.Tensor,
@@ -104,8 +108,8 @@ def teacher_kl(
     """
     if teacher.shape != logits.shape:
         raise ValueError(f"teacher of shape {tuple(teacher.shape)} for logits of shape {tuple(logits.shape)}")
-    if on_labelled not in ("all", "agree", "none"):
-        raise ValueError(f"on_labelled must be 'all', 'agree' or 'none', got {on_labelled!r}")
+    if on_labelled not in ON_LABELLED:
+        raise ValueError(f"on_labelled must be one of {', '.join(ON_LABELLED)}, got {on_labelled!r}")
     num_classes = logits.shape[1]
     valid = teacher.sum(1) > 0
     if on_labelled == "agree":

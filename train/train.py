@@ -52,7 +52,7 @@ from task.curves import save_curves
 from train.copy_paste import CopyPaste
 from train.data import SegmentationFolder, TrainImages, collate, image_transform, train_transform
 from train.evaluate import combine, evaluate
-from train.losses import partial_cross_entropy, teacher_kl
+from train.losses import ON_LABELLED, partial_cross_entropy, teacher_kl
 from train.lovasz import lovasz_softmax
 from train.progress import progress
 from train.runs import (
@@ -153,7 +153,7 @@ class TrainConfig(RunConfig):
     teacher_on_labelled: str = option(
         "all",
         "labelled pixels with a teacher target: all, only where the teacher's argmax agrees with the label, or none",
-        choices=("all", "agree", "none"),
+        choices=ON_LABELLED,
     )
     # bfloat16 autocast on the CPU too (on CUDA it is always on); worth it where the CPU has AMX.
     cpu_bf16: bool = option(False, "bfloat16 autocast on the CPU (AMX)")
