@@ -92,15 +92,13 @@ done
 
 # Stage 18 (results/README.md): stage 16 for 3 more epochs at half stage 16's rate, each labelled pixel learning from
 # its label alone (the teachers only where nobody labelled), its last epoch scored at stage 17's working scale.
-"$PY" -m train.train --init results/weights/stage16 --data "${folders[@]}" --epochs 3 --crop-size 256 \
-    --batch-size 8 --lr 5e-5 --head-lr-mult 1 --warmup-iters 50 --teacher-weight 1 --teacher-temperature 1 \
-    --teacher max-person --teacher-on-labelled none --workers 1 --seed 18 --out runs/s18
-"$PY" -m train.evaluate --checkpoint runs/s18/last --data "${raw[@]}" --working-short-side 384 \
-    --json > results/eval/stage18-s384.json
+stage18() {  # SEED OUT REPORT
+    "$PY" -m train.train --init results/weights/stage16 --data "${folders[@]}" --epochs 3 --crop-size 256 \
+        --batch-size 8 --lr 5e-5 --head-lr-mult 1 --warmup-iters 50 --teacher-weight 1 --teacher-temperature 1 \
+        --teacher max-person --teacher-on-labelled none --workers 1 --seed "$1" --out "$2"
+    "$PY" -m train.evaluate --checkpoint "$2/last" --data "${raw[@]}" --working-short-side 384 --json > "$3"
+}
+stage18 18 runs/s18 results/eval/stage18-s384.json
 "$PY" -m train.export --run runs/s18 --which last --out checkpoints/segformer-b0-4class --working-short-side 384
 # Stage 18's second seed, for the record (results/README.md): not a candidate.
-"$PY" -m train.train --init results/weights/stage16 --data "${folders[@]}" --epochs 3 --crop-size 256 \
-    --batch-size 8 --lr 5e-5 --head-lr-mult 1 --warmup-iters 50 --teacher-weight 1 --teacher-temperature 1 \
-    --teacher max-person --teacher-on-labelled none --workers 1 --seed 19 --out runs/s18-seed19
-"$PY" -m train.evaluate --checkpoint runs/s18-seed19/last --data "${raw[@]}" --working-short-side 384 \
-    --json > results/eval/stage18-seed19-s384.json
+stage18 19 runs/s18-seed19 results/eval/stage18-seed19-s384.json
