@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The recipe of the checkpoint shipped until stage 18 (stage 9, MODEL_CARD.md; train/recipes/teachers.sh makes the
 # one shipped now): SegFormer-B0 from random weights on SIFT Flow + MSRC-v2 + CamVid, on the CPU, in seven stages
-# chained with --init (each continues the history of the one before) and soups of their pairs; then stage 9 adds feral-cats, and the result is averaged
-# with stage 7 (WiSE-FT) and exported in fp16.
+# chained with --init (each continues the history of the one before) and soups of their pairs; then stage 9 adds
+# feral-cats, and the result is averaged with stage 7 (WiSE-FT) and exported in fp16.
 #
 #   bash train/recipes/b0-4class.sh            # DATASETS=PATH to read the raw datasets from elsewhere
 #
