@@ -292,6 +292,17 @@ def measure_erf(runs: Path) -> dict:
     return {"data": VAL, "images": ERF_IMAGES, "crop": ERF_SIZE, "models": models}
 
 
+def measure_erf_16(runs: Path) -> dict:
+    """Q6: the same ERF of the two token mixers trained from scratch under the 16-epoch protocol (scratch-16-epochs
+    and dwconv-mixer-16): the seeds of either found in ``runs``."""
+    crops = centre_crops(SegmentationFolder(REPO / VAL, "val"), ERF_IMAGES)
+    models = {}
+    for name, path in arm_runs(runs, ("scratch-16-epochs", "dwconv-mixer-16"), "erf-16").items():
+        model, _ = load_checkpoint(path)
+        models[name] = erf_record(erf_maps(model, crops), model.config.token_mixer, with_maps=False)
+    return {"data": VAL, "images": ERF_IMAGES, "crop": ERF_SIZE, "models": models}
+
+
 def measure_erf_init(runs: Path) -> dict:
     """Q6: the ERF of the attention and the depthwise-convolution encoders at random initialisation (PyTorch's
     default, as the ablation arms start), INIT_SEEDS each, on the same crops as ``measure_erf``."""
@@ -305,20 +316,33 @@ def measure_erf_init(runs: Path) -> dict:
     return {"data": VAL, "images": ERF_IMAGES, "crop": ERF_SIZE, "seeds": list(INIT_SEEDS), "models": models}
 
 
+def position_r2(models: dict[str, SegFormer]) -> dict:
+    """The position read-out (experiments.position_probe) of each model, fitted on PROBE_IMAGES val crops and
+    scored on as many others: R^2 per stage, by name."""
+    data = SegmentationFolder(REPO / VAL, "val")
+    fit, test = centre_crops(data, PROBE_IMAGES), centre_crops(data, PROBE_IMAGES, skip=PROBE_IMAGES)
+    r2 = {name: probe(model, fit, test) for name, model in models.items()}
+    return {"data": VAL, "crop": ERF_SIZE, "fit_images": PROBE_IMAGES, "test_images": PROBE_IMAGES, "r2": r2}
+
+
 def measure_position(runs: Path) -> dict:
     """Q4: how much absolute position each stage's features hold (experiments.position_probe, R^2 of a linear
     read-out of a token's coordinates): a random initialisation, the shipped model with its Mix-FFN zeros and with
     them swapped for replicate at test time, and Q4's padding fine-tunes (the ablation runs, both seeds)."""
-    data = SegmentationFolder(REPO / VAL, "val")
-    fit, test = centre_crops(data, PROBE_IMAGES), centre_crops(data, PROBE_IMAGES, skip=PROBE_IMAGES)
     torch.manual_seed(0)
     models: dict[str, SegFormer] = {"random init (seed 0)": SegFormer(preset("b0"), NUM_CLASSES)}
     models["shipped (zeros)"] = load_checkpoint(REPO / SHIPPED)[0]
     models["shipped, replicate at test time"] = swap_ffn_padding(load_checkpoint(REPO / SHIPPED)[0], "replicate")
     for name, path in arm_runs(runs, ("padding-zeros", "padding-replicate"), "position").items():
         models[name] = load_checkpoint(path)[0]
-    r2 = {name: probe(model, fit, test) for name, model in models.items()}
-    return {"data": VAL, "crop": ERF_SIZE, "fit_images": PROBE_IMAGES, "test_images": PROBE_IMAGES, "r2": r2}
+    return position_r2(models)
+
+
+def measure_position_16(runs: Path) -> dict:
+    """Q4: the same read-out of encoders trained from scratch under the 16-epoch protocol, with Mix-FFN's zeros
+    (scratch-16-epochs) and with replicate padding (ffn-replicate-16): the seeds of either found in ``runs``."""
+    found = arm_runs(runs, ("scratch-16-epochs", "ffn-replicate-16"), "position-16")
+    return position_r2({name: load_checkpoint(path)[0] for name, path in found.items()})
 
 
 @torch.inference_mode()
@@ -395,7 +419,9 @@ MEASUREMENTS: dict[str, Callable[[Path], dict]] = {
     "tta": lambda runs: measure_tta(),
     "erf": measure_erf,
     "erf-init": measure_erf_init,
+    "erf-16": measure_erf_16,
     "position": measure_position,
+    "position-16": measure_position_16,
     "decoders": lambda runs: measure_decoders(),
     "argmax-gradient": lambda runs: measure_argmax_gradient(),
 }
@@ -591,7 +617,7 @@ def erf_row(label: str, group: Sequence[dict]) -> list[str]:
 
 
 def table_erf() -> str:
-    data, init = load("erf"), load("erf-init")
+    data, init, long = load("erf"), load("erf-init"), load("erf-16")
     if data is None:
         return "(not measured yet: python -m experiments.discussion measure --only erf)"
     rows = []
@@ -602,17 +628,20 @@ def table_erf() -> str:
         group = [m for n, m in data["models"].items() if m["token_mixer"] == mixer and n != "shipped"]
         if group:
             rows.append(erf_row(f"{mixer}, 2 epochs ({len(group)} seeds, ablation protocol)", group))
+        group = [m for m in (long or {"models": {}})["models"].values() if m["token_mixer"] == mixer]
+        if group:
+            rows.append(erf_row(f"{mixer}, 16 epochs ({len(group)} seeds, 16-epoch protocol)", group))
     if "shipped" in data["models"]:
         rows.append(erf_row("attention, shipped model", [data["models"]["shipped"]]))
     header = ["token mixer", *(f"stage {s + 1}: r50 / r90 px" for s in range(4))]
     return markdown_table(header, rows)
 
 
-def table_position() -> str:
-    data = load("position")
+def table_position(name: str = "position") -> str:
+    data = load(name)
     if data is None:
-        return "(not measured yet: python -m experiments.discussion measure --only position)"
-    rows = [[name, *(f"{v:.2f}" for v in r2)] for name, r2 in data["r2"].items()]
+        return f"(not measured yet: python -m experiments.discussion measure --only {name})"
+    rows = [[model, *(f"{v:.2f}" for v in r2)] for model, r2 in data["r2"].items()]
     return markdown_table(["encoder", *(f"stage {s + 1} R^2" for s in range(4))], rows)
 
 
@@ -697,6 +726,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "q3-16": lambda: arms_table(["scratch-16-epochs", "ffn-0-act-16", "ffn-2-act-16"], reference="scratch-16-epochs"),
     "q4": table_padding,
     "q4-position": table_position,
+    "q4-position-16": lambda: table_position("position-16"),
     "q4-arms": lambda: arms_table(["padding-zeros", "padding-replicate"], reference="padding-zeros"),
     "q5-arms": lambda: arms_table(["paper", "lovasz", "ce+lovasz", "ce-weighted-0.5", "ce-weighted-1"]),
     "q5-finetune": lambda: arms_table(["finetune-ce", "finetune-ce+lovasz"], reference="finetune-ce"),
