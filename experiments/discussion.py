@@ -630,7 +630,8 @@ def table_erf() -> str:
             rows.append(erf_row(f"{mixer}, 2 epochs ({len(group)} seeds, ablation protocol)", group))
         group = [m for m in (long or {"models": {}})["models"].values() if m["token_mixer"] == mixer]
         if group:
-            rows.append(erf_row(f"{mixer}, 16 epochs ({len(group)} seeds, 16-epoch protocol)", group))
+            seeds = f"{len(group)} seed{'s' if len(group) > 1 else ''}"
+            rows.append(erf_row(f"{mixer}, 16 epochs ({seeds}, 16-epoch protocol)", group))
     if "shipped" in data["models"]:
         rows.append(erf_row("attention, shipped model", [data["models"]["shipped"]]))
     header = ["token mixer", *(f"stage {s + 1}: r50 / r90 px" for s in range(4))]
@@ -728,6 +729,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "q4-position": table_position,
     "q4-position-16": lambda: table_position("position-16"),
     "q4-arms": lambda: arms_table(["padding-zeros", "padding-replicate"], reference="padding-zeros"),
+    "q4-16": lambda: arms_table(["scratch-16-epochs", "ffn-replicate-16"], reference="scratch-16-epochs"),
     "q5-arms": lambda: arms_table(["paper", "lovasz", "ce+lovasz", "ce-weighted-0.5", "ce-weighted-1"]),
     "q5-finetune": lambda: arms_table(["finetune-ce", "finetune-ce+lovasz"], reference="finetune-ce"),
     "q5-history": table_loss_history,
@@ -854,7 +856,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m experiments.discussion", description=__doc__.split("\n")[0])
     parser.add_argument("action", choices=("measure", "report"))
     parser.add_argument("--only", nargs="+", choices=sorted(MEASUREMENTS), help="measure only these")
-    parser.add_argument("--runs", type=Path, default=RUNS_DIR / "ablate", help="the ablation run folders (for erf)")
+    parser.add_argument("--runs", type=Path, default=RUNS_DIR / "ablate", help="the ablation runs (erf*, position*)")
     args = parser.parse_args(argv)
     if args.action == "report":
         report()
