@@ -280,11 +280,10 @@ def erf_record(maps: torch.Tensor, token_mixer: str, with_maps: bool) -> dict:
     }
 
 
-def measure_erf(runs: Path) -> dict:
-    """Q6: the effective receptive field per stage of the attention and the depthwise-convolution token mixers
-    (the ablation runs, both seeds) and of the shipped model."""
+def checkpoint_erfs(sources: dict[str, Path]) -> dict:
+    """The ERF record of each checkpoint in ``sources`` (by name), with its maps for ERF_FIGURE_ROWS, on
+    ERF_IMAGES val crops."""
     crops = centre_crops(SegmentationFolder(REPO / VAL, "val"), ERF_IMAGES)
-    sources = {"shipped": REPO / SHIPPED, **arm_runs(runs, ("paper", "dwconv-mixer"), "erf")}
     models = {}
     for name, path in sources.items():
         model, _ = load_checkpoint(path)
@@ -292,15 +291,16 @@ def measure_erf(runs: Path) -> dict:
     return {"data": VAL, "images": ERF_IMAGES, "crop": ERF_SIZE, "models": models}
 
 
+def measure_erf(runs: Path) -> dict:
+    """Q6: the effective receptive field per stage of the attention and the depthwise-convolution token mixers
+    (the ablation runs, both seeds) and of the shipped model."""
+    return checkpoint_erfs({"shipped": REPO / SHIPPED, **arm_runs(runs, ("paper", "dwconv-mixer"), "erf")})
+
+
 def measure_erf_16(runs: Path) -> dict:
     """Q6: the same ERF of the two token mixers trained from scratch under the 16-epoch protocol (scratch-16-epochs
     and dwconv-mixer-16): the seeds of either found in ``runs``."""
-    crops = centre_crops(SegmentationFolder(REPO / VAL, "val"), ERF_IMAGES)
-    models = {}
-    for name, path in arm_runs(runs, ("scratch-16-epochs", "dwconv-mixer-16"), "erf-16").items():
-        model, _ = load_checkpoint(path)
-        models[name] = erf_record(erf_maps(model, crops), model.config.token_mixer, with_maps=False)
-    return {"data": VAL, "images": ERF_IMAGES, "crop": ERF_SIZE, "models": models}
+    return checkpoint_erfs(arm_runs(runs, ("scratch-16-epochs", "dwconv-mixer-16"), "erf-16"))
 
 
 def measure_erf_init(runs: Path) -> dict:
@@ -628,7 +628,7 @@ def table_erf() -> str:
         group = [m for n, m in data["models"].items() if m["token_mixer"] == mixer and n != "shipped"]
         if group:
             rows.append(erf_row(f"{mixer}, 2 epochs ({len(group)} seeds, ablation protocol)", group))
-        group = [m for m in (long or {"models": {}})["models"].values() if m["token_mixer"] == mixer]
+        group = [m for m in (long["models"].values() if long else ()) if m["token_mixer"] == mixer]
         if group:
             seeds = f"{len(group)} seed{'s' if len(group) > 1 else ''}"
             rows.append(erf_row(f"{mixer}, 16 epochs ({seeds}, 16-epoch protocol)", group))
