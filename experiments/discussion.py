@@ -3,11 +3,12 @@
     python -m experiments.discussion measure [--only NAME ...]  # evaluations of the shipped and ablation models
     python -m experiments.discussion report                     # tables into DISCUSSION.md, its figures redrawn
 
-``measure`` writes small JSON files to docs/discussion/results/ (MEASUREMENTS names them); the training arms'
-results come from ``python -m experiments.ablate run``, and the attention cost from ``python -m bench.bench_model
---sr-sweep``. ``report`` reads only those JSON files (the shipped checkpoint's history too) and, for the decoders'
-MACs, the model definition on the meta device (no weights, no arithmetic), so the tables and figures can be redrawn
-without a model. docs/discussion/run.sh runs everything in order.
+``measure`` writes small JSON files to docs/discussion/results/ (MEASUREMENTS and RUN_MEASUREMENTS name them; only
+the latter read the ablation runs in ``--runs``); the training arms' results come from ``python -m experiments.ablate
+run``, and the attention cost from ``python -m bench.bench_model --sr-sweep``. ``report`` reads only those JSON
+files (the shipped checkpoint's history too) and, for the decoders' MACs, the model definition on the meta device (no
+weights, no arithmetic), so the tables and figures can be redrawn without a model. docs/discussion/run.sh runs
+everything in order.
 
 Every evaluation here is on the val splits of the prepared 4-class data (``data/4class-256``: SIFT Flow, MSRC-v2
 and CamVid at a 256-pixel short side, the scale the models were trained at), pooled into one confusion matrix.
@@ -303,7 +304,7 @@ def measure_erf_16(runs: Path) -> dict:
     return checkpoint_erfs(arm_runs(runs, ("scratch-16-epochs", "dwconv-mixer-16"), "erf-16"))
 
 
-def measure_erf_init(runs: Path) -> dict:
+def measure_erf_init() -> dict:
     """Q6: the ERF of the attention and the depthwise-convolution encoders at random initialisation (PyTorch's
     default, as the ablation arms start), INIT_SEEDS each, on the same crops as ``measure_erf``."""
     crops = centre_crops(SegmentationFolder(REPO / VAL, "val"), ERF_IMAGES)
@@ -413,17 +414,21 @@ def measure_history(checkpoint: str = SHIPPED) -> dict:
     }
 
 
-MEASUREMENTS: dict[str, Callable[[Path], dict]] = {
-    "history": lambda runs: measure_history(),
-    "padding-border": lambda runs: measure_padding(),
-    "tta": lambda runs: measure_tta(),
-    "erf": measure_erf,
+#: The measurements of the shipped model and of fresh initialisations, by the name of their result.
+MEASUREMENTS: dict[str, Callable[[], dict]] = {
+    "history": measure_history,
+    "padding-border": measure_padding,
+    "tta": measure_tta,
     "erf-init": measure_erf_init,
+    "decoders": measure_decoders,
+    "argmax-gradient": measure_argmax_gradient,
+}
+#: The measurements of the ablation runs, given the folder that holds them (``--runs``).
+RUN_MEASUREMENTS: dict[str, Callable[[Path], dict]] = {
+    "erf": measure_erf,
     "erf-16": measure_erf_16,
     "position": measure_position,
     "position-16": measure_position_16,
-    "decoders": lambda runs: measure_decoders(),
-    "argmax-gradient": lambda runs: measure_argmax_gradient(),
 }
 
 
@@ -855,17 +860,23 @@ def report() -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m experiments.discussion", description=__doc__.split("\n")[0])
     parser.add_argument("action", choices=("measure", "report"))
-    parser.add_argument("--only", nargs="+", choices=sorted(MEASUREMENTS), help="measure only these")
-    parser.add_argument("--runs", type=Path, default=RUNS_DIR / "ablate", help="the ablation runs (erf*, position*)")
+    parser.add_argument("--only", nargs="+", choices=sorted(MEASUREMENTS | RUN_MEASUREMENTS), help="measure only these")
+    parser.add_argument(
+        "--runs",
+        type=Path,
+        default=RUNS_DIR / "ablate",
+        help=f"the ablation runs that {', '.join(RUN_MEASUREMENTS)} measure (no other measurement reads them)",
+    )
     args = parser.parse_args(argv)
     if args.action == "report":
         report()
         return
     if not (REPO / VAL).is_dir():
         sys.exit(f"error: {VAL} is missing; prepare it first (train/recipes/b0-4class.sh, stage 0)")
-    for name in args.only or MEASUREMENTS:
+    for name in args.only or [*MEASUREMENTS, *RUN_MEASUREMENTS]:
         started = time.perf_counter()
-        save_json(RESULTS / f"{name}.json", MEASUREMENTS[name](args.runs))
+        result = MEASUREMENTS[name]() if name in MEASUREMENTS else RUN_MEASUREMENTS[name](args.runs)
+        save_json(RESULTS / f"{name}.json", result)
         print(f"{name}: {time.perf_counter() - started:.0f} s -> {RESULTS / name}.json", flush=True)
 
 
