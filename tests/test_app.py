@@ -369,10 +369,17 @@ def test_parallel_clients(servers: dict[str, AppServer], client: Client) -> None
 # ---------------------------------------------------------------------------- checkpoints
 
 
-def test_hub_checkpoint(servers: dict[str, AppServer]) -> None:
+def test_hub_checkpoint(servers: dict[str, AppServer], model: tuple) -> None:
+    """The shipped checkpoint served as hf://ORG/REPO/NAME (from the offline Hub cache) gives the photo the same mask,
+    pixel for pixel, as segformer.predict with the shipped weights: random or other weights would not."""
     hub = Client(servers["hf"].wait(), verbose=False)
     mask = mask_of(segment(hub, PHOTO))
+    with Image.open(PHOTO) as photo:
+        image = torch.from_numpy(np.array(photo.convert("RGB"))).permute(2, 0, 1)
+    net, meta = model
+    expected = segformer.predict(net, image, mean=meta["mean"], std=meta["std"], max_side=1024, short_side=scale(meta))
     assert mask.shape == (512, 683)
+    np.testing.assert_array_equal(mask, expected.numpy())
 
 
 def test_absent_hub_checkpoint_stops_with_a_message(absent_hub_run: AppServer) -> None:
