@@ -2,7 +2,7 @@
 
 import re
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import pytest
 
@@ -59,13 +59,18 @@ def test_missing_file_gives_a_message(tmp_path: Path) -> None:
 
 
 def test_the_real_discussion() -> None:
-    """docs/DISCUSSION.md as the app shows it: every figure link served from docs/ (launch's allowed_paths) or
-    noted as missing, no comment left outside code."""
+    """docs/DISCUSSION.md as the app shows it: each of its figure links (it has some, or this would prove nothing)
+    served, in order, as the committed figure it names under docs/ (launch's allowed_paths), none noted as missing,
+    and no comment left outside code."""
+    image = r"!\[[^\]]*\]\(([^)\s]+)"
+    linked = re.findall(image, app.DISCUSSION.read_text())
+    assert linked, f"no figure links in {app.DISCUSSION}"
     shown = read_page_markdown(app.DISCUSSION)
-    assert shown.startswith("#")
-    targets = re.findall(r"!\[[^\]]*\]\(([^)\s]+)", shown)
-    for target in targets:
-        path = Path(target.removeprefix(FILE_ROUTE).replace("%20", " "))
-        assert target.startswith(FILE_ROUTE) and path.is_file() and path.is_relative_to(app.DOCS)
+    assert shown.startswith("#") and "missing figure" not in shown
+    targets = re.findall(image, shown)
+    assert all(target.startswith(FILE_ROUTE) for target in targets), targets
+    served = [Path(unquote(target.removeprefix(FILE_ROUTE))) for target in targets]
+    assert served == [(app.DISCUSSION.parent / unquote(link)).resolve() for link in linked]
+    assert all(path.is_file() and path.is_relative_to(app.DOCS) for path in served)
     outside_code = re.sub(r"`[^`\n]*`", "", shown)
     assert "<!--" not in outside_code
