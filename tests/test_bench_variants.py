@@ -82,9 +82,17 @@ def test_capped_child_reports_out_of_memory() -> None:
 
 
 def test_capped_child_reports_a_peak_under_a_normal_cap() -> None:
-    result = segformer_peak_memory({"sr_ratios": (1, 1, 1, 1)}, (64, 64), num_classes=4, cap_gib=12)
-    assert not result["out_of_memory"] and result["error"] is None
-    assert isinstance(result["peak_memory_mib"], float) and 0 <= result["peak_memory_mib"] < 1024
+    """Full attention at 256x256, where every block's attention maps together take 147 MiB: a forward that keeps
+    them (return_attentions) peaks above that much, while the plain forward, whose fused kernel never holds a map,
+    peaks below half of it. A peak taken from the wrong counter or the wrong baseline misses one or the other."""
+    variant, size = {"sr_ratios": (1, 1, 1, 1)}, (256, 256)
+    maps_mib = attention_cost(SegFormer(variant_config(variant), 4), size)["attention_maps_mib"]
+    assert maps_mib == 146.8
+    plain = segformer_peak_memory(variant, size, num_classes=4, cap_gib=12)
+    keeping = segformer_peak_memory(variant, size, num_classes=4, cap_gib=12, attention_maps=True)
+    for result in (plain, keeping):
+        assert not result["out_of_memory"] and result["error"] is None
+    assert 0 < plain["peak_memory_mib"] < maps_mib / 2 < maps_mib < keeping["peak_memory_mib"]
 
 
 def test_sweep_skips_the_sizes_after_memory_ran_out() -> None:
