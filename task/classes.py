@@ -95,6 +95,12 @@ PARTIAL_IDS: tuple[int, ...] = tuple(
 #   is ignored (a teacher's targets cover those pixels). Its "bicyclist" (rider and bicycle, motorbike or cart) is
 #   {person/animal, vehicle} like CamVid's; "person with gear" (a kite-surfer or paraglider with board, harness and
 #   lines) is {person/animal, background}.
+# * ccp-people parses one person per photo into 58 items (skin, hair, garments, shoes, jewellery): each is that person,
+#   person/animal. Its 0 ("null") is everything else, passers-by included, so it is "not annotated" (ignored, the
+#   teachers' targets cover it), never background. What the person carries (bag, purse, wallet) is not a person in
+#   ADE20K's or COCO's sense and is ignored too: neither the person nor reliably background under the strap.
+# * oxford-pets keeps the Oxford-IIIT trimaps: 1 the pet (person/animal); 2 "not the pet" includes people holding it,
+#   so it is not annotated (ignored, the teachers' targets cover it); 3 the border between the two is ignored.
 # * everyday-photos has no labels at all (UNLABELLED_SOURCES): every pixel is ignored, and only a teacher's
 #   targets teach from it.
 # * MSRC "body" and "face" are person parts -> person/animal.
@@ -194,11 +200,32 @@ SOURCE_TABLES: dict[str, dict[str, Label]] = {
         "not a cat": frozenset({BACKGROUND, PLANT, VEHICLE}),
         "cat": PERSON_ANIMAL,
     },
+    "ccp-people": {"null": IGNORE_INDEX, "bag": IGNORE_INDEX, "purse": IGNORE_INDEX, "wallet": IGNORE_INDEX},
+    "oxford-pets": {"unused": IGNORE_INDEX, "pet": PERSON_ANIMAL, "not the pet": IGNORE_INDEX, "border": IGNORE_INDEX},
 }
 
-#: Table for folders of unknown origin: every source's names (they never disagree).
+#: How scoring reads labels that training ignores (lookup_table's ``scoring``): ccp-people's "null" and oxford-pets'
+#: "not the pet" are mostly the scene around the one annotated person or pet, so a person/animal predicted there is
+#: scored as a false positive, as feral-cats' "not a cat" is. Passers-by and people holding a pet are then counted
+#: against every model alike; training keeps them unannotated (the teachers' targets teach there).
+SCORING_TABLES: dict[str, dict[str, Label]] = {
+    "ccp-people": {"null": frozenset({BACKGROUND, PLANT, VEHICLE})},
+    "oxford-pets": {"not the pet": frozenset({BACKGROUND, PLANT, VEHICLE})},
+}
+
+#: Sources whose listed names that are missing from their table map to this class rather than BACKGROUND: every item
+#: of a ccp-people parse (skin, hair, each garment) is part of the one person the photo is of.
+SOURCE_DEFAULTS: dict[str, Label] = {"ccp-people": PERSON_ANIMAL}
+
+#: Sources whose names mean something only inside that source ("not the pet", a carried "bag"): not generic.
+_SOURCE_SPECIFIC = frozenset({"ccp-people", "oxford-pets"})
+
+#: Table for folders of unknown origin: every other source's names (they never disagree).
 GENERIC_TABLE: dict[str, Label] = {name: IGNORE_INDEX for name in _IGNORE_NAMES} | {
-    name: task_id for table in SOURCE_TABLES.values() for name, task_id in table.items()
+    name: task_id
+    for source, table in SOURCE_TABLES.items()
+    if source not in _SOURCE_SPECIFIC
+    for name, task_id in table.items()
 }
 
 #: Sources without labels or classes.txt: every pixel of theirs is IGNORE_INDEX (teacher targets only).
@@ -225,28 +252,31 @@ def is_task_classes(names_by_id: Mapping[int, str]) -> bool:
     return set(CLASS_NAMES) <= names <= set(_PREPARED_NAMES)
 
 
-def lookup_table(names_by_id: Mapping[int, str], source: str | None = None) -> np.ndarray:
+def lookup_table(names_by_id: Mapping[int, str], source: str | None = None, scoring: bool = False) -> np.ndarray:
     """Return a uint8 array of 256 entries mapping raw label ids to task ids or partial label values.
 
     ``source`` selects the table in SOURCE_TABLES; ``None`` uses GENERIC_TABLE. A class list
     that is exactly the task classes maps each name to itself whatever the source. Listed
-    names missing from the table map to background, ids not in ``names_by_id`` to
-    IGNORE_INDEX.
+    names missing from the table map to background (or the source's SOURCE_DEFAULTS class),
+    ids not in ``names_by_id`` to IGNORE_INDEX. With ``scoring`` the source's SCORING_TABLES entries
+    replace its training table's.
     """
     table: Mapping[str, Label]
+    default: Label = BACKGROUND
     if is_task_classes(names_by_id):
         table = _PREPARED_NAMES
     elif source is None:
         table = GENERIC_TABLE
     elif source in SOURCE_TABLES:
-        table = SOURCE_TABLES[source]
+        table = SOURCE_TABLES[source] | (SCORING_TABLES.get(source, {}) if scoring else {})
+        default = SOURCE_DEFAULTS.get(source, BACKGROUND)
     else:
         raise ValueError(f"unknown source {source!r}; known: {', '.join(SOURCE_TABLES)}")
     lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
     for class_id, name in names_by_id.items():
         if not 0 <= class_id <= 255:
             raise ValueError(f"class id {class_id} ({name!r}) does not fit an 8-bit label")
-        lut[class_id] = label_id(table.get(canonical_name(name), BACKGROUND))
+        lut[class_id] = label_id(table.get(canonical_name(name), default))
     return lut
 
 

@@ -30,7 +30,7 @@ from task.classes import (
 from train.paths import DATASETS_DIR as DATASETS
 
 ADE = DATASETS / "ade20k-samples" / "ADEChallengeData2016"
-FOLDER_SOURCES = ("sift-flow", "msrc-v2", "camvid", "feral-cats")
+FOLDER_SOURCES = ("sift-flow", "msrc-v2", "camvid", "feral-cats", "davis-2016", "ccp-people", "oxford-pets")
 FIELD = label_id(frozenset({BACKGROUND, PLANT}))
 RIDER = label_id(frozenset({PERSON_ANIMAL, VEHICLE}))
 NOT_A_CAT = label_id(frozenset({BACKGROUND, PLANT, VEHICLE}))
@@ -50,6 +50,39 @@ def test_every_table_name_exists_in_the_source(source: str) -> None:
     else:
         names = read_classes_txt(DATASETS / source / "classes.txt")
     assert set(SOURCE_TABLES[source]) <= {canonical_name(n) for n in names.values()}
+
+
+@pytest.mark.parametrize(
+    ("source", "name", "training", "scoring"),
+    [
+        ("ccp-people", "skin", PERSON_ANIMAL, PERSON_ANIMAL),
+        ("ccp-people", "hair", PERSON_ANIMAL, PERSON_ANIMAL),
+        ("ccp-people", "jeans", PERSON_ANIMAL, PERSON_ANIMAL),
+        ("ccp-people", "sunglasses", PERSON_ANIMAL, PERSON_ANIMAL),
+        ("ccp-people", "bag", IGNORE_INDEX, IGNORE_INDEX),
+        ("ccp-people", "purse", IGNORE_INDEX, IGNORE_INDEX),
+        ("ccp-people", "null", IGNORE_INDEX, NOT_A_CAT),
+        ("oxford-pets", "pet", PERSON_ANIMAL, PERSON_ANIMAL),
+        ("oxford-pets", "not the pet", IGNORE_INDEX, NOT_A_CAT),
+        ("oxford-pets", "border", IGNORE_INDEX, IGNORE_INDEX),
+        ("camvid", "car", VEHICLE, VEHICLE),
+    ],
+)
+def test_one_object_sources_train_on_the_object_and_score_its_surroundings(
+    source: str, name: str, training: int, scoring: int
+) -> None:
+    names = read_classes_txt(DATASETS / source / "classes.txt")
+    raw_id = {n: i for i, n in names.items()}[name]
+    assert lookup_table(names, source)[raw_id] == training
+    assert lookup_table(names, source, scoring=True)[raw_id] == scoring
+
+
+def test_every_ccp_people_item_but_carried_things_is_the_person() -> None:
+    names = read_classes_txt(DATASETS / "ccp-people" / "classes.txt")
+    lut = lookup_table(names, "ccp-people")
+    carried = {i for i, n in names.items() if n in ("null", "bag", "purse", "wallet")}
+    assert len(names) == 59 and len(carried) == 4
+    assert all(lut[i] == (IGNORE_INDEX if i in carried else PERSON_ANIMAL) for i in names)
 
 
 def test_source_tables_agree_on_shared_names() -> None:

@@ -8,7 +8,7 @@ import torch
 
 from task.classes import CLASS_NAMES, PARTIAL_IDS, label_id
 from task.metrics import scores
-from train.standing import main, rule_figures
+from train.standing import main, rule_figures, teacher_figures
 
 NOT_A_CAT = PARTIAL_IDS.index(label_id(frozenset({0, 1, 3})))
 
@@ -56,5 +56,29 @@ def test_the_command_prints_one_row_per_report(tmp_path: Path, capsys: pytest.Ca
     (tmp_path / "stage-x.json").write_text(json.dumps(REPORT))
     main([str(tmp_path / "stage-x.json")])
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "| report | 3-source mIoU | person/animal | vehicle | cat IoU |"
-    assert lines[2] == "| stage-x | 0.848 | 0.667 | 0.857 | 0.500 |"
+    assert lines[0] == "| report | 3-source mIoU | person/animal | vehicle | cat IoU | people IoU | pets IoU |"
+    assert lines[2] == "| stage-x | 0.848 | 0.667 | 0.857 | 0.500 | - | - |"
+
+
+NOT_A_PERSON = NOT_A_CAT  # ccp-people's and oxford-pets' unannotated surroundings score as {background, plant, vehicle}
+
+
+def test_people_and_pets_count_predictions_around_the_one_person_as_false_positives() -> None:
+    # ccp-people: 6 person pixels right, 2 missed (called background); of 10 surrounding pixels 3 called a person.
+    # oxford-pets: 4 pet pixels right, none missed; of 8 surrounding pixels 1 called an animal.
+    people = source([0, 0, 6, 0], {(2, 0): 2}, not_a_cat=[7, 0, 3, 0])
+    pets = source([0, 0, 4, 0], {}, not_a_cat=[7, 0, 1, 0])
+    report = {"per_source": {**REPORT["per_source"], "raw/ccp-people": people, "raw/oxford-pets": pets}}
+    figures = rule_figures(report)
+    assert figures["people IoU"] == pytest.approx(6 / 11)
+    assert figures["pets IoU"] == pytest.approx(4 / 5)
+    assert figures["3-source mIoU"] == rule_figures(REPORT)["3-source mIoU"]  # the one-class sources stay apart
+
+
+def test_the_teachers_scores_give_one_row_per_fusion_rule() -> None:
+    pooled = {**source([20, 10, 4, 6], {(2, 0): 2, (3, 0): 1}), "sources": ["camvid", "msrc-v2", "sift-flow"]}
+    cats = {**REPORT["per_source"]["raw/feral-cats"], "sources": ["feral-cats"]}
+    scored = {rule: {"4class": pooled, "cats": cats} for rule in ("ade20k", "max-person")}
+    rows = teacher_figures(scored)
+    assert list(rows) == ["teachers, ade20k", "teachers, max-person"]
+    assert rows["teachers, max-person"] == {**rule_figures(REPORT), "people IoU": None, "pets IoU": None}

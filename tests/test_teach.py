@@ -32,7 +32,7 @@ from train.losses import partial_cross_entropy, teacher_kl
 from train.paths import DATASETS_DIR as DATASETS
 from train.paths import MODELS_DIR as MODELS
 from train.prepare import prepare
-from train.teach import TEACHERS, Teacher, task_matrix, teach
+from train.teach import TEACHERS, Teacher, score, task_matrix, teach
 from train.teacher_targets import FUSIONS, decode, encode, load_target, target_path
 from train.train import TrainConfig, segmentation_loss, training_loss, training_set
 
@@ -131,6 +131,36 @@ def test_fusions_are_distributions_and_max_person_takes_the_surer_teacher(taught
     keep = ade_rest.sum(0) > 0.1
     assert torch.allclose((rest / rest.sum(0))[:, keep], (ade_rest / ade_rest.sum(0))[:, keep], atol=1e-4)
     assert torch.equal(load_target(taught, "val", stem, "ade20k"), ade)
+
+
+def test_max_person_vehicle_takes_the_surer_teacher_for_both_classes(taught: Path) -> None:
+    for stem in (p.stem for p in (taught / "images" / "val").glob("*.jpg")):
+        ade, voc = (decode(target_path(taught, name, "val", stem)) for name in TEACHERS)
+        fused = load_target(taught, "val", stem, "max-person-vehicle")
+        taken = torch.maximum(ade[[PERSON_ANIMAL, VEHICLE]], voc[[PERSON_ANIMAL, VEHICLE]])
+        fits = taken.sum(0) <= 1  # where the two maxima leave room, they are taken as they are
+        assert torch.allclose(fused[[PERSON_ANIMAL, VEHICLE]][:, fits], taken[:, fits], atol=1e-4)
+        rest, ade_rest = fused[[BACKGROUND, PLANT]], ade[[BACKGROUND, PLANT]]
+        keep = fits & (ade_rest.sum(0) > 0.1) & (rest.sum(0) > 0.1)
+        assert torch.allclose((rest / rest.sum(0))[:, keep], (ade_rest / ade_rest.sum(0))[:, keep], atol=1e-3)
+        # max-person is the same rule with ADE20K's vehicles.
+        assert torch.allclose(load_target(taught, "val", stem, "max-person")[PERSON_ANIMAL], taken[0], atol=1e-4)
+
+
+def test_score_counts_the_raw_labels_pixels(taught: Path) -> None:
+    """The teachers are scored on the raw sources' labels at their own size (the targets resized to them), as
+    train.evaluate scores a checkpoint, not on the prepared 96-pixel copies."""
+    results = score([taught])
+    expected = 0
+    for source in ("msrc-v2", "feral-cats"):
+        names = read_classes_txt(DATASETS / source / "classes.txt")
+        lut = lookup_table(names, source, scoring=True)
+        for image in sorted((taught / "images" / "val").glob(f"{source}__*.jpg")):
+            raw = np.asarray(Image.open(DATASETS / source / "labels" / "val" / f"{image.stem.split('__')[1]}.png"))
+            expected += int((lut[raw] < NUM_CLASSES).sum())
+    for rule in FUSIONS:
+        assert sum(map(sum, results[rule]["tiny"]["confusion"])) == expected
+        assert results[rule]["tiny"]["sources"] == ["feral-cats", "msrc-v2"]
 
 
 def test_targets_are_cropped_and_flipped_with_the_image(taught: Path) -> None:

@@ -48,11 +48,17 @@ class SegmentationFolder(Dataset):
     when given. Labels are mapped by class name: with the source's table when the folder is
     named after a known source (``camvid``, ...), by name alone otherwise, and to themselves
     for a prepared folder. With ``teacher`` (a fusion rule of train.teacher_targets.FUSIONS) items are
-    ``(image, mask, target)``, the fused teacher probabilities transformed with them.
+    ``(image, mask, target)``, the fused teacher probabilities transformed with them. With ``scoring`` a raw
+    source's labels are read as scoring reads them (task.classes.SCORING_TABLES).
     """
 
     def __init__(
-        self, root: str | Path, split: str, transform: Transform | None = None, teacher: str | None = None
+        self,
+        root: str | Path,
+        split: str,
+        transform: Transform | None = None,
+        teacher: str | None = None,
+        scoring: bool = False,
     ) -> None:
         self.root = Path(root)
         self.split = split
@@ -65,7 +71,7 @@ class SegmentationFolder(Dataset):
         if not classes_txt.is_file():
             raise FileNotFoundError(f"no classes.txt in dataset folder: {classes_txt}")
         source = self.source_name if self.source_name in SOURCE_TABLES else None
-        self.lut = lookup_table(read_classes_txt(classes_txt), source)
+        self.lut = lookup_table(read_classes_txt(classes_txt), source, scoring)
 
         image_dir = self.root / "images" / split
         label_dir = self.root / "labels" / split

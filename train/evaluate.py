@@ -7,7 +7,8 @@
 labels are mapped to the task classes by name, or a folder written by ``train.prepare``. Given several folders,
 each is scored and so are all of them together (their confusion matrices summed, as training's val mIoU is).
 Predictions go through the one prediction path (logits upsampled to the label's full resolution, then argmax);
-ignore pixels are excluded, and pixels with a partial label (e.g. feral-cats' "not a cat") are scored apart: mIoU
+ignore pixels are excluded, and pixels with a partial label (e.g. feral-cats' "not a cat", and the pixels around
+ccp-people's one person and oxford-pets' one pet, read as task.classes.SCORING_TABLES says) are scored apart: mIoU
 counts single-class pixels only, ``outside_admissible`` is the share of partial pixels predicted outside their set,
 and ``per_class_iou_with_partial`` counts those predictions as false positives (see task.metrics).
 """
@@ -125,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         model, meta = load_checkpoint(args.checkpoint)
         if args.ffn_padding is not None:
             swap_ffn_padding(model, args.ffn_padding)
-        datasets = {str(folder): SegmentationFolder(folder, args.split) for folder in args.data}
+        datasets = {str(folder): SegmentationFolder(folder, args.split, scoring=True) for folder in args.data}
         if args.working_short_side is None:
             short_side = working_short_side(meta)
         else:

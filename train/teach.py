@@ -38,6 +38,7 @@ from task.classes import (
     IGNORE_INDEX,
     NUM_CLASSES,
     PARTIAL_IDS,
+    UNLABELLED_SOURCES,
     admissible_classes,
     lookup_table,
     read_classes_txt,
@@ -213,24 +214,56 @@ def teach(folders: Sequence[Path], models_dir: Path = MODELS_DIR, workers: int =
     return {f"{folder.name}/{name}": record for (folder, name), record in records.items()}
 
 
+def _val_labels(folder: Path, split: str) -> tuple[SegmentationFolder, dict[str, tuple[SegmentationFolder, int]]]:
+    """The prepared folder's split, and for each of its images the raw source split and index that hold its label,
+    where the raw source folder its manifest names exists (labels then read as scoring reads them)."""
+    prepared = SegmentationFolder(folder, split)
+    raw: dict[str, tuple[SegmentationFolder, int]] = {}
+    manifest = folder / "manifest.json"
+    sources = json.loads(manifest.read_text()).get("sources", {}) if manifest.is_file() else {}
+    for name, path in sources.items():
+        if name in UNLABELLED_SOURCES or not (Path(path) / "images" / split).is_dir():
+            continue
+        data = SegmentationFolder(path, split, scoring=True)
+        raw |= {f"{name}__{stem}": (data, i) for i, stem in enumerate(data.stems)}
+    return prepared, raw
+
+
+def _sources(folder: Path) -> list[str]:
+    """The names of the sources a prepared folder was made from (its manifest), or none when it has no manifest."""
+    manifest = folder / "manifest.json"
+    return sorted(json.loads(manifest.read_text()).get("sources", {})) if manifest.is_file() else []
+
+
 def score(folders: Sequence[Path], split: str = "val") -> dict:
     """{fusion rule: {folder name: scores}}: each rule's argmax against the folder's labels (task.metrics), with
-    partial labels scored apart as train.evaluate does. Each image and its two targets are read once for all rules."""
+    partial labels scored apart as train.evaluate does. The labels are the raw sources' at their own size where the
+    folder's manifest names them and they exist (the targets are resized to them, bilinear, as a model's logits
+    are), so the teachers are scored on the pixels train.evaluate scores a checkpoint on; else the prepared labels.
+    Each image and its two targets are read once for all rules."""
     results: dict[str, dict] = {fusion: {} for fusion in FUSIONS}
     for folder in folders:
-        data = SegmentationFolder(folder, split)
+        data, raw = _val_labels(folder, split)
         confusion = torch.zeros(len(FUSIONS), NUM_CLASSES, NUM_CLASSES, dtype=torch.int64)
         partial = torch.zeros(len(FUSIONS), len(PARTIAL_IDS), NUM_CLASSES, dtype=torch.int64)
-        for index in range(len(data)):
-            _, mask = data[index]
-            ade, voc = (decode(target_path(folder, name, split, data.stems[index])) for name in TEACHER_NAMES)
-            for i, fuse in enumerate(FUSIONS.values()):
-                pred = fuse(ade, voc).argmax(0)
-                confusion[i] += confusion_matrix(pred, mask, NUM_CLASSES, IGNORE_INDEX)
-                partial[i] += partial_counts(pred, mask, NUM_CLASSES)
-        for i, fusion in enumerate(FUSIONS):
-            result = scores(confusion[i], list(CLASS_NAMES), partial[i])
-            results[fusion][folder.name] = {**result, "confusion": confusion[i].tolist()}
+        for index, stem in enumerate(data.stems):
+            source, i = raw.get(stem, (data, index))
+            _, mask = source[i]
+            targets = [decode(target_path(folder, name, split, stem)) for name in TEACHER_NAMES]
+            if targets[0].shape[-2:] != mask.shape:
+                targets = [F.interpolate(t[None], size=mask.shape, mode="bilinear")[0] for t in targets]
+            for k, fuse in enumerate(FUSIONS.values()):
+                pred = fuse(*targets).argmax(0)
+                confusion[k] += confusion_matrix(pred, mask, NUM_CLASSES, IGNORE_INDEX)
+                partial[k] += partial_counts(pred, mask, NUM_CLASSES)
+        for k, fusion in enumerate(FUSIONS):
+            result = scores(confusion[k], list(CLASS_NAMES), partial[k])
+            results[fusion][folder.name] = {
+                **result,
+                "confusion": confusion[k].tolist(),
+                "partial": partial[k].tolist(),
+                "sources": _sources(folder),
+            }
     return results
 
 

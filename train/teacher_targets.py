@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from torchvision import tv_tensors
 
-from task.classes import PERSON_ANIMAL
+from task.classes import PERSON_ANIMAL, VEHICLE
 
 TEACHER_DIR = "teachers"
 TEACHER_NAMES = ("ade20k", "voc")
@@ -46,24 +46,30 @@ def target_path(folder: Path, teacher: str, split: str, stem: str) -> Path:
     return folder / TEACHER_DIR / teacher / split / f"{stem}.png"
 
 
-def _person_from(person: torch.Tensor, ade: torch.Tensor) -> torch.Tensor:
-    """ADE20K's distribution with its person/animal probability replaced by ``person``, the other three classes
-    rescaled to keep their ADE20K proportions."""
-    rest = (1 - person) / (1 - ade[PERSON_ANIMAL]).clamp(min=1e-6)
-    fused = ade * rest
-    fused[PERSON_ANIMAL] = person
+def _raised(ade: torch.Tensor, taken: dict[int, torch.Tensor]) -> torch.Tensor:
+    """ADE20K's distribution with the probabilities of the classes in ``taken`` replaced by theirs, the other classes
+    rescaled to share what is left in their ADE20K proportions (renormalised where the taken ones sum over 1)."""
+    kept = 1 - sum(ade[c] for c in taken)
+    left = (1 - sum(taken.values())).clamp(min=0)
+    fused = ade * (left / kept.clamp(min=1e-6))
+    for c, p in taken.items():
+        fused[c] = p
     return fused / fused.sum(0, keepdim=True).clamp(min=1e-6)
 
 
 #: Fusion rules, (ADE20K probabilities, VOC probabilities) -> probabilities, each (4, H, W). VOC has no outdoor
-#: plants and misses small people, so no rule takes its background, plant or vehicle; the rules differ in how much
-#: of its person/animal they take (docs in MODEL_CARD.md, chosen on val).
+#: plants and misses small people, so no rule takes its background or plant; the rules differ in how much of its
+#: person/animal they take, and whether they take its vehicles (docs in MODEL_CARD.md, chosen on val).
 FUSIONS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "ade20k": lambda ade, voc: ade,
     # VOC's person/animal where it is the more confident teacher (close-up people and animals), ADE20K's elsewhere.
-    "max-person": lambda ade, voc: _person_from(torch.maximum(ade[PERSON_ANIMAL], voc[PERSON_ANIMAL]), ade),
+    "max-person": lambda ade, voc: _raised(ade, {PERSON_ANIMAL: torch.maximum(ade[PERSON_ANIMAL], voc[PERSON_ANIMAL])}),
     # The two teachers' person/animal averaged.
-    "mean-person": lambda ade, voc: _person_from((ade[PERSON_ANIMAL] + voc[PERSON_ANIMAL]) / 2, ade),
+    "mean-person": lambda ade, voc: _raised(ade, {PERSON_ANIMAL: (ade[PERSON_ANIMAL] + voc[PERSON_ANIMAL]) / 2}),
+    # max-person, and VOC's vehicles where it is the more confident teacher (everyday cars, buses, boats, planes).
+    "max-person-vehicle": lambda ade, voc: _raised(
+        ade, {c: torch.maximum(ade[c], voc[c]) for c in (PERSON_ANIMAL, VEHICLE)}
+    ),
 }
 
 

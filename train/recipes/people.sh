@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Stage 19 (results/README.md): the shipped stage 18 taught on what people photograph. Two new sources, ccp-people
+# (full-length people) and oxford-pets (cat and dog close-ups), join the six folders; every folder is prepared at the
+# app's working scale (shorter side 384, or the image's own where smaller: every source here is at its own size) and
+# the teachers' targets are made there; training resizes each crop's image around that scale (--base-size 384, so
+# 0.5-2x the size the app runs at) instead of around 256; the fused targets take VOC's vehicles where it is the surer
+# teacher if the teachers' val scores say so (below). Two seeds, their last epochs averaged (a uniform soup), scored
+# on the raw val splits at the working scale by the rule results/README.md fixed before the runs were scored.
+#
+#   bash train/recipes/people.sh            # DATASETS=PATH / MODELS=PATH for the raw datasets and the teachers
+#
+# The teachers' runtime: pip install -r requirements-teach.txt. Every step resumes or skips what is already done.
+# On two cores: the targets about 60 minutes (both cores), then the two runs side by side (one core each) about
+# 12 minutes an epoch each.
+set -euo pipefail
+DATASETS=${DATASETS:-../shared/datasets}
+MODELS=${MODELS:-../shared/models}
+PY=${PYTHON:-.venv/bin/python}
+FUSION=${FUSION:-max-person-vehicle}
+EPOCHS=${EPOCHS:-5}
+export OMP_NUM_THREADS=1
+prepare() { [ -f "data/$1/manifest.json" ] || "$PY" -m train.prepare --out "data/$1" --short-side 384 --sources "${@:2}"; }
+
+prepare 4class-384 sift-flow="$DATASETS/sift-flow" msrc-v2="$DATASETS/msrc-v2" camvid="$DATASETS/camvid"
+prepare feral-cats-384 feral-cats="$DATASETS/feral-cats"
+prepare davis-384 davis-2016="$DATASETS/davis-2016"
+prepare everyday-384 everyday-photos="$DATASETS/everyday-photos"
+prepare people-384 ccp-people="$DATASETS/ccp-people"
+prepare pets-384 oxford-pets="$DATASETS/oxford-pets"
+folders=(data/4class-384 data/feral-cats-384 data/davis-384 data/everyday-384 data/people-384 data/pets-384)
+labelled=(data/4class-384 data/feral-cats-384 data/people-384 data/pets-384)
+raw=("$DATASETS/sift-flow" "$DATASETS/msrc-v2" "$DATASETS/camvid" "$DATASETS/feral-cats" "$DATASETS/ccp-people"
+    "$DATASETS/oxford-pets")
+
+# The teachers' targets, and every fusion rule scored on the raw val labels and on the everyday photos (FUSION is
+# chosen from these, before any student of this stage is scored).
+"$PY" -m train.teach --data "${folders[@]}" --models "$MODELS" --workers 2
+"$PY" -m train.teach --data "${labelled[@]}" --score --json results/teachers-val-384.json
+"$PY" -m train.everyday --teachers data/everyday-384 > results/eval/everyday-teachers.json
+
+# The baseline, stage 18 as shipped, on the same splits and photos.
+"$PY" -m train.evaluate --checkpoint checkpoints/segformer-b0-4class --data "${raw[@]}" --json \
+    > results/eval/stage18-people-s384.json
+"$PY" -m train.everyday --checkpoint checkpoints/segformer-b0-4class > results/eval/everyday-stage18.json
+
+stage19() {  # SEED OUT
+    "$PY" -m train.train --init checkpoints/segformer-b0-4class --data "${folders[@]}" --epochs "$EPOCHS" \
+        --crop-size 256 --base-size 384 --batch-size 8 --lr 1e-4 --head-lr-mult 1 --warmup-iters 100 \
+        --teacher-weight 1 --teacher-temperature 1 --teacher "$FUSION" --teacher-on-labelled none --workers 1 \
+        --seed "$1" --out "$2"
+}
+stage19 190 runs/s19a &
+stage19 191 runs/s19b
+wait
+"$PY" -m train.soup --checkpoints runs/s19a/last runs/s19b/last --out runs/s19-soup/last
+for name in s19a s19b s19-soup; do
+    "$PY" -m train.evaluate --checkpoint "runs/$name/last" --data "${raw[@]}" --working-short-side 384 --json \
+        > "results/eval/stage19-$name.json"
+    "$PY" -m train.everyday --checkpoint "runs/$name/last" --working-short-side 384 \
+        > "results/eval/everyday-stage19-$name.json"
+done
+"$PY" -m train.standing results/eval/stage18-people-s384.json results/eval/stage19-s19*.json results/teachers-val-384.json
+# Shipped only if the rule holds (results/README.md):
+# "$PY" -m train.export --run runs/s19-soup --which last --out checkpoints/segformer-b0-4class --working-short-side 384
