@@ -19,7 +19,19 @@ def test_bundled_examples_are_what_make_examples_writes(tmp_path: Path) -> None:
     _, mismatch, errors = filecmp.cmpfiles(tmp_path, EXAMPLES, [str(p) for p in written], shallow=False)
     assert mismatch == [] and errors == []
     sources = {entry["source"] for entry in entries}
-    assert sources == {"sift-flow", "msrc-v2", "camvid", "davis-2016", "feral-cats", "ade20k"}
+    assert sources == {
+        "sift-flow",
+        "msrc-v2",
+        "camvid",
+        "davis-2016",
+        "feral-cats",
+        "ccp-people",
+        "oxford-pets",
+        "ade20k",
+    }
+    # A close-up person, a pet and a vehicle among the photos of the first tab.
+    photos = {p.name.split("__")[0] for p in (EXAMPLES / "photos").iterdir()}
+    assert {"ccp-people", "oxford-pets", "everyday-photos"} <= photos
 
 
 def test_licence_note_names_each_source_and_its_licence() -> None:
@@ -27,10 +39,13 @@ def test_licence_note_names_each_source_and_its_licence() -> None:
     rows = [line.split(" | ") for line in (EXAMPLES / "DATASETS.md").read_text().splitlines() if line.startswith("| ")]
     licences = {row[0].removeprefix("| "): row[2].removesuffix(" |") for row in rows[2:]}
     assert licences.pop("davis-2016").startswith("CC BY-NC 4.0 (DAVIS terms of use)")
+    assert licences.pop("everyday-photos").startswith("ImageNet terms of access: non-commercial")
     assert licences == {
         "sift-flow": "research use (LabelMe)",
         "msrc-v2": "research use",
         "camvid": "CC BY-NC 4.0, research use",
         "feral-cats": "Public Domain",
+        "ccp-people": "Apache-2.0 (repository licence); the photos come from a street-fashion website",
+        "oxford-pets": "CC BY-SA 4.0 (Oxford-IIIT Pet); the photos' copyright stays with their owners",
         "ade20k": "BSD-3",
     }

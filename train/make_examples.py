@@ -15,8 +15,10 @@ Validation examples are picked deterministically: per source, in turn for plant,
 vehicle, the image that has at least 2% of that class, then the most task classes present, then the
 largest share of that class, among those not within len/(count+1) positions (in file order) of an image
 already picked, so that near-identical video frames (CamVid) are not picked twice. A source labelled for
-one class only (feral-cats: cat or "not a cat", a partial label) contributes ONE_CLASS_EXAMPLES images at
-evenly spaced ranks of that class's share, from small cats to large. ADE20K contributes its three samples.
+one class only (feral-cats: cat or "not a cat", a partial label; ccp-people's one person and oxford-pets' one
+pet, their surroundings read as scoring reads them) contributes a few images at evenly spaced ranks of that
+class's share, from small to large. ADE20K contributes its three samples. The photos are the first pick of
+PHOTO_SOURCES, the ADE20K samples, and the first everyday photo of a vehicle (train.everyday) in file order.
 """
 
 import argparse
@@ -36,25 +38,32 @@ from task.classes import (
     IGNORE_INDEX,
     PALETTE,
     PERSON_ANIMAL,
+    VEHICLE,
     lookup_table,
     read_ade_object_info,
     task_classes_txt,
 )
 from train.data import SegmentationFolder
-from train.prepare import resized_size
+from train.everyday import photo_class
+from train.prepare import image_files, resized_size
 
 FOLDER_SOURCES = ("sift-flow", "msrc-v2", "camvid")
 #: Folder sources with fewer examples: DAVIS 2016 labels one object per video (the rest is not annotated), and its
 #: val split is three videos.
 FEW_SOURCES = {"davis-2016": 3}
-#: Folder sources that label one task class only (everything else a partial label), and that class.
-ONE_CLASS_SOURCES = {"feral-cats": PERSON_ANIMAL}
-ONE_CLASS_EXAMPLES = 4
+#: Folder sources that label one task class only (everything else a partial label or unannotated), that class,
+#: and how many examples each gives.
+ONE_CLASS_SOURCES = {
+    "feral-cats": (PERSON_ANIMAL, 4),
+    "ccp-people": (PERSON_ANIMAL, 2),
+    "oxford-pets": (PERSON_ANIMAL, 2),
+}
 ADE_DIR = Path("ade20k-samples/ADEChallengeData2016")
 SHORT_SIDE = 256
 JPEG_QUALITY = 90
 #: Validation images copied whole into photos/ besides the ADE20K samples: the first pick of these sources.
-PHOTO_SOURCES = ("camvid", "msrc-v2")
+PHOTO_SOURCES = ("camvid", "msrc-v2", "ccp-people", "oxford-pets")
+EVERYDAY = "everyday-photos"
 
 
 def licence_notes(readme: str, sources: Sequence[str]) -> str:
@@ -150,13 +159,13 @@ def make_examples(datasets: Path, out: Path, per_source: int) -> list[dict]:
         )
 
     for source in (*FOLDER_SOURCES, *FEW_SOURCES, *ONE_CLASS_SOURCES):
-        folder = SegmentationFolder(datasets / source, "val")
+        folder = SegmentationFolder(datasets / source, "val", scoring=True)
         masks = [folder[i][1].numpy().astype(np.uint8) for i in range(len(folder))]
         if source in ONE_CLASS_SOURCES:
-            cls = ONE_CLASS_SOURCES[source]
+            cls, count = ONE_CLASS_SOURCES[source]
             labelled = [max(np.count_nonzero(m != IGNORE_INDEX), 1) for m in masks]
             shares = [np.count_nonzero(m == cls) / n for m, n in zip(masks, labelled, strict=True)]
-            chosen = pick_by_share(shares, ONE_CLASS_EXAMPLES)
+            chosen = pick_by_share(shares, count)
         else:
             chosen = pick([class_shares(m) for m in masks], FEW_SOURCES.get(source, per_source))
         for index in chosen:
@@ -168,8 +177,10 @@ def make_examples(datasets: Path, out: Path, per_source: int) -> list[dict]:
     for path, image, mask in ade_pairs(datasets / ADE_DIR):
         add("ade20k", path, image, mask)
         shutil.copyfile(path, out / "photos" / f"ade20k__{path.name}")
+    vehicle = next(p for p in image_files(datasets / EVERYDAY / "images" / "val") if photo_class(p.stem) == VEHICLE)
+    shutil.copyfile(vehicle, out / "photos" / f"{EVERYDAY}__{vehicle.name}")
 
-    sources = list(dict.fromkeys(entry["source"] for entry in entries))
+    sources = [*dict.fromkeys(entry["source"] for entry in entries), EVERYDAY]
     (out / "DATASETS.md").write_text(licence_notes((datasets / "README.md").read_text(), sources))
     (validation / "manifest.json").write_text(json.dumps({"short_side": SHORT_SIDE, "examples": entries}, indent=1))
     return entries
