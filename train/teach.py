@@ -270,12 +270,12 @@ def score(folders: Sequence[Path], split: str = "val") -> dict:
 def print_scores(results: dict) -> None:
     """One line per rule and folder: mIoU and per-class IoU (counting partial-label pixels predicted outside their
     set as false positives, as the cat IoU of feral-cats is)."""
-    print(f"{'fusion':<12} {'folder':<16} mIoU    " + "  ".join(f"{c:<13}" for c in CLASS_NAMES))
+    print(f"{'fusion':<18} {'folder':<16} mIoU    " + "  ".join(f"{c:<13}" for c in CLASS_NAMES))
     for fusion, per_folder in results.items():
         for name, r in per_folder.items():
             ious = r.get("per_class_iou_with_partial") or r["per_class_iou"]
             cells = "  ".join(f"{'n/a' if v is None else f'{v:.3f}':<13}" for v in ious.values())
-            print(f"{fusion:<12} {name:<16} {r['miou']:.3f}   {cells}")
+            print(f"{fusion:<18} {name:<16} {r['miou']:.3f}   {cells}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
