@@ -17,7 +17,7 @@ DATASETS=${DATASETS:-../shared/datasets}
 MODELS=${MODELS:-../shared/models}
 PY=${PYTHON:-.venv/bin/python}
 FUSION=${FUSION:-max-person-vehicle}
-EPOCHS=${EPOCHS:-4}
+EPOCHS=${EPOCHS:-3}
 export OMP_NUM_THREADS=1
 prepare() { [ -f "data/$1/manifest.json" ] || "$PY" -m train.prepare --out "data/$1" --short-side 384 --sources "${@:2}"; }
 
