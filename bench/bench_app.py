@@ -3,9 +3,10 @@
     python -m bench.bench_app [--runs 20] [--checkpoint checkpoints/segformer-b0-4class]
 
 Both are measured in the same run on the same 1024x768 photo, interleaved (bare, endpoint, bare, ...) so that a
-change in the machine's load affects both alike, never at the same time: the bare time is segformer.predict at
-the app's working size (longer side 1024, here the photo's own size) in this process; the end-to-end time adds
-the upload, decoding, class shares, the overlay, the mask PNG and downloading the results.
+change in the machine's load affects both alike, never at the same time: the bare time is the checkpoint's
+segformer.Segmenter on the decoded photo in this process (the app's working scale: the checkpoint's
+working_short_side, longer side at most 1024); the end-to-end time adds the upload, decoding, class shares, the
+overlay, the mask PNG and downloading the results.
 Prints JSON with the medians, the p95 and the ratio of the end-to-end median to the bare median (goal: < 2).
 """
 
@@ -22,11 +23,9 @@ import torch
 from gradio_client import Client, handle_file
 from PIL import Image
 
-import segformer
 from bench.interleave import interleaved
-from demo.checkpoints import load_model
+from segformer import Segmenter
 from segformer.checkpoint import DEFAULT_CHECKPOINT
-from segformer.images import MAX_SIDE
 from tests.servers import ROOT, AppServer
 
 SIZE = (1024, 768)
@@ -45,16 +44,14 @@ def main() -> None:
         with Image.open(ROOT / "examples" / "photos" / "ade20k__ADE_val_00000001.jpg") as source:
             source.convert("RGB").resize(SIZE, Image.Resampling.BICUBIC).save(photo, quality=90)
 
-        loaded = load_model(args.checkpoint)
+        segmenter = Segmenter.from_checkpoint(args.checkpoint)
         image = torch.from_numpy(np.array(Image.open(photo).convert("RGB"))).permute(2, 0, 1)
         server = AppServer(["--checkpoint", args.checkpoint], Path(tmp) / "app.log")
         try:
             client = Client(server.wait(), verbose=False, download_files=str(Path(tmp) / "downloads"))
             seconds = interleaved(
                 {
-                    "bare": lambda: segformer.predict(
-                        loaded.model, image, mean=loaded.mean, std=loaded.std, max_side=MAX_SIDE
-                    ),
+                    "bare": lambda: segmenter(image),
                     "endpoint": lambda: client.predict(handle_file(str(photo)), 0.55, api_name="/segment"),
                 },
                 args.runs,

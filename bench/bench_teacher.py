@@ -4,7 +4,7 @@
 
 Peer: the DeepLabV3-MobileNetV2 ADE20K teacher (train.teach, TFLite through ai-edge-litert, requirements-teach.txt)
 at its 513x513 input. Both take the decoded RGB photo and return its (H, W) class ids: the student through
-segformer.predict (the app's path: normalise, the checkpoint's working scale, forward, upsample the logits,
+segformer.Segmenter (the app's path: normalise, the checkpoint's working scale, forward, upsample the logits,
 argmax), the teacher through its fastest path (train.teach.Teacher.labels: letterbox resize, invoke, argmax over
 its 150 classes mapped to the task classes, nearest resize to the photo; no softmax). Timed in turn on real
 CamVid val photos (480x360), after a warm-up. Prints JSON with the medians and the teacher/student ratio (goal:
@@ -21,10 +21,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-import segformer
 from bench.interleave import interleaved
-from segformer.checkpoint import DEFAULT_CHECKPOINT, working_short_side
-from segformer.images import MAX_SIDE
+from segformer import Segmenter
+from segformer.checkpoint import DEFAULT_CHECKPOINT
 from train.paths import DATASETS_DIR, MODELS_DIR
 from train.teach import TEACHERS, Teacher
 
@@ -41,15 +40,12 @@ def main() -> None:
     torch.set_num_threads(1)
     paths = sorted((DATASETS_DIR / "camvid" / "images" / "val").glob("*.jpg"))[: args.images]
     photos = [np.array(Image.open(p).convert("RGB")) for p in paths]
-    model, meta = segformer.load_checkpoint(args.checkpoint)
-    model.eval()
+    segmenter = Segmenter.from_checkpoint(args.checkpoint)
     teacher = Teacher(TEACHERS["ade20k"], MODELS_DIR, threads=1)
-
-    mean, std, short_side = tuple(meta["mean"]), tuple(meta["std"]), working_short_side(meta)
 
     def student() -> None:
         for photo in photos:
-            segformer.predict(model, photo, mean=mean, std=std, max_side=MAX_SIDE, short_side=short_side)
+            segmenter(photo)
 
     def ade20k() -> None:
         for photo in photos:
@@ -67,7 +63,7 @@ def main() -> None:
         "goal": f">= {GOAL}",
         "met": ratio >= GOAL,
         "checkpoint": Path(args.checkpoint).name,
-        "student_working_short_side": short_side,
+        "student_working_short_side": segmenter.short_side,
     }
     print(json.dumps(report, indent=1))
 

@@ -5,6 +5,7 @@ from segformer.config import PRESETS, MiTConfig, preset
 from segformer.images import InputError, read_image
 from segformer.model import SegFormer
 from segformer.predict import IMAGENET_MEAN, IMAGENET_STD, predict, upsampled_argmax, working_size
+from segformer.segmenter import Segmenter
 from segformer.transformers_weights import from_pretrained
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "InputError",
     "MiTConfig",
     "SegFormer",
+    "Segmenter",
     "from_pretrained",
     "load_checkpoint",
     "predict",

@@ -5,9 +5,9 @@
 
 Each INPUT is an image file or a folder, searched recursively for the files Pillow can open. Every image is decoded
 and predicted as the app does it (``segformer.images.read_image``: EXIF rotation, mode conversions, size checks;
-then ``segformer.predict`` at the checkpoint's working scale, if it has one, and at most N pixels on the longer
-side, the logits upsampled to the image's size before the argmax) and written under DIR at its path relative to
-the folder it was found in (a file given directly: its name), with atomic writes:
+then the checkpoint's ``segformer.Segmenter``: its normalisation, its working scale if it has one, at most N pixels
+on the longer side, the logits upsampled to the image's size before the argmax) and written under DIR at its path
+relative to the folder it was found in (a file given directly: its name), with atomic writes:
 
 * ``NAME.png``, the class-id mask at the image's own size (8-bit grey; pixel values are class ids);
 * with ``--overlay``, ``NAME.overlay.jpg``: the image blended half-way toward the class colours of the checkpoint's
@@ -28,9 +28,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from segformer.checkpoint import DEFAULT_CHECKPOINT, atomic_write, load_checkpoint, working_short_side
+from segformer.checkpoint import DEFAULT_CHECKPOINT, atomic_write
 from segformer.images import MAX_SIDE, MIN_SIDE, InputError, blend, read_image
-from segformer.predict import IMAGENET_MEAN, IMAGENET_STD, predict
+from segformer.segmenter import Segmenter
 
 #: How far the overlay moves each pixel toward its class colour (the app's default opacity).
 OVERLAY_OPACITY = 0.5
@@ -107,22 +107,17 @@ def segment(args: argparse.Namespace) -> int:
     """Run ``segment``: 0 when every image was segmented or skipped, 1 when some failed, 2 when none could start."""
     try:
         jobs = plan(args.inputs, args.out, args.overlay)
-        model, meta = load_checkpoint(args.checkpoint)
-        if args.overlay and "palette" not in meta:
-            raise ValueError(f"checkpoint {args.checkpoint} has no palette for --overlay")
+        segmenter = Segmenter.from_checkpoint(args.checkpoint, max_side=args.max_side)
     except (OSError, ValueError) as err:  # OSError: a missing file, or a Hub checkpoint that cannot be fetched
         print(f"error: {err}", file=sys.stderr)
         return 2
-    mean, std = tuple(meta.get("mean", IMAGENET_MEAN)), tuple(meta.get("std", IMAGENET_STD))
-    palette = np.asarray(meta.get("palette", []), dtype=np.uint8)
-    short_side = working_short_side(meta)
 
     def segment_image(job: Job) -> str:
         rgb = read_image(job.image, args.max_side)
-        mask = predict(model, rgb, mean=mean, std=std, max_side=args.max_side, short_side=short_side).numpy()
+        mask = segmenter(rgb).numpy()
         write_image(job.mask, mask)
         if job.overlay is not None:
-            write_image(job.overlay, blend(rgb, mask, palette, OVERLAY_OPACITY), format="JPEG", quality=90)
+            write_image(job.overlay, blend(rgb, mask, segmenter.palette, OVERLAY_OPACITY), format="JPEG", quality=90)
         return f"{rgb.shape[1]}x{rgb.shape[0]}, written"
 
     interactive = sys.stderr.isatty()

@@ -1,9 +1,11 @@
 """The one prediction path: normalise -> forward -> upsample the logits to the output size -> argmax.
 
-The app and ``python -m segformer segment`` call :func:`predict`, and ``train.evaluate`` its pieces (it also needs
-the logits, for its loss); logits are always upsampled before the argmax (never the argmax of low-resolution logits
-upsampled), as in the paper's evaluation. Its pieces: :func:`working_size` (the shorter side scaled to a
-checkpoint's working scale, the longer side down to at most ``max_side``), :func:`resize_images`,
+To segment as the app does, use ``segformer.Segmenter`` (segformer.segmenter): it calls :func:`predict` with the
+normalisation and working scale of a checkpoint's metadata. :func:`predict` is the low-level path for callers who
+choose the normalisation and the scale themselves (by default each image at its own size); ``train.evaluate`` uses
+its pieces (it also needs the logits, for its loss). Logits are always upsampled before the argmax (never the argmax
+of low-resolution logits upsampled), as in the paper's evaluation. Its pieces: :func:`working_size` (the shorter
+side scaled to a checkpoint's working scale, the longer side down to at most ``max_side``), :func:`resize_images`,
 :func:`upsample_logits` and :func:`upsampled_argmax`.
 """
 
@@ -115,7 +117,8 @@ def predict(
     max_side: int | None = None,
     short_side: int | None = None,
 ) -> torch.Tensor:
-    """Class index per pixel, uint8 (B, H, W) (or (H, W) for one image), at the images' own size.
+    """Class index per pixel, uint8 (B, H, W) (or (H, W) for one image), at the images' own size, at the scale the
+    caller chooses (``segformer.Segmenter`` chooses it from a checkpoint's metadata, as the app does).
 
     ``images`` are RGB: a PIL image, a numpy (H, W, 3) array, or a (3, H, W) or (B, 3, H, W) tensor; uint8, or
     float in [0, 1]. The network sees them at :func:`working_size`: with ``short_side`` (a checkpoint's
