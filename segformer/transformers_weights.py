@@ -1,41 +1,73 @@
-"""Loading weights published in the Hugging Face ``transformers`` layout.
+"""Weights in the Hugging Face ``transformers`` layout, both ways.
 
-Covers ``SegformerForSemanticSegmentation`` (encoder + decode head, e.g. nvidia/segformer-b0-finetuned-ade-512-512)
-and the encoder-only ``SegformerForImageClassification`` (the ImageNet MiT weights, e.g. nvidia/mit-b0), whose
-ImageNet classifier is dropped and whose decoder starts from fresh initialisation.
+Loading covers ``SegformerForSemanticSegmentation`` (encoder + decode head, e.g.
+nvidia/segformer-b0-finetuned-ade-512-512) and the encoder-only ``SegformerForImageClassification`` (the ImageNet MiT
+weights, e.g. nvidia/mit-b0), whose ImageNet classifier is dropped and whose decoder starts from fresh
+initialisation. Writing (``train.export --transformers``) gives the ``SegformerForSemanticSegmentation`` layout of a
+model with the paper's design. One table of names serves both directions.
 """
 
 import json
 import re
+from collections.abc import Sequence
+from dataclasses import fields
 
 import torch
 
 from segformer.checkpoint import load_state, load_tensors
-from segformer.config import MiTConfig
+from segformer.config import VARIANTS, MiTConfig
 from segformer.hub import hub_file
 from segformer.model import SegFormer
 
-# transformers name pattern -> this model's name; applied to the key without the "segformer." prefix.
-_BLOCK, _OURS = r"^encoder\.block\.(\d+)\.(\d+)\.", r"encoder.blocks.\1.\2."
-_RULES = [
-    (r"^encoder\.patch_embeddings\.(\d+)\.proj\.", r"encoder.patch_merging.\1.proj."),
-    (r"^encoder\.patch_embeddings\.(\d+)\.layer_norm\.", r"encoder.patch_merging.\1.norm."),
-    (_BLOCK + r"layer_norm_1\.", _OURS + "norm1."),
-    (_BLOCK + r"layer_norm_2\.", _OURS + "norm2."),
-    (_BLOCK + r"attention\.self\.(query|key|value)\.", _OURS + r"attention.\3."),
-    (_BLOCK + r"attention\.self\.sr\.", _OURS + "attention.reduction."),
-    (_BLOCK + r"attention\.self\.layer_norm\.", _OURS + "attention.reduction_norm."),
-    (_BLOCK + r"attention\.output\.dense\.", _OURS + "attention.out."),
-    (_BLOCK + r"mlp\.dense1\.", _OURS + "ffn.fc1."),
-    (_BLOCK + r"mlp\.dwconv\.dwconv\.", _OURS + "ffn.dwconv."),
-    (_BLOCK + r"mlp\.dense2\.", _OURS + "ffn.fc2."),
-    (r"^encoder\.layer_norm\.(\d+)\.", r"encoder.norms.\1."),
-    (r"^decode_head\.linear_c\.(\d+)\.proj\.", r"decoder.linear.\1."),
-    (r"^decode_head\.linear_fuse\.", "decoder.fuse."),
-    (r"^decode_head\.batch_norm\.", "decoder.norm."),
-    (r"^decode_head\.classifier\.", "decoder.classifier."),
+#: (transformers name, this model's name) of each group of tensors, the transformers name without its "segformer."
+#: prefix; {stage} and {block} are indices, {projection} one of the attention's query, key and value.
+_NAMES = [
+    ("encoder.patch_embeddings.{stage}.proj.", "encoder.patch_merging.{stage}.proj."),
+    ("encoder.patch_embeddings.{stage}.layer_norm.", "encoder.patch_merging.{stage}.norm."),
+    ("encoder.block.{stage}.{block}.layer_norm_1.", "encoder.blocks.{stage}.{block}.norm1."),
+    ("encoder.block.{stage}.{block}.layer_norm_2.", "encoder.blocks.{stage}.{block}.norm2."),
+    (
+        "encoder.block.{stage}.{block}.attention.self.{projection}.",
+        "encoder.blocks.{stage}.{block}.attention.{projection}.",
+    ),
+    ("encoder.block.{stage}.{block}.attention.self.sr.", "encoder.blocks.{stage}.{block}.attention.reduction."),
+    (
+        "encoder.block.{stage}.{block}.attention.self.layer_norm.",
+        "encoder.blocks.{stage}.{block}.attention.reduction_norm.",
+    ),
+    ("encoder.block.{stage}.{block}.attention.output.dense.", "encoder.blocks.{stage}.{block}.attention.out."),
+    ("encoder.block.{stage}.{block}.mlp.dense1.", "encoder.blocks.{stage}.{block}.ffn.fc1."),
+    ("encoder.block.{stage}.{block}.mlp.dwconv.dwconv.", "encoder.blocks.{stage}.{block}.ffn.dwconv."),
+    ("encoder.block.{stage}.{block}.mlp.dense2.", "encoder.blocks.{stage}.{block}.ffn.fc2."),
+    ("encoder.layer_norm.{stage}.", "encoder.norms.{stage}."),
+    ("decode_head.linear_c.{stage}.proj.", "decoder.linear.{stage}."),
+    ("decode_head.linear_fuse.", "decoder.fuse."),
+    ("decode_head.batch_norm.", "decoder.norm."),
+    ("decode_head.classifier.", "decoder.classifier."),
 ]
+_FIELDS = {"stage": r"\d+", "block": r"\d+", "projection": "query|key|value"}
+#: The prefix of the encoder's names in ``SegformerFor*`` weights.
+_PREFIX = "segformer."
 _ENCODER_ONLY_HEAD = re.compile(r"^classifier\.")
+
+
+def _pattern(template: str) -> re.Pattern[str]:
+    """A template of ``_NAMES`` as a regular expression matching the start of a name, one group per field."""
+    parts = re.split(r"\{(\w+)\}", template)  # literal, field, literal, ..., literal
+    return re.compile("^" + "".join(f"(?P<{p}>{_FIELDS[p]})" if i % 2 else re.escape(p) for i, p in enumerate(parts)))
+
+
+_THEIRS = [(_pattern(theirs), ours) for theirs, ours in _NAMES]
+_OURS = [(_pattern(ours), theirs) for theirs, ours in _NAMES]
+
+
+def _rename(name: str, table: list[tuple[re.Pattern[str], str]]) -> str | None:
+    """``name`` with its start renamed by the first entry of ``table`` that matches it, or None."""
+    for pattern, template in table:
+        match = pattern.match(name)
+        if match:
+            return template.format(**match.groupdict()) + name[match.end() :]
+    return None
 
 
 def convert_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -45,18 +77,31 @@ def convert_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
     """
     converted, unknown = {}, []
     for key, value in state.items():
-        name = key.removeprefix("segformer.")
+        name = key.removeprefix(_PREFIX)
         if _ENCODER_ONLY_HEAD.match(name):
             continue
-        for pattern, replacement in _RULES:
-            new, count = re.subn(pattern, replacement, name)
-            if count:
-                converted[new] = value
-                break
-        else:
+        new = _rename(name, _THEIRS)
+        if new is None:
             unknown.append(key)
+        else:
+            converted[new] = value
     if unknown:
         raise ValueError(f"unknown keys in the transformers weights: {', '.join(unknown)}")
+    return converted
+
+
+def to_transformers_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """This model's state dict under the names of transformers' ``SegformerForSemanticSegmentation`` as published
+    (``segformer.encoder.block.i.j...``, ``decode_head.linear_c...``): the inverse of :func:`convert_state_dict`."""
+    converted, unknown = {}, []
+    for key, value in state.items():
+        new = _rename(key, _OURS)
+        if new is None:
+            unknown.append(key)
+        else:
+            converted[new if new.startswith("decode_head.") else _PREFIX + new] = value
+    if unknown:
+        raise ValueError(f"keys without a transformers name: {', '.join(unknown)}")
     return converted
 
 
@@ -77,6 +122,42 @@ def config_from_transformers(config: dict) -> MiTConfig:
         drop_path=config.get("drop_path_rate", 0.1),
         classifier_dropout=config.get("classifier_dropout_prob", 0.1),
     )
+
+
+#: The design variants (segformer.config.VARIANTS) that a transformers SegformerConfig can express; the others must
+#: keep the paper's choice.
+_EXPRESSIBLE_VARIANTS = {"sr_ratios", "mlp_ratio", "decoder_dim"}
+
+
+def config_to_transformers(config: MiTConfig, classes: Sequence[str]) -> dict:
+    """The fields of a transformers ``SegformerConfig`` for a model of ``config`` whose outputs are ``classes``
+    (``id2label``, ``label2id``): the inverse of :func:`config_from_transformers`. ValueError for a design variant
+    that transformers' SegFormer cannot build."""
+    paper = {field.name: field.default for field in fields(MiTConfig)}
+    changed = [
+        f"{v.field}={getattr(config, v.field)!r}"
+        for v in VARIANTS
+        if v.field not in _EXPRESSIBLE_VARIANTS and getattr(config, v.field) != paper[v.field]
+    ]
+    if changed:
+        raise ValueError(f"transformers' SegFormer has the paper's design only, not {', '.join(changed)}")
+    ratio = int(config.mlp_ratio) if float(config.mlp_ratio).is_integer() else config.mlp_ratio
+    return {
+        "architectures": ["SegformerForSemanticSegmentation"],
+        "num_encoder_blocks": len(config.depths),
+        "hidden_sizes": list(config.widths),
+        "depths": list(config.depths),
+        "num_attention_heads": list(config.heads),
+        "sr_ratios": list(config.sr_ratios),
+        "patch_sizes": list(config.patch_sizes),
+        "strides": list(config.strides),
+        "mlp_ratios": [ratio] * len(config.depths),
+        "decoder_hidden_size": config.decoder_dim,
+        "drop_path_rate": config.drop_path,
+        "classifier_dropout_prob": config.classifier_dropout,
+        "id2label": dict(enumerate(classes)),
+        "label2id": {name: index for index, name in enumerate(classes)},
+    }
 
 
 def load_transformers_weights(model: SegFormer, state: dict[str, torch.Tensor], source: str) -> None:
