@@ -59,7 +59,8 @@ def attention_maps(loaded: LoadedModel, image: np.ndarray, point: tuple[float, f
     that no key covers (when sr does not divide the grid) get 0.
     """
     height, width = image.shape[:2]
-    x = normalise(torch.from_numpy(image).permute(2, 0, 1)[None], loaded.mean, loaded.std)
+    # A copy: a photo decoded by Pillow is a read-only array, which torch.from_numpy would warn of.
+    x = normalise(torch.tensor(image).permute(2, 0, 1)[None], loaded.mean, loaded.std)
     _, attentions = loaded.model(x, return_attentions=True)
     config = loaded.model.config
     maps = []

@@ -8,6 +8,7 @@ Checkpoints that cannot be used are tried with app.main in this process, and one
 import json
 import shutil
 import struct
+import warnings
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -240,6 +241,30 @@ def test_attention_working_size_keeps_the_short_side() -> None:
     assert working_image(np.zeros((768, 1024, 3), np.uint8), 512).shape == (384, 512, 3)
     assert working_image(np.zeros((MIN_SIDE, 1024, 3), np.uint8), 512).shape == (MIN_SIDE, 1024, 3)
     assert working_image(np.zeros((100, 1600, 3), np.uint8), 512).shape == (32, 512, 3)
+
+
+def test_attention_of_a_read_only_photo_warns_of_nothing() -> None:
+    """A photo as Pillow decodes it is a read-only array; its attention maps are computed without a warning."""
+    loaded = load_model(str(CHECKPOINT))
+    with Image.open(PHOTO) as photo:
+        rgb = np.asarray(photo.convert("RGB").resize((300, 225)))
+    assert not rgb.flags.writeable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        stages = attention_maps(loaded, working_image(rgb, app.ATTENTION_SIDE), (150.0, 100.0))
+    assert len(stages) == 4
+
+
+def test_attention_call_logs_no_warning(servers: dict[str, AppServer], client: Client, tmp_path: Path) -> None:
+    """The server's log gains no warning from an /attention call on a photo small enough to be used as decoded."""
+    path = tmp_path / "small.jpg"
+    photo((300, 225)).save(path)
+    log = servers["main"].log
+    before = log.read_text()
+    _, maps, info = client.predict(handle_file(str(path)), None, None, MEAN_OF_HEADS, api_name="/attention")
+    assert len(maps) == 4 and "centre" in info
+    added = log.read_text()[len(before) :]
+    assert "Warning" not in added, added
 
 
 # ---------------------------------------------------------------------------- bad input
