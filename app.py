@@ -608,7 +608,7 @@ def about_tab(loaded: LoadedModel) -> gr.Markdown:
         "working_rule": working_rule(loaded),
         "mask_megapixels": f"{MASK_PIXELS / 1e6:.0f}",
         "jpeg_megapixels": f"{MAX_PIXELS / 1e6:.0f}",
-        "other_megapixels": f"{MAX_OTHER_PIXELS / 1e6:.0f}",
+        "other_megapixels": f"{MAX_OTHER_PIXELS / 1e6:g}",
         "datasets": licences.read_text() if licences.is_file() else "*examples/DATASETS.md is missing.*",
         "teaching": teacher_note(meta) or "",
     }

@@ -100,8 +100,8 @@ def decode_photo(path: str | Path, max_pixels: int) -> Photo:
         limit = MAX_PIXELS if image.format in DCT_FORMATS else MAX_OTHER_PIXELS
         if width * height > limit:
             raise InputError(
-                f"The image is {width}x{height} ({width * height / 1e6:.0f} megapixels): more than the "
-                f"{limit / 1e6:.0f} megapixels accepted for a {image.format} file."
+                f"The image is {width}x{height} ({width * height / 1e6:.1f} megapixels): more than the "
+                f"{limit / 1e6:g} megapixels accepted for a {image.format} file."
             )
         check_size(width, height)
         factor = reduction(width, height, max_pixels, dct=image.format in DCT_FORMATS)
