@@ -55,7 +55,7 @@ from demo.ground_truth import (
 from demo.masks import MaskFiles
 from demo.photo import MAX_OTHER_PIXELS, Photo, decode_photo
 from demo.segment import DISPLAY_SIDE, class_shares, downscale, segment, working_rule
-from demo.uploads import UploadRefused, cached_upload
+from demo.uploads import NoUpload, UploadRefused, cached_upload
 from demo.views import RecentViews
 from segformer.checkpoint import DEFAULT_CHECKPOINT
 from segformer.hub import CHECKPOINT_PREFIX
@@ -65,6 +65,8 @@ from task.curves import history_figure
 
 APP_DIR = Path(__file__).resolve().parent
 EXAMPLES = APP_DIR / "examples"
+#: The bundled photos under the Segment and Attention tabs; the first is segmented when the page is built.
+PHOTOS = EXAMPLES / "photos"
 DOCS = APP_DIR / "docs"
 ABOUT = DOCS / "about.md"
 DISCUSSION = DOCS / "DISCUSSION.md"
@@ -82,13 +84,24 @@ VIEW_BYTES, VIEW_TTL_S = 24 << 20, 3600
 #: Visitors' page states that gradio keeps (its default is 10,000, each with its own copy of the page's settings).
 PAGE_STATES_KEPT = 1000
 MEAN_OF_HEADS, EACH_HEAD = "mean over heads", "each head"
+#: The overlay's opacity until a visitor moves the slider.
+OPACITY = 0.55
+#: The key of the first example's view, kept for the whole life of the app (RecentViews' keys are random hex).
+FIRST_VIEW = "first-example"
 #: Every event that runs the network shares one worker: two at once would only split the CPU between them.
 MODEL_EVENTS = {"concurrency_id": "model", "concurrency_limit": 1}
 #: Titles of the error toast, by the kind of mistake.
-TITLES = {InputError: "Cannot use this image", UploadRefused: "Upload again", ArgumentError: "Wrong argument"}
+TITLES = {
+    InputError: "Cannot use this image",
+    UploadRefused: "Upload again",
+    NoUpload: "No image",
+    ArgumentError: "Wrong argument",
+}
 #: Markdown tables: headers never break inside a word; a table wider than its box scrolls instead. The galleries
 #: of validation examples and of attention maps show every picture (no box of fixed height that cuts them off).
+#: On a phone the title is set smaller, so that it takes two lines, not four.
 CSS = """
+@media (max-width: 640px) { #title h1 { font-size: 1.1rem; line-height: 1.3; } }
 .prose table { display: block; max-width: 100%; overflow-x: auto; }
 .prose th { white-space: nowrap; word-break: normal; overflow-wrap: normal; }
 .prose td { word-break: normal; overflow-wrap: break-word; }
@@ -104,7 +117,7 @@ LOG = logging.getLogger("segformer.app")
 API_EXAMPLE = "$api_example"
 
 
-MISTAKES = (ArgumentError, UploadRefused, InputError)
+MISTAKES = (ArgumentError, UploadRefused, NoUpload, InputError)
 
 
 def logged(endpoint: str, err: Exception) -> tuple[str, str]:
@@ -166,11 +179,9 @@ class PageRuns:
             return self.cleared
 
 
-def read_upload(payload: object, cache: Path, max_pixels: int) -> tuple[Photo, str | None] | None:
+def read_upload(payload: object, cache: Path, max_pixels: int) -> tuple[Photo, str | None]:
     """The uploaded photo (not preprocessed by gradio: decoded here, reduced to at most ``max_pixels``) and its
-    file name, or None without one; only a file in gradio's upload cache ``cache`` is read (demo.uploads)."""
-    if payload is None:
-        return None
+    file name; only a file in gradio's upload cache ``cache`` is read (demo.uploads: NoUpload without a photo)."""
     path, name = cached_upload(payload, cache)
     return decode_photo(path, max_pixels), name
 
@@ -209,14 +220,23 @@ def legend_html(loaded: LoadedModel, labels: bool = False) -> str:
     return " &nbsp; ".join(f"{swatch.format(background)} {name}" for name, background in items)
 
 
-def photo_input(label: str, height: int, elem_id: str) -> gr.Image:
-    """A photo from an upload, the webcam or the clipboard (kept as a file: the app decodes it), with the bundled
-    example photos below it."""
+def example_photos() -> list[Path]:
+    """The bundled example photos, in the order the page lists them."""
+    return sorted(PHOTOS.glob("*.jpg"))
+
+
+def photo_input(label: str, height: int, elem_id: str, value: Path | None = None) -> gr.Image:
+    """A photo from an upload, the webcam or the clipboard (kept as a file: the app decodes it), showing ``value``
+    at first, with the bundled example photos below it."""
     photo = gr.Image(
-        type="filepath", sources=["upload", "webcam", "clipboard"], label=label, height=height, elem_id=elem_id
+        value=None if value is None else str(value),
+        type="filepath",
+        sources=["upload", "webcam", "clipboard"],
+        label=label,
+        height=height,
+        elem_id=elem_id,
     )
-    photos = sorted((EXAMPLES / "photos").glob("*.jpg"))
-    gr.Examples([[str(p)] for p in photos], inputs=[photo], label="Example photos (validation images)")
+    gr.Examples([[str(p)] for p in example_photos()], inputs=[photo], label="Example photos (validation images)")
     return photo
 
 
@@ -225,19 +245,14 @@ def photo_input(label: str, height: int, elem_id: str) -> gr.Image:
 
 def segment_tab(loaded: LoadedModel, cache: Path) -> None:
     """Upload/webcam/clipboard photo -> overlay with legend and opacity, class shares, timing, and the mask at the
-    photo's size (at a whole fraction of it beyond MASK_PIXELS)."""
+    photo's size (at a whole fraction of it beyond MASK_PIXELS). The page opens on the first example photo,
+    segmented once, when the page is built."""
     masks = MaskFiles(KEPT_MASKS, loaded.palette)
     views = RecentViews(VIEW_BYTES, VIEW_TTL_S)
 
-    def segment_photo(image: object = None, opacity_value: object = 0.55) -> tuple:
-        """Overlay, class shares, timing text, the mask PNG, and the key of the display-size view kept for
-        recolouring (the arguments are checked first, the network runs last)."""
-        start = time.perf_counter()
-        opacity = arguments.opacity(opacity_value)
-        upload = read_upload(image, cache, MASK_PIXELS)
-        if upload is None:
-            return None, None, "", None, None
-        photo, name = upload
+    def segmented(photo: Photo, name: str | None, opacity: float, start: float) -> tuple:
+        """Overlay, class shares, timing text, the mask PNG and the display-size view (photo and mask) of a decoded
+        photo; ``start`` is when its request began."""
         mask, seconds, (work_w, work_h) = segment(loaded, photo.rgb)
         shares = class_shares(mask, len(loaded.classes))
         view = downscale(photo.rgb, mask, DISPLAY_SIDE)
@@ -247,7 +262,8 @@ def segment_tab(loaded: LoadedModel, cache: Path) -> None:
         info = (
             f"Photo **{width}×{height}**; the network ran at {work_w}×{work_h} ({working_rule(loaded)}) "
             f"and its logits were upsampled to {mask_w}×{mask_h} before the argmax. "
-            f"Inference **{seconds:.2f} s** (whole request {time.perf_counter() - start:.2f} s)."
+            f"Inference **{seconds:.2f} s** (whole request {time.perf_counter() - start:.2f} s). The mask file is a "
+            "PNG at that size, one class id per pixel."
         )
         if photo.reduced:
             info += (
@@ -257,47 +273,72 @@ def segment_tab(loaded: LoadedModel, cache: Path) -> None:
         if photo.animated:
             info += "\n\nThe file holds several frames (an animation or pages): only the first was segmented."
         table = {name: float(share) for name, share in zip(loaded.classes, shares, strict=True)}
-        return blend(*view, loaded.palette, opacity), table, info, str(mask_path), views.add(view)
+        return blend(*view, loaded.palette, opacity), table, info, str(mask_path), view
+
+    def segment_photo(image: object = None, opacity: object = OPACITY) -> tuple:
+        """Overlay, class shares, timing text, the mask PNG, and the key of the display-size view kept for
+        recolouring (the arguments are checked first, the network runs last)."""
+        start = time.perf_counter()
+        alpha = arguments.opacity(opacity)
+        photo, name = read_upload(image, cache, MASK_PIXELS)
+        *shown, view = segmented(photo, name, alpha, start)
+        return *shown, views.add(view)
 
     api_segment = refusing("/segment")(segment_photo)
-    page_runs = PageRuns("/segment", segment_photo, (None, None, None, "", None, None))
+    cleared = (None, None, "", None, None)
+    page_runs = PageRuns("/segment", segment_photo, (None, *cleared))
 
-    def page_segment(image: object, opacity_value: object, request: gr.Request) -> tuple:
-        """segment_photo run by the page (PageRuns): the photo box too is cleared after a mistake."""
-        return page_runs.run((image, opacity_value), request.session_hash)
+    def page_segment(image: object, opacity: object, request: gr.Request) -> tuple:
+        """segment_photo run by the page (PageRuns): the photo box too is cleared after a mistake; a photo box
+        the visitor emptied empties the outputs."""
+        if image is None:
+            return gr.skip(), *cleared
+        return page_runs.run((image, opacity), request.session_hash)
+
+    first = example_photos()[0]
+    *first_shown, first_view = segmented(decode_photo(first, MASK_PIXELS), first.name, OPACITY, time.perf_counter())
 
     @refusing("opacity")
-    def recolour(key: object, opacity_value: object) -> object:
+    def recolour(key: object, opacity: object) -> object:
         """The kept view blended at the new opacity (no network); unchanged when no view is kept for ``key``."""
-        opacity = arguments.opacity(opacity_value)
-        view = views.get(key)
+        alpha = arguments.opacity(opacity)
+        view = first_view if key == FIRST_VIEW else views.get(key)
         if view is None:
             if key is not None:
                 gr.Info("This photo's colours are no longer kept; upload it again to change the opacity.")
             return gr.skip()
-        return blend(*view, loaded.palette, opacity)
+        return blend(*view, loaded.palette, alpha)
 
+    gr.Markdown(
+        "This is the first example photo, segmented when the app started: upload, snap or paste a photo of your own, "
+        "or click another example.",
+        elem_id="segment-hint",
+    )
     with gr.Row():
         with gr.Column(scale=2):
-            photo = photo_input("Photo", 400, "segment-photo")
-            opacity = gr.Slider(0.0, 1.0, value=0.55, step=0.05, label="Overlay opacity")
+            photo = photo_input("Photo", 400, "segment-photo", value=first)
+            opacity_slider = gr.Slider(0.0, 1.0, value=OPACITY, step=0.05, label="Overlay opacity")
         with gr.Column(scale=3):
-            result = gr.Image(label="Segmentation", format="jpeg", height=400, interactive=False, elem_id="overlay")
-            gr.HTML(legend_html(loaded), elem_id="overlay-legend")
-            shares = gr.Label(label="Share of the image per class", show_heading=False)
-            info = gr.Markdown(elem_id="segment-info")
-            mask_file = gr.File(
-                label=f"Mask at the photo's resolution up to {MASK_PIXELS / 1e6:.0f} megapixels (PNG; pixel value = "
-                "class id)"
+            first_overlay, first_shares, first_info, first_mask = first_shown
+            result = gr.Image(
+                first_overlay, label="Segmentation", format="jpeg", height=400, interactive=False, elem_id="overlay"
             )
-    view = gr.State()
+            gr.HTML(legend_html(loaded), elem_id="overlay-legend")
+            shares = gr.Label(first_shares, label="Share of each class", show_heading=False, elem_id="shares")
+            info = gr.Markdown(first_info, label="Details", elem_id="segment-info")
+            mask_file = gr.File(first_mask, label="Mask (PNG of class ids)", elem_id="mask")
+    view = gr.State(FIRST_VIEW)
     outputs = [result, shares, info, mask_file, view]
-    photo.change(page_segment, [photo, opacity], [photo, *outputs], preprocess=False, **MODEL_EVENTS, **PAGE_ONLY)
-    # The API's entry: the same function, failing with the message (the page's own runs clear instead).
-    gr.Button(visible=False).click(
-        api_segment, [photo, opacity], outputs, api_name="segment", preprocess=False, **MODEL_EVENTS
+    photo.change(
+        page_segment, [photo, opacity_slider], [photo, *outputs], preprocess=False, **MODEL_EVENTS, **PAGE_ONLY
     )
-    opacity.change(recolour, [view, opacity], result, api_visibility="private", show_progress="hidden")
+    # The API's entry: the same function, failing with the message (the page's own runs clear instead). Its photo
+    # is an input of its own, empty: a client that sends no image is told so, not given the first example.
+    api_photo = gr.Image(type="filepath", label="Photo", visible=False)
+    gr.Button(visible=False).click(
+        api_segment, [api_photo, opacity_slider], outputs, api_name="segment", preprocess=False, **MODEL_EVENTS
+    )
+    opacity_slider.change(recolour, [view, opacity_slider], result, api_visibility="private", show_progress="hidden")
 
 
 # ---------------------------------------------------------------------------- tab 2: validation examples
@@ -362,12 +403,14 @@ def validation_tab(loaded: LoadedModel, pairs: dict, predictions: dict) -> None:
         truth_out = gr.Image(label="Ground truth", interactive=False)
         prediction_out = gr.Image(label="Prediction", interactive=False)
     with gr.Row():
-        wrong_out = gr.Image(
-            label="Disagreement (yellow: prediction ≠ truth, or outside a partial label's set; white: not labelled)",
-            interactive=False,
-        )
         with gr.Column():
-            summary_out = gr.Markdown(elem_id="validation-summary")
+            wrong_out = gr.Image(label="Disagreement", interactive=False)
+            gr.Markdown(
+                "Disagreement: yellow where the prediction ≠ the truth, or is outside a partial label's set; white "
+                "where nothing is labelled."
+            )
+        with gr.Column():
+            summary_out = gr.Markdown(label="Summary", elem_id="validation-summary")
             table_out = gr.Dataframe(
                 headers=["class", "IoU", "truth share", "predicted share"], label="This image, per class"
             )
@@ -442,10 +485,7 @@ def attention_tab(loaded: LoadedModel, cache: Path) -> None:
         for their number) and the text saying which point and grids they are for."""
         query_x, query_y = arguments.coordinate(x, "Query x"), arguments.coordinate(y, "Query y")
         heads = arguments.choice(heads, (MEAN_OF_HEADS, EACH_HEAD), "Heads")
-        upload = read_upload(image, cache, ATTENTION_PIXELS)
-        if upload is None:
-            return None, None, "", None
-        photo, _ = upload
+        photo, _ = read_upload(image, cache, ATTENTION_PIXELS)
         width, height = photo.size
         query_x, query_y = arguments.within(query_x, width, "Query x"), arguments.within(query_y, height, "Query y")
         work = working_image(photo.rgb, ATTENTION_SIDE)
@@ -468,11 +508,20 @@ def attention_tab(loaded: LoadedModel, cache: Path) -> None:
         return mark_point(work, point), items, info, scale
 
     api_attend = refusing("/attention")(attend)
-    page_runs = PageRuns("/attention", attend, (None, None, None, "", None))
+    cleared = (None, None, "", None)
+    page_runs = PageRuns("/attention", attend, (None, *cleared))
 
     def page_attend(image: object, x: object, y: object, heads: object, request: gr.Request) -> tuple:
-        """attend run by the page on a new photo (PageRuns): the photo box too is cleared after a mistake."""
+        """attend run by the page on a new photo (PageRuns): the photo box too is cleared after a mistake; a photo
+        box the visitor emptied empties the outputs."""
+        if image is None:
+            return gr.skip(), *cleared
         return page_runs.run((image, x, y, heads), request.session_hash)
+
+    @refusing("/attention")
+    def attend_shown(image: object, x: object, y: object, heads: object) -> tuple:
+        """attend on the photo shown, when the heads are switched; nothing before there is a photo."""
+        return tuple(gr.skip() for _ in cleared) if image is None else attend(image, x, y, heads)
 
     def clicked(evt: gr.SelectData) -> tuple[float, float]:
         return evt.index[0], evt.index[1]
@@ -488,37 +537,39 @@ def attention_tab(loaded: LoadedModel, cache: Path) -> None:
         return round(evt.index[0] * scale[0]), round(evt.index[1] * scale[1])
 
     gr.Markdown(
-        "Pick a photo and click a point on it. SegFormer's efficient self-attention compares each query token "
-        "with keys reduced by a ratio R (8, 4, 2, 1 in stages 1–4), so each stage attends over a coarser grid."
+        "Pick a photo and click a point on it (or on the query point's picture). SegFormer's efficient "
+        "self-attention compares each query token with keys reduced by a ratio R (8, 4, 2, 1 in stages 1–4), so "
+        "each stage attends over a coarser grid."
     )
     with gr.Row():
         with gr.Column(scale=2):
             photo = photo_input("Photo (click a point)", 380, "attention-photo")
             with gr.Row():
-                x = gr.Number(label="Query x (pixels; empty = centre; Enter to apply)", precision=0)
-                y = gr.Number(label="Query y (pixels; empty = centre; Enter to apply)", precision=0)
+                coordinate = {"info": "Enter to apply", "placeholder": "empty = centre", "precision": 0}
+                x = gr.Number(label="Query x (pixels)", **coordinate)
+                y = gr.Number(label="Query y (pixels)", **coordinate)
             heads = gr.Radio([MEAN_OF_HEADS, EACH_HEAD], value=MEAN_OF_HEADS, label="Heads")
             show = gr.Button("Show attention", variant="primary")
         with gr.Column(scale=3):
             marked = gr.Image(
-                label="The query point (cyan cross; click to move it)",
+                label="Query point",
                 interactive=False,
                 height=380,
                 format="jpeg",
                 elem_id="attention-point",
             )
             maps = gr.Gallery(
-                label="Attention of the query (last block of each stage)",
+                label="Attention maps",
                 columns=2,
                 object_fit="contain",
                 allow_preview=True,
                 elem_id="attention-maps",
             )
-            info = gr.Markdown(elem_id="attention-info")
+            info = gr.Markdown(label="Details", elem_id="attention-info")
     scale = gr.State()  # photo pixels per pixel of the marked photo (two floats)
     inputs, outputs = [photo, x, y, heads], [marked, maps, info, scale]
     gr.on(
-        [show.click, heads.change, x.submit, y.submit],
+        [show.click, x.submit, y.submit],
         api_attend,
         inputs,
         outputs,
@@ -527,6 +578,10 @@ def attention_tab(loaded: LoadedModel, cache: Path) -> None:
         **MODEL_EVENTS,
     )
     heads.change(layout, heads, maps, **PAGE_ONLY)
+    heads.change(attend_shown, inputs, outputs, preprocess=False, **MODEL_EVENTS, **PAGE_ONLY)
+    # gradio's number boxes show 0 for no value when the page is built; emptied once loaded (in the browser alone),
+    # they show what an empty box means.
+    gr.on(None, None, None, [x, y], js="() => [null, null]", **PAGE_ONLY)
     photo.change(lambda: (None, None), None, [x, y], **PAGE_ONLY).then(
         page_attend, inputs, [photo, *outputs], preprocess=False, **MODEL_EVENTS, **PAGE_ONLY
     )
@@ -576,24 +631,32 @@ def page_address(request: gr.Request | None) -> str:
     return f"{scheme}://{host}/"
 
 
-def api_example(address: str) -> str:
-    """The About tab's example of the API, for a client of ``address``."""
-    return (
-        "```python\nfrom gradio_client import Client, handle_file\n\n"
-        f'client = Client("{address}")\n'
-        'overlay, shares, info, mask_png = client.predict(handle_file("photo.jpg"), 0.5, api_name="/segment")\n```'
-    )
+def api_example(address: str, example: str) -> str:
+    """The About tab's example of the API, for a client of ``address``: each endpoint called with its arguments
+    named, its outputs named as gradio_client's ``view_api()`` names them; ``example`` is a validation example."""
+    return f"""```python
+from gradio_client import Client, handle_file
+
+client = Client("{address}")
+# A file goes as handle_file(path or URL): gradio refuses a plain string before this app sees it.
+segmentation, share_of_each_class, details, mask_png_of_class_ids = client.predict(
+    image=handle_file("photo.jpg"), opacity=0.5, api_name="/segment"
+)
+image, ground_truth, prediction, disagreement, this_image_per_class, summary = client.predict(
+    name="{example}", api_name="/validation_example"
+)
+# x and y in the photo's pixels; None for its centre.
+query_point, attention_maps, details = client.predict(
+    image=handle_file("photo.jpg"), x=None, y=None, heads="{MEAN_OF_HEADS}", api_name="/attention"
+)
+```"""
 
 
-def own_api_example(request: gr.Request) -> str:
-    """The API example for the page being loaded (its address as the browser reached it)."""
-    return api_example(page_address(request))
-
-
-def about_tab(loaded: LoadedModel) -> gr.Markdown:
+def about_tab(loaded: LoadedModel, example: str) -> gr.Markdown:
     """docs/about.md (the model, how to use it elsewhere, the data's sources and licences) filled in from the
-    checkpoint, then what the checkpoint records about its training data. Returns the API example's Markdown,
-    which the page fills with its own address when it loads."""
+    checkpoint, then what the checkpoint records about its training data; ``example`` is the validation example
+    the API example names. Returns the API example's Markdown, which the page fills with its own address when it
+    loads."""
     meta = loaded.metadata
     licences = EXAMPLES / "DATASETS.md"
     fields = {
@@ -615,7 +678,7 @@ def about_tab(loaded: LoadedModel) -> gr.Markdown:
     # The API example (its own Markdown, filled with the page's address) stands on a line of its own.
     before, _, after = ABOUT.read_text().partition(f"{API_EXAMPLE}\n")
     gr.Markdown(Template(before).substitute(fields))
-    example = gr.Markdown(api_example(page_address(None)), elem_id="api-example")
+    code = gr.Markdown(api_example(page_address(None), example), elem_id="api-example")
     if after:
         gr.Markdown(Template(after).substitute(fields))
     data = meta.get("data")
@@ -623,7 +686,7 @@ def about_tab(loaded: LoadedModel) -> gr.Markdown:
         gr.JSON(data, label="Training data (from the checkpoint)")
     else:
         gr.Markdown("*Not recorded in this checkpoint.*")
-    return example
+    return code
 
 
 # ---------------------------------------------------------------------------- the page
@@ -641,11 +704,18 @@ def build_demo(loaded: LoadedModel) -> gr.Blocks:
     cache = upload_cache()
     pairs = read_pairs(EXAMPLES / "validation")
     predictions = predict_examples(loaded, pairs)
+    example = next(iter(pairs), "NAME")
+
+    def own_api_example(request: gr.Request) -> str:
+        """The API example for the page being loaded (its address as the browser reached it)."""
+        return api_example(page_address(request), example)
+
     with gr.Blocks(title="SegFormer: plants, people/animals, vehicles", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(
             f"# SegFormer-{loaded.metadata.get('preset', '?').upper()}: "
             f"{', '.join(loaded.classes)}\nSemantic segmentation with SegFormer (Xie et al., NeurIPS 2021), "
-            "built from the paper's parts. The About tab describes the model and the data it was trained on."
+            "built from the paper's parts. The About tab describes the model and the data it was trained on.",
+            elem_id="title",
         )
         with gr.Tabs():
             with gr.Tab("Segment a photo"):
@@ -659,8 +729,8 @@ def build_demo(loaded: LoadedModel) -> gr.Blocks:
             with gr.Tab("Design questions"):
                 discussion_tab()
             with gr.Tab("About"):
-                example = about_tab(loaded)
-        demo.load(own_api_example, None, example, api_visibility="private")
+                code = about_tab(loaded, example)
+        demo.load(own_api_example, None, code, api_visibility="private")
     return demo
 
 

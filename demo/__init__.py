@@ -7,5 +7,5 @@ clicked point attends), ``docs`` (a Markdown file of the repository with its fig
 and its contents); and what the API is given: ``arguments`` (each argument checked), ``uploads`` (only files of
 gradio's upload cache), ``photo`` (an image decoded at a bounded size),
 ``views`` (the opacity slider's pictures, bounded and shared by all visitors). Nothing here imports gradio: app.py
-turns InputError, ArgumentError, UploadRefused and CheckpointError into messages on the page or at start.
+turns InputError, ArgumentError, UploadRefused, NoUpload and CheckpointError into messages on the page or at start.
 """

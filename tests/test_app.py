@@ -5,7 +5,9 @@ One server on the default checkpoint serves most tests; a second one loads the s
 Checkpoints that cannot be used are tried with app.main in this process, and one in a subprocess (its log).
 """
 
+import ast
 import json
+import re
 import shutil
 import struct
 import warnings
@@ -19,6 +21,7 @@ import pytest
 import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+from gradio_client.utils import sanitize_parameter_names
 from hub_cache import cache_checkpoint
 from PIL import Image
 from servers import AppServer
@@ -29,6 +32,7 @@ from demo.attention import MARK_COLOUR, attention_maps, heatmap, working_image
 from demo.checkpoints import load_model
 from demo.ground_truth import HATCH_COLOURS, WRONG_COLOUR, disagreement, image_scores
 from demo.photo import MAX_OTHER_PIXELS
+from demo.uploads import MISSING
 from segformer.checkpoint import working_short_side as scale
 from segformer.images import IGNORE_COLOUR, MIN_SIDE, blend
 from segformer.predict import working_size
@@ -265,6 +269,93 @@ def test_attention_call_logs_no_warning(servers: dict[str, AppServer], client: C
     assert len(maps) == 4 and "centre" in info
     added = log.read_text()[len(before) :]
     assert "Warning" not in added, added
+
+
+# ---------------------------------------------------------------------------- the API as a client sees it
+
+ENDPOINTS = ("/segment", "/validation_example", "/attention")
+
+
+def api_names(client: Client) -> dict[str, tuple[list[str], list[str]]]:
+    """{endpoint: (its parameters' names, its outputs' names)} as gradio_client's view_api() prints them."""
+    info = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    return {
+        endpoint: (
+            [sanitize_parameter_names(p.get("parameter_name") or p["label"]) for p in info[endpoint]["parameters"]],
+            [sanitize_parameter_names(r["label"]) for r in info[endpoint]["returns"]],
+        )
+        for endpoint in ENDPOINTS
+    }
+
+
+def test_every_input_and_output_of_the_api_has_a_short_meaningful_name(client: Client) -> None:
+    """No name that gradio made up for a component without a label (value_14), none over 30 characters; the
+    labels of the inputs as well, which view_api() shows beside their names."""
+    info = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    labels = [p["label"] for endpoint in ENDPOINTS for p in info[endpoint]["parameters"]]
+    names = [name for inputs, outputs in api_names(client).values() for name in (*inputs, *outputs)]
+    for name in names + labels:
+        assert not re.fullmatch(r"(value|parameter)_\d+", name) and 0 < len(name) <= 30, name
+    assert api_names(client)["/segment"] == (
+        ["image", "opacity"],
+        ["segmentation", "share_of_each_class", "details", "mask_png_of_class_ids"],
+    )
+
+
+def about_example(url: str) -> str:
+    """The Python code of the About tab's API example for a page served at ``url``."""
+    example = app.api_example(url, sorted(path.stem for path in VALIDATION.glob("*.jpg"))[0])
+    return re.fullmatch(r"```python\n(.*)```", example, re.DOTALL)[1]
+
+
+def test_the_about_example_uses_the_api_names_and_runs(
+    servers: dict[str, AppServer], client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The About tab's example, run as a visitor would (a photo.jpg beside it) against the live server: each call
+    names its arguments and its outputs as view_api() does, and each returns what the names say."""
+    code = about_example(servers["main"].url)
+    names = api_names(client)
+    calls = 0
+    for node in ast.walk(ast.parse(code)):
+        call = node.value if isinstance(node, ast.Assign) else None
+        if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "predict":
+            keywords = {k.arg: k.value for k in call.keywords}
+            endpoint = ast.literal_eval(keywords.pop("api_name"))
+            assert [t.id for t in node.targets[0].elts] == names[endpoint][1], endpoint
+            assert list(keywords) == names[endpoint][0], endpoint
+            calls += 1
+    assert calls == len(ENDPOINTS)
+    shutil.copyfile(PHOTO, tmp_path / "photo.jpg")
+    monkeypatch.chdir(tmp_path)
+    run: dict = {}
+    exec(code, run)  # the example's code, run as a visitor would run it
+    assert Image.open(run["mask_png_of_class_ids"]).size == Image.open(PHOTO).size
+    assert {c["label"] for c in run["share_of_each_class"]["confidences"]} == set(CLASS_NAMES)
+    assert "pixel accuracy" in run["summary"] and len(run["attention_maps"]) == 4
+    assert "centre" in run["details"] and Image.open(run["query_point"]).size == (512, 384)
+
+
+@pytest.mark.parametrize("endpoint", ["/segment", "/attention"])
+def test_a_call_without_an_image_is_told_what_was_missing(client: Client, endpoint: str) -> None:
+    for arguments in ({}, {"image": None}):
+        with pytest.raises(AppError) as missing:
+            client.predict(**arguments, api_name=endpoint)
+        assert str(missing.value) == MISSING and "\n" not in MISSING and "handle_file" in MISSING
+
+
+def test_a_plain_path_is_refused_by_gradio_before_the_app_sees_it(
+    servers: dict[str, AppServer], client: Client
+) -> None:
+    """What the About example's comment says: a path string instead of handle_file(...) fails gradio's own check of
+    the payload, so the app cannot answer it (its log has no refusal of its own) and the caller gets gradio's
+    generic error, which names no path."""
+    log = servers["main"].log
+    before = log.read_text()
+    with pytest.raises(AppError) as refused:
+        client.predict(str(PHOTO), 0.5, api_name="/segment")
+    assert "upstream Gradio app has raised an exception" in str(refused.value) and str(PHOTO) not in str(refused.value)
+    assert "refused:" not in log.read_text()[len(before) :]
+    assert "Photo **683×512**" in segment(client, PHOTO)[2]  # and the server still serves
 
 
 # ---------------------------------------------------------------------------- bad input

@@ -4,6 +4,7 @@ Screenshots go to tests/artifacts/ (gitignored). Chromium comes from Debian (`ma
 the test is skipped only when /usr/bin/chromium is missing, and under CI=true it fails then instead.
 """
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from urllib.parse import quote, unquote
 
 import pytest
 from conftest import IN_CI
+from PIL import Image
 from servers import AppServer
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -28,6 +30,7 @@ ARTIFACTS = Path(__file__).parent / "artifacts"
 EXAMPLES = Path(__file__).parents[1] / "examples"
 DISCUSSION = Path(__file__).parents[1] / "docs" / "DISCUSSION.md"
 PHOTO = EXAMPLES / "photos" / "ade20k__ADE_val_00000001.jpg"
+OTHER_PHOTO = EXAMPLES / "photos" / "ade20k__ADE_val_00000002.jpg"
 TIMEOUT_MS = 60_000
 
 pytestmark = pytest.mark.skipif(
@@ -47,17 +50,30 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def page(url: str) -> Iterator:
+def browser() -> Iterator:
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(TIMEOUT_MS)
-        page.goto(url)
-        yield page
+        yield browser
         browser.close()
+
+
+def new_page(browser, url: str, width: int, height: int):
+    """A new visitor's page of ``url`` in a window of ``width`` x ``height``."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url)
+    return page
+
+
+@pytest.fixture(scope="module")
+def page(browser, url: str) -> Iterator:
+    """One visitor's page that the tests below use in turn."""
+    page = new_page(browser, url, 1400, 1000)
+    yield page
+    page.close()
 
 
 def open_tab(page, name: str) -> None:
@@ -82,11 +98,74 @@ def lines_of(page, selector: str) -> list[int]:
     )
 
 
+def photo_size(path: Path) -> str:
+    """How the Segment tab's details begin for the photo at ``path``: 'Photo WxH'."""
+    with Image.open(path) as photo:
+        return "Photo {}×{}".format(*photo.size)
+
+
+def loaded(page, selector: str) -> None:
+    """Wait until the image ``selector`` has loaded."""
+    page.wait_for_function(
+        "s => { const img = document.querySelector(s); return img && img.complete && img.naturalWidth > 0; }",
+        arg=selector,
+    )
+
+
+def test_first_view_shows_the_first_examples_segmentation(browser, url: str) -> None:
+    """A new visitor at 1280x800 sees, before any click, the first example photo with its segmentation, class
+    shares and details, computed once when the app started (no event of the page sends the server a photo), and
+    the one-line hint above them without scrolling."""
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.set_default_timeout(TIMEOUT_MS)
+    sent = []
+    page.on("request", lambda r: sent.append(json.loads(r.post_data)["data"]) if "queue/join" in r.url else None)
+    page.goto(url)
+    loaded(page, "#segment-photo img")
+    loaded(page, "#overlay img")
+    shares = page.locator("#shares")
+    for name in ("background", "plant", "person/animal", "vehicle"):
+        shares.get_by_text(name, exact=True).wait_for(state="visible")
+    assert "%" in shares.inner_text()
+    first = sorted((EXAMPLES / "photos").glob("*.jpg"))[0]
+    page.locator("#segment-info").get_by_text(photo_size(first)).wait_for(state="visible")
+    hint = page.locator("#segment-hint")
+    assert "first example" in hint.inner_text() and lines_of(page, "#segment-hint p") == [1]
+    box = hint.bounding_box()
+    assert 0 <= box["y"] and box["y"] + box["height"] <= 800, box
+    page.wait_for_timeout(2000)  # an event the page ran on load would have been sent by now
+    assert all(data == [] for data in sent), sent
+    page.screenshot(path=ARTIFACTS / "0-first-view.png")
+    page.close()
+
+
+def test_title_takes_at_most_two_lines_on_a_phone(browser, url: str) -> None:
+    page = new_page(browser, url, 390, 844)
+    title = page.locator("#title h1")
+    title.wait_for(state="visible")
+    height, line = title.evaluate("h => [h.getBoundingClientRect().height, parseFloat(getComputedStyle(h).lineHeight)]")
+    assert height <= 2 * line + 1, (height, line)
+    loaded(page, "#segment-photo img")
+    page.screenshot(path=ARTIFACTS / "0-first-view-390.png", full_page=True)
+    page.close()
+
+
+def test_query_boxes_are_empty_until_a_point_is_picked(browser, url: str) -> None:
+    """The attention tab's x and y say "empty = centre", and they are empty, not 0, until a point is picked."""
+    page = new_page(browser, url, 1280, 800)
+    open_tab(page, "Attention maps")
+    for box in (page.get_by_label("Query x"), page.get_by_label("Query y")):
+        box.wait_for(state="visible")
+        page.wait_for_function("input => input.value === ''", arg=box.element_handle())
+        assert box.get_attribute("placeholder") == "empty = centre"
+    page.close()
+
+
 def test_bad_upload_shows_one_error_and_clears(page, tmp_path: Path) -> None:
     """A file that is not an image: one error toast (the segmentation runs once), no broken image left in the
     photo box, and no text of the previous photo under the error."""
-    page.locator("#segment-photo input[type=file]").set_input_files(str(PHOTO))
-    page.locator("#segment-info").get_by_text("Inference").wait_for(state="visible")
+    page.locator("#segment-photo input[type=file]").set_input_files(str(OTHER_PHOTO))
+    page.locator("#segment-info").get_by_text(photo_size(OTHER_PHOTO)).wait_for(state="visible")
     notes = tmp_path / "notes.jpg"
     notes.write_text("not an image\n")
     page.locator("#segment-photo input[type=file]").set_input_files(str(notes))
@@ -262,9 +341,15 @@ def test_discussion_tab(page) -> None:
 
 
 def test_about_tab(page, url: str) -> None:
-    """The API example names this page's own address, and the code version reads as words, not '-dirty'."""
+    """The API example names this page's own address (the example that tests/test_app.py runs against a live
+    server), and the code version reads as words, not '-dirty'."""
+    import app
+
     open_tab(page, "About")
     page.get_by_text("parameters").locator("visible=true").first.wait_for(state="visible")  # not the hidden tabs
     page.locator("#api-example").get_by_text(f'Client("{url}")').wait_for(state="visible")
+    first = sorted(path.stem for path in (EXAMPLES / "validation" / "images" / "val").glob("*.jpg"))[0]
+    code = re.fullmatch(r"```python\n(.*)```", app.api_example(url, first), re.DOTALL)[1]
+    assert page.locator("#api-example code").inner_text().strip() == code.strip()
     assert "-dirty" not in page.locator("body").inner_text()
     page.screenshot(path=ARTIFACTS / "6-about.png", full_page=True)
