@@ -18,16 +18,15 @@ import argparse
 import json
 import sys
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from segformer import load_checkpoint
-from segformer.checkpoint import checked_working_short_side, working_short_side
-from segformer.images import MAX_SIDE
-from segformer.predict import predict
+from segformer import Segmenter
+from segformer.checkpoint import checked_working_short_side
 from task.classes import CLASS_NAMES, PERSON_ANIMAL, VEHICLE
 from train.paths import DATASETS_DIR
 from train.prepare import image_files
@@ -75,15 +74,15 @@ def _scored(paths: Sequence[Path]) -> list[Path]:
 
 
 def checkpoint_shares(checkpoint: str, folder: Path, split: str = "val", short_side: int | None = None) -> dict:
-    """The figure of a checkpoint on a folder of everyday photos, each predicted at ``short_side`` (default: the
-    checkpoint's working scale)."""
-    model, meta = load_checkpoint(checkpoint)
-    mean, std = tuple(meta["mean"]), tuple(meta["std"])
-    short = working_short_side(meta) if short_side is None else checked_working_short_side(short_side)
+    """The figure of a checkpoint on a folder of everyday photos, each segmented as the app does, at ``short_side``
+    when given (default: the checkpoint's working scale)."""
+    seg = Segmenter.from_checkpoint(checkpoint)
+    if short_side is not None:
+        seg = replace(seg, short_side=checked_working_short_side(short_side))
 
     def predicted(path: Path) -> torch.Tensor:
         with Image.open(path) as im:
-            return predict(model, im.convert("RGB"), mean=mean, std=std, max_side=MAX_SIDE, short_side=short)
+            return seg(im.convert("RGB"))
 
     return shares((p.stem, predicted(p)) for p in _scored(image_files(folder / "images" / split)))
 

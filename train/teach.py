@@ -214,25 +214,23 @@ def teach(folders: Sequence[Path], models_dir: Path = MODELS_DIR, workers: int =
     return {f"{folder.name}/{name}": record for (folder, name), record in records.items()}
 
 
+def _sources(folder: Path) -> dict[str, str]:
+    """{name: raw folder} of the sources a prepared folder was made from (its manifest); none without a manifest."""
+    manifest = folder / "manifest.json"
+    return json.loads(manifest.read_text()).get("sources", {}) if manifest.is_file() else {}
+
+
 def _val_labels(folder: Path, split: str) -> tuple[SegmentationFolder, dict[str, tuple[SegmentationFolder, int]]]:
     """The prepared folder's split, and for each of its images the raw source split and index that hold its label,
     where the raw source folder its manifest names exists (labels then read as scoring reads them)."""
     prepared = SegmentationFolder(folder, split)
     raw: dict[str, tuple[SegmentationFolder, int]] = {}
-    manifest = folder / "manifest.json"
-    sources = json.loads(manifest.read_text()).get("sources", {}) if manifest.is_file() else {}
-    for name, path in sources.items():
+    for name, path in _sources(folder).items():
         if name in UNLABELLED_SOURCES or not (Path(path) / "images" / split).is_dir():
             continue
         data = SegmentationFolder(path, split, scoring=True)
         raw |= {f"{name}__{stem}": (data, i) for i, stem in enumerate(data.stems)}
     return prepared, raw
-
-
-def _sources(folder: Path) -> list[str]:
-    """The names of the sources a prepared folder was made from (its manifest), or none when it has no manifest."""
-    manifest = folder / "manifest.json"
-    return sorted(json.loads(manifest.read_text()).get("sources", {})) if manifest.is_file() else []
 
 
 def score(folders: Sequence[Path], split: str = "val") -> dict:
@@ -262,7 +260,7 @@ def score(folders: Sequence[Path], split: str = "val") -> dict:
                 **result,
                 "confusion": confusion[k].tolist(),
                 "partial": partial[k].tolist(),
-                "sources": _sources(folder),
+                "sources": sorted(_sources(folder)),
             }
     return results
 
