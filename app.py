@@ -40,7 +40,7 @@ from demo.attention import (
     mark_point,
     working_image,
 )
-from demo.checkpoints import CheckpointError, LoadedModel, load_model
+from demo.checkpoints import CheckpointError, load_model
 from demo.curves import continued_note, history_note, last_epoch_rows, soup_note, teacher_note
 from demo.docs import contents, read_page_markdown
 from demo.ground_truth import (
@@ -60,6 +60,7 @@ from demo.views import RecentViews
 from segformer.checkpoint import DEFAULT_CHECKPOINT
 from segformer.hub import CHECKPOINT_PREFIX
 from segformer.images import IGNORE_COLOUR, MAX_PIXELS, InputError, blend, colourise
+from segformer.segmenter import Segmenter
 from task.classes import CLASS_NAMES
 from task.curves import history_figure
 
@@ -203,7 +204,7 @@ def shown_path(source: str) -> str:
     return str(path.relative_to(APP_DIR)) if local else source
 
 
-def legend_html(loaded: LoadedModel, labels: bool = False) -> str:
+def legend_html(loaded: Segmenter, labels: bool = False) -> str:
     """Colour swatches naming each class (and, with ``labels``, how ground truth shows unlabelled and partially
     labelled pixels)."""
     items = [(name, hex_colour(colour)) for name, colour in zip(loaded.classes, loaded.palette.tolist(), strict=True)]
@@ -243,7 +244,7 @@ def photo_input(label: str, height: int, elem_id: str, value: Path | None = None
 # ---------------------------------------------------------------------------- tab 1: segment a photo
 
 
-def segment_tab(loaded: LoadedModel, cache: Path) -> None:
+def segment_tab(loaded: Segmenter, cache: Path) -> None:
     """Upload/webcam/clipboard photo -> overlay with legend and opacity, class shares, timing, and the mask at the
     photo's size (at a whole fraction of it beyond MASK_PIXELS). The page opens on the first example photo,
     segmented once, when the page is built."""
@@ -344,7 +345,7 @@ def segment_tab(loaded: LoadedModel, cache: Path) -> None:
 # ---------------------------------------------------------------------------- tab 2: validation examples
 
 
-def validation_tab(loaded: LoadedModel, pairs: dict, predictions: dict) -> None:
+def validation_tab(loaded: Segmenter, pairs: dict, predictions: dict) -> None:
     """Gallery of bundled validation images; one selected -> image | truth | prediction, IoU, disagreement map.
 
     ``predictions`` holds each example's mask and inference seconds, computed once when the page is built."""
@@ -431,7 +432,7 @@ def validation_tab(loaded: LoadedModel, pairs: dict, predictions: dict) -> None:
 # ---------------------------------------------------------------------------- tab 3: training curves
 
 
-def served_scores_text(loaded: LoadedModel, pairs: dict, predictions: dict) -> str:
+def served_scores_text(loaded: Segmenter, pairs: dict, predictions: dict) -> str:
     """The served weights' own scores: pooled over the bundled validation examples, as predicted at start."""
     if loaded.classes != CLASS_NAMES or not pairs:
         return "The bundled validation examples do not use this checkpoint's classes, so it is not scored here."
@@ -447,7 +448,7 @@ def served_scores_text(loaded: LoadedModel, pairs: dict, predictions: dict) -> s
     )
 
 
-def curves_tab(loaded: LoadedModel, pairs: dict, predictions: dict) -> None:
+def curves_tab(loaded: Segmenter, pairs: dict, predictions: dict) -> None:
     """The served weights' scores, then the loss and IoU per epoch of the training run in the checkpoint's
     history (for an average of checkpoints, its first ingredient's, said so), and that run's recipe
     (the texts: demo.curves)."""
@@ -477,7 +478,7 @@ def curves_tab(loaded: LoadedModel, pairs: dict, predictions: dict) -> None:
 # ---------------------------------------------------------------------------- tab 4: attention maps
 
 
-def attention_tab(loaded: LoadedModel, cache: Path) -> None:
+def attention_tab(loaded: Segmenter, cache: Path) -> None:
     """Click a point of a photo: where that query token attends in the last block of each of the 4 stages."""
 
     def attend(image: object = None, x: object = None, y: object = None, heads: object = MEAN_OF_HEADS) -> tuple:
@@ -652,7 +653,7 @@ query_point, attention_maps, details = client.predict(
 ```"""
 
 
-def about_tab(loaded: LoadedModel, example: str) -> gr.Markdown:
+def about_tab(loaded: Segmenter, example: str) -> gr.Markdown:
     """docs/about.md (the model, how to use it elsewhere, the data's sources and licences) filled in from the
     checkpoint, then what the checkpoint records about its training data; ``example`` is the validation example
     the API example names. Returns the API example's Markdown, which the page fills with its own address when it
@@ -692,14 +693,14 @@ def about_tab(loaded: LoadedModel, example: str) -> gr.Markdown:
 # ---------------------------------------------------------------------------- the page
 
 
-def predict_examples(loaded: LoadedModel, pairs: dict) -> dict[str, tuple[np.ndarray, float]]:
+def predict_examples(loaded: Segmenter, pairs: dict) -> dict[str, tuple[np.ndarray, float]]:
     """Each bundled validation example's mask and inference seconds (computed once, when the page is built)."""
     if loaded.classes != CLASS_NAMES:
         return {}
     return {name: segment(loaded, rgb)[:2] for name, (rgb, _) in pairs.items()}
 
 
-def build_demo(loaded: LoadedModel) -> gr.Blocks:
+def build_demo(loaded: Segmenter) -> gr.Blocks:
     """The whole page for one loaded model (the model is shared by all requests)."""
     cache = upload_cache()
     pairs = read_pairs(EXAMPLES / "validation")

@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from matplotlib import colormaps
 from PIL import Image, ImageDraw
 
-from demo.checkpoints import LoadedModel
 from segformer.images import MIN_SIDE
 from segformer.predict import normalise, working_size
+from segformer.segmenter import Segmenter
 
 #: Longer side of the image the attention maps are computed and shown at.
 ATTENTION_SIDE = 512
@@ -50,7 +50,7 @@ def working_image(rgb: np.ndarray, max_side: int) -> np.ndarray:
 
 
 @torch.inference_mode()
-def attention_maps(loaded: LoadedModel, image: np.ndarray, point: tuple[float, float]) -> list[StageMap]:
+def attention_maps(loaded: Segmenter, image: np.ndarray, point: tuple[float, float]) -> list[StageMap]:
     """Attention of the last block of each stage for the query token under ``point`` (x, y in ``image`` pixels).
 
     Stage s has an h x w grid of query tokens (stage 1: ceil(H/4) x ceil(W/4), then halved, rounded up) and

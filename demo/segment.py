@@ -1,27 +1,23 @@
-"""Segmenting a photo for the page: the one prediction path (``segformer.predict``) timed, the share of each
-class, and the photo and mask at the size the page shows."""
+"""Segmenting a photo for the page: the checkpoint's ``segformer.Segmenter`` (the one prediction path) timed, the
+share of each class, and the photo and mask at the size the page shows."""
 
 import time
 
 import numpy as np
 from PIL import Image
 
-import segformer
-from demo.checkpoints import LoadedModel
-from segformer.images import MAX_SIDE
 from segformer.predict import working_size
+from segformer.segmenter import Segmenter
 
 #: Longer side of the overlay sent to the page (the downloadable mask stays at full size).
 DISPLAY_SIDE = 1024
 
 
-def segment(loaded: LoadedModel, rgb: np.ndarray) -> tuple[np.ndarray, float, tuple[int, int]]:
-    """(mask of class ids at the image's size, seconds in segformer.predict, working (width, height))."""
-    work_height, work_width = working_size(*rgb.shape[:2], MAX_SIDE, short_side=loaded.short_side)
+def segment(segmenter: Segmenter, rgb: np.ndarray) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """(mask of class ids at the image's size, seconds in the segmenter, working (width, height))."""
+    work_height, work_width = working_size(*rgb.shape[:2], segmenter.max_side, short_side=segmenter.short_side)
     start = time.perf_counter()
-    mask = segformer.predict(
-        loaded.model, rgb, mean=loaded.mean, std=loaded.std, max_side=MAX_SIDE, short_side=loaded.short_side
-    )
+    mask = segmenter(rgb)
     return mask.numpy(), time.perf_counter() - start, (work_width, work_height)
 
 
@@ -41,8 +37,9 @@ def downscale(rgb: np.ndarray, mask: np.ndarray, max_side: int) -> tuple[np.ndar
     return np.asarray(image), np.asarray(Image.fromarray(mask).resize(size, Image.Resampling.NEAREST))
 
 
-def working_rule(loaded: LoadedModel) -> str:
+def working_rule(segmenter: Segmenter) -> str:
     """How the size the network ran at was chosen, for the page."""
-    if loaded.short_side is None:
-        return f"longer side ≤ {MAX_SIDE}"
-    return f"shorter side scaled to {loaded.short_side}, longer side ≤ {MAX_SIDE}"
+    longer = "" if segmenter.max_side is None else f"longer side ≤ {segmenter.max_side}"
+    if segmenter.short_side is None:
+        return longer or "the photo's own size"
+    return f"shorter side scaled to {segmenter.short_side}" + (f", {longer}" if longer else "")

@@ -44,8 +44,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from experiments.tables import markdown_table, spread, verdict
-from segformer import IMAGENET_MEAN, IMAGENET_STD, load_checkpoint
+from segformer import load_checkpoint
 from segformer.checkpoint import DEFAULT_CHECKPOINT, save_json
+from segformer.model import SegFormer
+from segformer.segmenter import Segmenter
+from task.classes import CLASS_NAMES, PALETTE
 from train.data import SegmentationFolder
 from train.evaluate import evaluate
 from train.paths import ARMS_DIR, REPO, RUNS_DIR, repo_relative
@@ -220,11 +223,12 @@ def finished(arm: Arm, seed: int, runs: Path) -> dict | None:
     return meta if done >= meta["recipe"]["epochs"] else None
 
 
-def arm_scores(model) -> dict:
+def arm_scores(model: SegFormer) -> dict:
     """The model card's figures on the prepared val splits: the three sources pooled, and the cat IoU on feral-cats
     (person/animal IoU with "not a cat" pixels predicted person/animal counted as false positives)."""
-    three = evaluate(model, SegmentationFolder(REPO / THREE_SOURCES, "val"), mean=IMAGENET_MEAN, std=IMAGENET_STD)
-    cats = evaluate(model, SegmentationFolder(REPO / FERAL_CATS, "val"), mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    segmenter = Segmenter(model, CLASS_NAMES, PALETTE, max_side=None)  # val images at their own size
+    three = evaluate(segmenter, SegmentationFolder(REPO / THREE_SOURCES, "val"))
+    cats = evaluate(segmenter, SegmentationFolder(REPO / FERAL_CATS, "val"))
     return {
         "three_sources": {"miou": three["miou"], "per_class_iou": three["per_class_iou"]},
         "feral_cats": {

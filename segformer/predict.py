@@ -128,11 +128,23 @@ def predict(
     """
     images = as_images(images)
     single = images.ndim == 3
-    batch = images[None] if single else images
-    x = normalise(batch, mean, std)
-    size = (x.shape[-2], x.shape[-1])
-    x = resize_images(x, working_size(*size, max_side, short_side=short_side))
-    param = next(model.parameters())
-    logits = model(x.to(param.device, param.dtype))
-    labels = upsampled_argmax(logits, size)
+    logits = working_logits(model, images[None] if single else images, mean, std, max_side, short_side)
+    labels = upsampled_argmax(logits, (images.shape[-2], images.shape[-1]))
     return labels[0] if single else labels
+
+
+def working_logits(
+    model: SegFormer,
+    batch: torch.Tensor,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    max_side: int | None,
+    short_side: int | None,
+) -> torch.Tensor:
+    """The network's logits (B, K, H/4, W/4 of the working size) for RGB images (B, 3, H, W): normalised, resized to
+    :func:`working_size`, run in the model's device and dtype. What :func:`predict` and ``Segmenter.logits`` share
+    before they upsample."""
+    x = normalise(batch, mean, std)
+    x = resize_images(x, working_size(x.shape[-2], x.shape[-1], max_side, short_side=short_side))
+    param = next(model.parameters())
+    return model(x.to(param.device, param.dtype))

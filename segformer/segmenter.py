@@ -26,11 +26,9 @@ from segformer.predict import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     as_images,
-    normalise,
     predict,
-    resize_images,
     upsample_logits,
-    working_size,
+    working_logits,
 )
 
 #: What a Segmenter takes: one RGB image (a PIL image of any mode, an (H, W, 3) array, a (3, H, W) tensor), a batch
@@ -55,6 +53,7 @@ class Segmenter:
     short_side: int | None = None  # the working scale: images' shorter side before the network, or None (own size)
     max_side: int | None = MAX_SIDE  # the longer side of the working size at most this
     metadata: dict[str, Any] = field(default_factory=dict)
+    source: str | None = None  # where the weights came from: the checkpoint as it was named
 
     def __post_init__(self) -> None:
         if not len(self.classes) == len(self.palette) == self.model.num_classes:
@@ -62,6 +61,11 @@ class Segmenter:
                 f"{self.model.num_classes} model outputs, but {len(self.classes)} class names and "
                 f"{len(self.palette)} palette colours"
             )
+
+    @property
+    def parameters(self) -> int:
+        """Number of parameters of the model."""
+        return sum(p.numel() for p in self.model.parameters())
 
     @classmethod
     def from_checkpoint(cls, spec: str | PathLike, *, max_side: int | None = MAX_SIDE) -> "Segmenter":
@@ -81,6 +85,7 @@ class Segmenter:
                 short_side=working_short_side(meta),
                 max_side=max_side,
                 metadata=meta,
+                source=str(spec),
             )
         except ValueError as err:
             raise ValueError(f"checkpoint {spec} does not fit its metadata: {err}") from err
@@ -106,11 +111,10 @@ class Segmenter:
             return [self.logits(image) for image in images]
         batch = as_images(batch_tensor(images))
         single = batch.ndim == 3
-        x = normalise(batch[None] if single else batch, self.mean, self.std)
-        size = (x.shape[-2], x.shape[-1])
-        x = resize_images(x, working_size(*size, self.max_side, short_side=self.short_side))
-        param = next(self.model.parameters())
-        full = upsample_logits(self.model(x.to(param.device, param.dtype)).float(), size)
+        logits = working_logits(
+            self.model, batch[None] if single else batch, self.mean, self.std, self.max_side, self.short_side
+        )
+        full = upsample_logits(logits.float(), (batch.shape[-2], batch.shape[-1]))
         return full[0] if single else full
 
     @torch.inference_mode()

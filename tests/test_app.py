@@ -522,4 +522,4 @@ def test_incompatible_checkpoint_stops_with_a_message(tmp_path: Path) -> None:
     wrong.with_suffix(".json").write_text(json.dumps({**metadata, "classes": ["a", "b"]}))
     with pytest.raises(SystemExit) as stop:
         app.main(["--checkpoint", str(wrong)])
-    assert "does not fit the app" in str(stop.value.code)
+    assert "does not fit its metadata" in str(stop.value.code)

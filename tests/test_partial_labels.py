@@ -8,6 +8,7 @@ from PIL import Image
 
 from segformer import IMAGENET_MEAN, IMAGENET_STD, SegFormer
 from segformer.predict import normalise, upsample_logits
+from segformer.segmenter import Segmenter
 from task.classes import BACKGROUND, CLASS_NAMES, IGNORE_INDEX, PARTIAL_IDS, PERSON_ANIMAL, PLANT, VEHICLE, label_id
 from task.metrics import confusion_matrix, partial_counts, scores
 from train.data import SegmentationFolder
@@ -64,7 +65,8 @@ def test_any_number_of_classes_trains_and_scores_here_sift_flows_own_33() -> Non
     torch.manual_seed(0)
     model = SegFormer.from_preset("b0", 34).eval()
     data = sift_flow_val(2)
-    result = evaluate(model, data, mean=IMAGENET_MEAN, std=IMAGENET_STD, class_names=[f"c{i}" for i in range(34)])
+    names = tuple(f"c{i}" for i in range(34))
+    result = evaluate(Segmenter(model, names, np.zeros((34, 3), np.uint8), max_side=None), data)
     assert result["pixels"] == sum(int((mask != IGNORE_INDEX).sum()) for _, mask in data)
     assert result["partial_pixels"] == 0 and result["outside_admissible"] is None
     with torch.no_grad():

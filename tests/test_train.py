@@ -30,7 +30,8 @@ from segformer import (
 from segformer.config import VARIANTS
 from segformer.images import MAX_SIDE
 from segformer.predict import normalise
-from task.classes import CLASS_NAMES, IGNORE_INDEX
+from segformer.segmenter import Segmenter
+from task.classes import CLASS_NAMES, IGNORE_INDEX, PALETTE
 from task.curves import save_curves
 from task.metrics import confusion_matrix, scores
 from train import evaluate as evaluate_cli
@@ -377,9 +378,8 @@ def test_ddp_on_two_cpu_processes_matches_single_process_evaluation(tiny_data: P
     assert done.returncode == 0, done.stderr[-3000:]
     model, meta = load_checkpoint(out / "last")
     assert meta["recipe"]["world_size"] == 2 and len(meta["history"]) == 1
-    per_source = [
-        evaluate(model, SegmentationFolder(tiny_data, "val"), mean=IMAGENET_MEAN, std=IMAGENET_STD, show_progress=False)
-    ]
+    segmenter = Segmenter(model, CLASS_NAMES, PALETTE, max_side=None)
+    per_source = [evaluate(segmenter, SegmentationFolder(tiny_data, "val"), show_progress=False)]
     single = combine(per_source, CLASS_NAMES)
     assert meta["history"][0]["val_miou"] == pytest.approx(single["miou"], abs=1e-9)
     assert meta["history"][0]["val_loss"] == pytest.approx(single["loss"], rel=1e-5)
@@ -433,9 +433,7 @@ def test_soup_averages_every_float_tensor_of_its_ingredients_and_records_them(
     # Averaged again with one of its ingredients (WiSE-FT's interpolation), the soup keeps its own ingredients.
     again = load_checkpoint(soup([tmp_path / "soup" / "best", trained_run / "last"], tmp_path / "wise" / "best"))[1]
     assert again["soup"][0]["soup"] == meta["soup"] and "soup" not in again["soup"][1]
-    result = evaluate(
-        model, SegmentationFolder(tiny_data, "val"), mean=IMAGENET_MEAN, std=IMAGENET_STD, show_progress=False
-    )
+    result = evaluate(Segmenter(model, CLASS_NAMES, PALETTE), SegmentationFolder(tiny_data, "val"), show_progress=False)
     assert result["images"] == 12 and 0 <= result["miou"] <= 1
 
 

@@ -6,31 +6,31 @@
 ``--data`` is any folder in the shared layout (images/<split>, labels/<split>, classes.txt): a raw source, whose
 labels are mapped to the task classes by name, or a folder written by ``train.prepare``. Given several folders,
 each is scored and so are all of them together (their confusion matrices summed, as training's val mIoU is).
-Predictions go through the one prediction path (logits upsampled to the label's full resolution, then argmax);
-ignore pixels are excluded, and pixels with a partial label (e.g. feral-cats' "not a cat", and the pixels around
-ccp-people's one person and oxford-pets' one pet, read as task.classes.SCORING_TABLES says) are scored apart: mIoU
-counts single-class pixels only, ``outside_admissible`` is the share of partial pixels predicted outside their set,
-and ``per_class_iou_with_partial`` counts those predictions as false positives (see task.metrics).
+Predictions go through the one prediction path, ``segformer.Segmenter`` at the checkpoint's working scale (logits
+upsampled to the label's full resolution, then argmax); ignore pixels are excluded, and pixels with a partial label
+(e.g. feral-cats' "not a cat", and the pixels around ccp-people's one person and oxford-pets' one pet, read as
+task.classes.SCORING_TABLES says) are scored apart: mIoU counts single-class pixels only, ``outside_admissible`` is
+the share of partial pixels predicted outside their set, and ``per_class_iou_with_partial`` counts those predictions
+as false positives (see task.metrics).
 """
 
 import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch import nn
 from torch.utils.data import Dataset
 
-from segformer import load_checkpoint
-from segformer.checkpoint import checked_working_short_side, working_short_side
+from segformer.checkpoint import checked_working_short_side
 from segformer.config import FFN_PADDINGS
-from segformer.images import MAX_SIDE
 from segformer.model import swap_ffn_padding
-from segformer.predict import class_argmax, normalise, resize_images, upsample_logits, working_size
-from task.classes import CLASS_NAMES, IGNORE_INDEX, PARTIAL_IDS
+from segformer.predict import class_argmax
+from segformer.segmenter import Segmenter
+from task.classes import IGNORE_INDEX, PARTIAL_IDS
 from task.metrics import confusion_matrix, partial_counts, scores
 from train.data import SegmentationFolder
 from train.losses import partial_cross_entropy
@@ -38,43 +38,31 @@ from train.progress import progress
 
 
 @torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    dataset: Dataset,
-    *,
-    mean: Sequence[float],
-    std: Sequence[float],
-    class_names: Sequence[str] = CLASS_NAMES,
-    short_side: int | None = None,
-    show_progress: bool = True,
-) -> dict:
-    """Scores of ``model`` on every image of ``dataset`` at full resolution, plus the mean cross-entropy.
+def evaluate(segmenter: Segmenter, dataset: Dataset, *, show_progress: bool = True) -> dict:
+    """Scores of ``segmenter`` on every image of ``dataset`` at full resolution, plus the mean cross-entropy.
 
-    The network sees each image as the app does: at its own size, or with ``short_side`` (a checkpoint's working
-    scale) scaled so its shorter side is that long and its longer side at most the app's ``MAX_SIDE``; the logits
-    are upsampled to the label's size either way.
+    Each image is segmented as the app does (``segformer.Segmenter``: at the segmenter's working scale, or at the
+    image's own size when it has none), the logits upsampled to the image's size, which is its label's.
 
     Under torch.distributed each rank takes every world-th image and the confusion matrix and loss sums are
     reduced, so the result is the same as on one process.
     """
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    model = segmenter.model
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    num_classes = len(class_names)
+    num_classes = len(segmenter.classes)
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
     partial = torch.zeros(len(PARTIAL_IDS), num_classes, dtype=torch.int64, device=device)
     loss_sum = torch.zeros(2, dtype=torch.float64, device=device)  # summed pixel losses, pixels
     indices = range(rank, len(dataset), world)
     for index in progress(indices, "evaluate", unit="images") if show_progress and rank == 0 else indices:
         image, mask = dataset[index]
-        image, mask = image[None].to(device), mask[None].to(device)
-        x = normalise(image, tuple(mean), tuple(std))
-        if short_side is not None:
-            x = resize_images(x, working_size(*x.shape[-2:], MAX_SIDE, short_side=short_side))
-        logits = model(x).float()
-        size = (mask.shape[-2], mask.shape[-1])
-        full = upsample_logits(logits, size)
+        if image.shape[-2:] != mask.shape[-2:]:
+            raise ValueError(f"image {index}: {tuple(image.shape[-2:])} pixels, its label {tuple(mask.shape[-2:])}")
+        full = segmenter.logits(image.to(device))[None]
+        mask = mask[None].to(device)
         loss_sum[0] += partial_cross_entropy(full, mask, reduction="sum")
         loss_sum[1] += (mask != IGNORE_INDEX).sum()
         pred = class_argmax(full)
@@ -84,7 +72,7 @@ def evaluate(
         for total in (confusion, partial, loss_sum):
             dist.all_reduce(total)
     model.train(was_training)
-    result = scores(confusion.cpu(), list(class_names), partial.cpu())
+    result = scores(confusion.cpu(), list(segmenter.classes), partial.cpu())
     result["loss"] = (loss_sum[0] / loss_sum[1].clamp(min=1)).item()
     result["images"] = len(dataset)
     result["confusion"] = confusion.cpu().tolist()
@@ -123,46 +111,36 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     try:
-        model, meta = load_checkpoint(args.checkpoint)
-        if args.ffn_padding is not None:
-            swap_ffn_padding(model, args.ffn_padding)
-        datasets = {str(folder): SegmentationFolder(folder, args.split, scoring=True) for folder in args.data}
-        if args.working_short_side is None:
-            short_side = working_short_side(meta)
-        else:
+        segmenter = Segmenter.from_checkpoint(args.checkpoint)
+        if args.working_short_side is not None:
             short_side = checked_working_short_side(args.working_short_side) if args.working_short_side else None
+            segmenter = replace(segmenter, short_side=short_side)
+        if segmenter.short_side is None:  # each image at its own size, however large
+            segmenter = replace(segmenter, max_side=None)
+        if args.ffn_padding is not None:
+            swap_ffn_padding(segmenter.model, args.ffn_padding)
+        datasets = {str(folder): SegmentationFolder(folder, args.split, scoring=True) for folder in args.data}
     except (FileNotFoundError, ValueError) as err:
         sys.exit(f"error: {err}")
-    per_source = {
-        name: evaluate(
-            model,
-            dataset,
-            mean=meta["mean"],
-            std=meta["std"],
-            class_names=meta["classes"],
-            short_side=short_side,
-            show_progress=not args.json,
-        )
-        for name, dataset in datasets.items()
-    }
+    per_source = {name: evaluate(segmenter, dataset, show_progress=not args.json) for name, dataset in datasets.items()}
     head = {
         "checkpoint": str(args.checkpoint),
         "split": args.split,
-        "ffn_padding": model.config.ffn_padding,
-        "working_short_side": short_side,
+        "ffn_padding": segmenter.model.config.ffn_padding,
+        "working_short_side": segmenter.short_side,
     }
     if len(per_source) == 1:
         [(name, result)] = per_source.items()
         report = {**head, "data": name, **result}
     else:
-        report = {**head, "per_source": per_source, "overall": combine(list(per_source.values()), meta["classes"])}
+        report = {**head, "per_source": per_source, "overall": combine(list(per_source.values()), segmenter.classes)}
     if args.json:
         print(json.dumps(report))
         return
     rows = {**per_source, "overall": report["overall"]} if len(per_source) > 1 else per_source
     label = f"data [{args.split}]"
     width = max(len(name) for name in (*rows, label))
-    columns = {cls: max(len(cls), 6) for cls in meta["classes"]}
+    columns = {cls: max(len(cls), 6) for cls in segmenter.classes}
     print(f"{label:<{width}}  images  mIoU    pixel acc  " + "  ".join(f"{c:<{w}}" for c, w in columns.items()))
     for name, result in rows.items():
         ious = (("n/a" if iou is None else f"{iou:.4f}") for iou in result["per_class_iou"].values())

@@ -46,8 +46,9 @@ from segformer.config import VARIANTS, MiTConfig, given_variants, preset
 from segformer.hub import TRANSFORMERS_PREFIX
 from segformer.model import reference_init
 from segformer.predict import normalise, upsample_logits
+from segformer.segmenter import Segmenter
 from segformer.transformers_weights import load_from_hub
-from task.classes import CLASS_NAMES
+from task.classes import CLASS_NAMES, PALETTE
 from task.curves import save_curves
 from train.copy_paste import CopyPaste
 from train.data import SegmentationFolder, TrainImages, collate, image_transform, train_transform
@@ -631,9 +632,8 @@ def train(cfg: TrainConfig) -> dict:
             for buffer in run.model.buffers():  # BatchNorm statistics differ per rank: evaluate and save rank 0's
                 dist.broadcast(buffer, 0)
         train_seconds = time.perf_counter() - started
-        per_source = {
-            name: evaluate(run.model, data, mean=IMAGENET_MEAN, std=IMAGENET_STD) for name, data in val_sets.items()
-        }
+        segmenter = Segmenter(run.model, CLASS_NAMES, PALETTE, max_side=None)  # val images at their own size
+        per_source = {name: evaluate(segmenter, data) for name, data in val_sets.items()}
         images = batches_per_epoch * cfg.batch_size * world
         lr = scheduler.get_last_lr()[0]
         record = epoch_record(run, epoch, loss_sum, lr, images, train_seconds, per_source, cfg.teacher_weight > 0)
