@@ -58,3 +58,24 @@ stage19 190 runs/s19a
 "$PY" -m train.standing results/eval/stage18-people-s384.json results/eval/stage19-s384.json results/teachers-val-384.json
 # Shipped only if the rule holds (results/README.md):
 "$PY" -m train.export --run runs/s19a --which last --out checkpoints/segformer-b0-4class --working-short-side 384
+
+# Stage 20 (results/README.md): stage 19 continued with the one-object sources drawn more often (feral-cats listed
+# twice, oxford-pets three times: a cat crop twice, a pet crop three times as often), at half the rate, two seeds
+# side by side (about 2 s a step each, 26 minutes an epoch). The candidate is the soup of their last epochs; if it
+# fails the rule, its average with stage 18.
+balanced=(data/4class-384 data/feral-cats-384 data/feral-cats-384 data/davis-384 data/everyday-384 data/people-384
+    data/pets-384 data/pets-384 data/pets-384)
+stage20() {  # SEED OUT
+    "$PY" -m train.train --init results/weights/stage19 --data "${balanced[@]}" --epochs 2 \
+        --crop-size 256 --base-size 384 --batch-size 8 --lr 5e-5 --head-lr-mult 1 --warmup-iters 50 \
+        --teacher-weight 1 --teacher-temperature 1 --teacher "$FUSION" --teacher-on-labelled none --workers 1 \
+        --seed "$1" --out "$2"
+}
+stage20 200 runs/s20a &
+stage20 201 runs/s20b &
+wait
+"$PY" -m train.soup --checkpoints runs/s20a/last runs/s20b/last --out runs/s20soup/last
+for run in s20soup:soup s20a:s200 s20b:s201; do
+    "$PY" -m train.evaluate --checkpoint "runs/${run%%:*}/last" --data "${raw[@]}" --working-short-side 384 --json \
+        > "results/eval/stage20-${run##*:}-s384.json"
+done
