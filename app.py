@@ -40,6 +40,7 @@ from demo.attention import (
     mark_point,
     working_image,
 )
+from demo.camera import CONSTRAINTS, STREAM_EVERY_S, STREAMS, TIME_LIMIT_S, Camera
 from demo.checkpoints import CheckpointError, load_model
 from demo.curves import continued_note, history_note, last_epoch_rows, soup_note, teacher_note
 from demo.docs import contents, read_page_markdown
@@ -340,6 +341,59 @@ def segment_tab(loaded: Segmenter, cache: Path) -> None:
         api_segment, [api_photo, opacity_slider], outputs, api_name="segment", preprocess=False, **MODEL_EVENTS
     )
     opacity_slider.change(recolour, [view, opacity_slider], result, api_visibility="private", show_progress="hidden")
+
+
+# ---------------------------------------------------------------------------- the live camera
+
+
+def camera_tab(loaded: Segmenter) -> None:
+    """The browser's camera streamed to the network (demo.camera): the overlay, the class shares and the time per
+    frame follow the camera at the stream's working size. Streams have a concurrency group of their own, so a
+    stream never keeps a photo waiting in the queue, and the server ends each after TIME_LIMIT_S."""
+    camera = Camera(loaded)
+
+    @refusing("camera")
+    def segment_frame(frame: object, opacity: object) -> tuple:
+        """Overlay, class shares and timing text of one frame; nothing changes when the frame is dropped."""
+        segmented = camera(frame, arguments.opacity(opacity))
+        if segmented is None:  # another frame is being segmented
+            return gr.skip(), gr.skip(), gr.skip()
+        (height, width), (work_w, work_h) = segmented.mask.shape, segmented.working
+        info = f"Frame {width}×{height}; the network ran at {work_w}×{work_h} in **{segmented.seconds:.2f} s**."
+        return segmented.overlay, segmented.shares, info
+
+    gr.Markdown(
+        f"Press **Record** to stream your camera: a frame every {STREAM_EVERY_S:g} s (dropped while the one before "
+        f"is still being segmented), for {TIME_LIMIT_S} s at a time. The frames are not kept.",
+        elem_id="camera-hint",
+    )
+    with gr.Row():
+        with gr.Column(scale=2):
+            webcam = gr.Image(
+                sources=["webcam"],
+                streaming=True,
+                label="Camera",
+                webcam_options=gr.WebcamOptions(constraints=CONSTRAINTS),
+                elem_id="camera",
+            )
+            opacity_slider = gr.Slider(0.0, 1.0, value=OPACITY, step=0.05, label="Overlay opacity")
+        with gr.Column(scale=3):
+            overlay = gr.Image(label="Segmentation", format="jpeg", interactive=False, elem_id="camera-overlay")
+            gr.HTML(legend_html(loaded), elem_id="camera-legend")
+            shares = gr.Label(label="Share of each class", show_heading=False, elem_id="camera-shares")
+            info = gr.Markdown(elem_id="camera-info")
+    webcam.stream(
+        segment_frame,
+        [webcam, opacity_slider],
+        [overlay, shares, info],
+        preprocess=False,
+        stream_every=STREAM_EVERY_S,
+        time_limit=TIME_LIMIT_S,
+        concurrency_id="camera",
+        concurrency_limit=STREAMS,
+        show_progress="hidden",
+        **PAGE_ONLY,
+    )
 
 
 # ---------------------------------------------------------------------------- tab 2: validation examples
@@ -721,6 +775,8 @@ def build_demo(loaded: Segmenter) -> gr.Blocks:
         with gr.Tabs():
             with gr.Tab("Segment a photo"):
                 segment_tab(loaded, cache)
+            with gr.Tab("Live camera"):
+                camera_tab(loaded)
             with gr.Tab("Validation examples"):
                 validation_tab(loaded, pairs, predictions)
             with gr.Tab("Training curves"):

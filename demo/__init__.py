@@ -1,7 +1,8 @@
 """What the app computes, apart from the page, one module per subject.
 
 ``checkpoints`` (loading a checkpoint, also from ``hf://``), ``segment`` (a photo through ``segformer.predict``,
-its class shares, its display size), ``ground_truth`` (the bundled validation pairs against their labels: scores
+its class shares, its display size), ``camera`` (a camera's frames segmented as they stream in, one at a
+time, at a smaller working size), ``ground_truth`` (the bundled validation pairs against their labels: scores
 and pictures), ``curves`` (what the Training curves tab says of a checkpoint's history), ``attention`` (where a
 clicked point attends), ``docs`` (a Markdown file of the repository with its figures as the page serves them,
 and its contents); and what the API is given: ``arguments`` (each argument checked), ``uploads`` (only files of

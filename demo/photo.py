@@ -14,6 +14,7 @@ MAX_OTHER_PIXELS. Every refusal is an InputError whose message names no path.
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -81,8 +82,9 @@ def reducible(image: Image.Image) -> Image.Image:
     return image
 
 
-def decode_photo(path: str | Path, max_pixels: int) -> Photo:
-    """Decode the image file at ``path`` to RGB at most ``max_pixels`` (see the module's docstring).
+def decode_photo(path: str | Path | BinaryIO, max_pixels: int) -> Photo:
+    """Decode the image file at ``path`` (or a binary file, as a camera frame) to RGB at most ``max_pixels`` (see
+    the module's docstring).
 
     Raises InputError for anything that is not a usable image: another format, damaged data, too large for its
     format, or too small or elongated for the network (segformer.images.check_size).

@@ -4,16 +4,20 @@ Screenshots go to tests/artifacts/ (gitignored). Chromium comes from Debian (`ma
 the test is skipped only when /usr/bin/chromium is missing, and under CI=true it fails then instead.
 """
 
+import io
 import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote, unquote
 
+import numpy as np
 import pytest
 from conftest import IN_CI
 from PIL import Image
 from servers import AppServer
+
+from train.paths import DATASETS_DIR
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -31,6 +35,7 @@ EXAMPLES = Path(__file__).parents[1] / "examples"
 DISCUSSION = Path(__file__).parents[1] / "docs" / "DISCUSSION.md"
 PHOTO = EXAMPLES / "photos" / "ade20k__ADE_val_00000001.jpg"
 OTHER_PHOTO = EXAMPLES / "photos" / "ade20k__ADE_val_00000002.jpg"
+DAVIS = DATASETS_DIR / "davis-2016"
 TIMEOUT_MS = 60_000
 
 pytestmark = pytest.mark.skipif(
@@ -353,3 +358,70 @@ def test_about_tab(page, url: str) -> None:
     assert page.locator("#api-example code").inner_text().strip() == code.strip()
     assert "-dirty" not in page.locator("body").inner_text()
     page.screenshot(path=ARTIFACTS / "6-about.png", full_page=True)
+
+
+def write_y4m(frames: list[np.ndarray], path: Path, fps: int) -> None:
+    """RGB frames (H, W, 3) of one even size as a YUV4MPEG2 video, 4:2:0, the format Chromium's fake camera plays:
+    per frame the Y plane, then Cb and Cr averaged over 2x2 blocks (JPEG's full-range BT.601)."""
+    height, width = frames[0].shape[:2]
+    with open(path, "wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for rgb in frames:
+            ycbcr = np.asarray(Image.fromarray(rgb).convert("YCbCr"), dtype=np.float32)
+            chroma = ycbcr[..., 1:].reshape(height // 2, 2, width // 2, 2, 2).mean(axis=(1, 3))
+            out.write(b"FRAME\n" + ycbcr[..., 0].round().astype(np.uint8).tobytes())
+            out.write(np.moveaxis(chroma, -1, 0).round().astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="module")
+def camera_browser(browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """Chromium whose camera plays a video of DAVIS 2016 frames (a swan, then a car: 2 frames a second, looped)."""
+    video = tmp_path_factory.mktemp("camera") / "camera.y4m"
+    sequences = ("blackswan", "car-roundabout")
+    paths = [path for name in sequences for path in sorted(DAVIS.glob(f"images/*/{name}_*.jpg"))[:4]]
+    write_y4m([np.asarray(Image.open(path).convert("RGB")) for path in paths], video, fps=2)
+    fake = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+    camera = browser.browser_type.launch(
+        executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, *fake, f"--use-file-for-fake-video-capture={video}"]
+    )
+    yield camera
+    camera.close()
+
+
+def overlay_pixels(page, src: str) -> np.ndarray:
+    """The overlay image at ``src``, as the page fetched it."""
+    return np.asarray(Image.open(io.BytesIO(page.request.get(src).body())).convert("RGB"), dtype=np.int16)
+
+
+@pytest.mark.parametrize("width, height", [(1280, 800), (390, 844)])
+def test_live_camera_streams_overlays_that_follow_the_video(camera_browser, url: str, width: int, height: int) -> None:
+    """The camera tab on a fake camera playing a video: once Record is pressed, overlays arrive at the frame's size
+    and change with the video (the mean pixel changes by more than 20 of 255 when the swan turns into the car), the
+    class shares and the working size are shown; then Stop ends the stream."""
+    page = camera_browser.new_page(viewport={"width": width, "height": height})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url)
+    open_tab(page, "Live camera")
+    camera = page.locator("#camera")
+    camera.get_by_title("grant webcam access").click()
+    camera.get_by_text("Record").click()
+    seen: list[str] = []
+    first = changed = None
+    while changed is None or changed < 20:  # until the overlay shows the car after the swan (or the swan after the car)
+        page.wait_for_function(
+            "seen => { const img = document.querySelector('#camera-overlay img');"
+            " return img && img.complete && img.naturalWidth > 0 && !seen.includes(img.src); }",
+            arg=seen,
+        )
+        seen.append(page.locator("#camera-overlay img").get_attribute("src"))
+        picture = overlay_pixels(page, seen[-1])
+        first = picture if first is None else first
+        changed = np.abs(picture - first).mean()
+        assert picture.shape == (360, 640, 3) and len(seen) < 100
+    shares = page.locator("#camera-shares")
+    for name in ("background", "plant", "person/animal", "vehicle"):
+        shares.get_by_text(name, exact=True).wait_for(state="visible")
+    assert "network ran at 455×256" in page.locator("#camera-info").inner_text()
+    page.screenshot(path=ARTIFACTS / f"7-camera-{width}.png", full_page=True)
+    camera.get_by_text("Stop").click()
+    page.close()
