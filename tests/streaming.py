@@ -33,10 +33,11 @@ def stream_event(url: str, elem_id: str) -> tuple[int, int]:
 
 @dataclass
 class Streamed:
-    """What came back from one stream: each output's arrival (seconds since the stream began) and data, the
-    server's message when it ended the stream with an error, and how many frames were sent."""
+    """What came back from one stream: each output's arrival (seconds since the stream began), data and the
+    seconds the server spent on its frame, the server's message when it ended the stream with an error, and how many
+    frames were sent."""
 
-    outputs: list[tuple[float, list]] = field(default_factory=list)
+    outputs: list[tuple[float, list, float]] = field(default_factory=list)
     error: str | None = None
     ended_by_server_s: float | None = None  # when the server ended the stream; None when the client closed it
     sent: int = 0
@@ -70,13 +71,14 @@ def stream(
                     if not line.startswith("data:"):
                         continue
                     message = json.loads(line[5:])
-                    if message.get("msg") in ("process_streaming", "process_completed"):
-                        output = message.get("output") or {}
-                        if "data" in output:
-                            result.outputs.append((time.monotonic() - begin, output["data"]))
+                    output = message.get("output") or {}
+                    # A stream the client closed completes with its last output once more: not a new frame's.
+                    new = message.get("msg") == "process_streaming" or not ended.is_set()
+                    if message.get("msg") in ("process_streaming", "process_completed") and "data" in output and new:
+                        result.outputs.append((time.monotonic() - begin, output["data"], output["duration"]))
                     if message.get("msg") == "process_completed":
                         if not message.get("success", True):
-                            result.error = (message.get("output") or {}).get("error")
+                            result.error = output.get("error")
                         if not ended.is_set():
                             result.ended_by_server_s = time.monotonic() - begin
                         return

@@ -176,7 +176,7 @@ def test_the_server_ends_a_stream_at_its_time_limit_and_a_bad_frame_ends_only_it
     assert bad.error is not None and "image" in bad.error and "/" not in bad.error
     streamed = stream(served, "camera", frames, [0.5], every_s=0.25, seconds=60)
     assert streamed.error is None and streamed.ended_by_server_s is not None and streamed.ended_by_server_s < 60
-    overlays = [data[0] for _, data in streamed.outputs if isinstance(data[0], dict) and data[0].get("url")]
+    overlays = [data[0] for _, data, _ in streamed.outputs if isinstance(data[0], dict) and data[0].get("url")]
     assert overlays, streamed
 
 
