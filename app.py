@@ -364,7 +364,7 @@ def camera_tab(loaded: Segmenter) -> None:
 
     gr.Markdown(
         f"Press **Record** to stream your camera: a frame every {STREAM_EVERY_S:g} s (dropped while the one before "
-        f"is still being segmented), for {TIME_LIMIT_S} s at a time. The frames are not kept.",
+        f"is still being segmented), for {TIME_LIMIT_S} s at a time.",
         elem_id="camera-hint",
     )
     with gr.Row():
