@@ -5,11 +5,11 @@ STREAM_EVERY_S seconds, and only the latest frame waits while one is being segme
 decoded here: it must be a base64 data URL of at most MAX_FRAME_BYTES, decoded by the photo decoder
 (``demo.photo``: a few formats, bounded pixels, a JPEG reduced by its DCT) to at most FRAME_PIXELS; anything
 else is an InputError whose message names no path. The network runs through ``segformer.Segmenter`` at a shorter
-side of STREAM_SHORT_SIDE (the photo tab's checkpoint runs at 384: the stream trades detail for frames per second,
-``bench/bench_camera.py``), the mask comes back at the frame's decoded size, and the overlay and the class shares
-are made as the photo tab makes them. One frame is segmented at a time in the whole app, whatever the number of
-streams: a frame that arrives while another is being segmented is dropped, not queued, so the camera never holds
-more than one frame's work and a stream's picture is never late by more than a frame.
+side of STREAM_SHORT_SIDE (the photo tab runs the shipped checkpoint at 384: the stream trades detail for frames per
+second, ``bench/bench_camera.py``), the mask comes back at the frame's decoded size, and the overlay and the class
+shares are made as the photo tab makes them. One frame is segmented at a time in the whole app, whatever the number
+of streams: a frame that arrives while another is being segmented is dropped, not queued, so the streams never hold
+more than one frame's work at once.
 """
 
 import base64
