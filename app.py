@@ -55,13 +55,14 @@ from demo.ground_truth import (
 )
 from demo.masks import MaskFiles
 from demo.photo import MAX_OTHER_PIXELS, Photo, decode_photo
-from demo.segment import DISPLAY_SIDE, class_shares, downscale, segment, working_rule
+from demo.segment import DISPLAY_SIDE, class_shares, downscale, segment, side_by_side, working_rule
 from demo.uploads import NoUpload, UploadRefused, cached_upload
 from demo.views import RecentViews
 from segformer.checkpoint import DEFAULT_CHECKPOINT
 from segformer.hub import CHECKPOINT_PREFIX
 from segformer.images import IGNORE_COLOUR, MAX_PIXELS, InputError, blend, colourise
 from segformer.segmenter import Segmenter
+from task import corruptions
 from task.classes import CLASS_NAMES
 from task.curves import history_figure
 
@@ -79,6 +80,8 @@ MAX_UPLOAD = "100mb"
 KEPT_MASKS = 32
 #: Largest mask returned at the photo's own size; a larger photo's mask comes back at 1/2, 1/3, ... of each side.
 MASK_PIXELS = 16_000_000
+#: The corruption control's "none", and the seed of every corruption's random draws (the same photo, the same pixels).
+NO_CORRUPTION, CORRUPTION_SEED = "none", 0
 #: The attention tab decodes at most this many pixels (its maps are computed at ATTENTION_SIDE).
 ATTENTION_PIXELS = 4_000_000
 #: Display-size views kept for the opacity slider, shared by all visitors (compressed: 100 photos of 1024x768 or so).
@@ -252,12 +255,24 @@ def segment_tab(loaded: Segmenter, cache: Path) -> None:
     masks = MaskFiles(KEPT_MASKS, loaded.palette)
     views = RecentViews(VIEW_BYTES, VIEW_TTL_S)
 
-    def segmented(photo: Photo, name: str | None, opacity: float, start: float) -> tuple:
+    def segmented(
+        photo: Photo, name: str | None, opacity: float, start: float, corruption: str = NO_CORRUPTION, level: int = 3
+    ) -> tuple:
         """Overlay, class shares, timing text, the mask PNG and the display-size view (photo and mask) of a decoded
-        photo; ``start`` is when its request began."""
-        mask, seconds, (work_w, work_h) = segment(loaded, photo.rgb)
+        photo, corrupted first at the working size unless ``corruption`` is NO_CORRUPTION; ``start`` is when its
+        request began."""
+        rgb = photo.rgb
+        if corruption != NO_CORRUPTION:
+            began = time.perf_counter()
+            rgb = corruptions.corrupt(
+                corruptions.working_image(rgb, loaded.short_side, loaded.max_side), corruption, level, CORRUPTION_SEED
+            )
+            corrupt_seconds = time.perf_counter() - began
+        mask, seconds, (work_w, work_h) = segment(loaded, rgb)
         shares = class_shares(mask, len(loaded.classes))
-        view = downscale(photo.rgb, mask, DISPLAY_SIDE)
+        view = downscale(rgb, mask, DISPLAY_SIDE)
+        if corruption != NO_CORRUPTION:
+            view = side_by_side(*view)
         mask_path = masks.save(mask, name)
         width, height = photo.size
         mask_h, mask_w = mask.shape
@@ -274,28 +289,38 @@ def segment_tab(loaded: Segmenter, cache: Path) -> None:
             )
         if photo.animated:
             info += "\n\nThe file holds several frames (an animation or pages): only the first was segmented."
+        if corruption != NO_CORRUPTION:
+            info += (
+                f"\n\n**{corruptions.LABELS[corruption]}, severity {level}** (seed {CORRUPTION_SEED}), applied at "
+                f"the working size in {corrupt_seconds:.2f} s: the corrupted photo is on the left, its segmentation on "
+                "the right, and the mask file is at the working size."
+            )
         table = {name: float(share) for name, share in zip(loaded.classes, shares, strict=True)}
         return blend(*view, loaded.palette, opacity), table, info, str(mask_path), view
 
-    def segment_photo(image: object = None, opacity: object = OPACITY) -> tuple:
+    def segment_photo(
+        image: object = None, opacity: object = OPACITY, corruption: object = NO_CORRUPTION, level: object = 3
+    ) -> tuple:
         """Overlay, class shares, timing text, the mask PNG, and the key of the display-size view kept for
         recolouring (the arguments are checked first, the network runs last)."""
         start = time.perf_counter()
         alpha = arguments.opacity(opacity)
+        corruption = arguments.corruption(corruption, (NO_CORRUPTION, *corruptions.CORRUPTIONS))
+        level = arguments.severity(level, corruptions.SEVERITIES)
         photo, name = read_upload(image, cache, MASK_PIXELS)
-        *shown, view = segmented(photo, name, alpha, start)
+        *shown, view = segmented(photo, name, alpha, start, corruption, level)
         return *shown, views.add(view)
 
     api_segment = refusing("/segment")(segment_photo)
     cleared = (None, None, "", None, None)
     page_runs = PageRuns("/segment", segment_photo, (None, *cleared))
 
-    def page_segment(image: object, opacity: object, request: gr.Request) -> tuple:
+    def page_segment(image: object, opacity: object, corruption: object, level: object, request: gr.Request) -> tuple:
         """segment_photo run by the page (PageRuns): the photo box too is cleared after a mistake; a photo box
         the visitor emptied empties the outputs."""
         if image is None:
             return gr.skip(), *cleared
-        return page_runs.run((image, opacity), request.session_hash)
+        return page_runs.run((image, opacity, corruption, level), request.session_hash)
 
     first = example_photos()[0]
     *first_shown, first_view = segmented(decode_photo(first, MASK_PIXELS), first.name, OPACITY, time.perf_counter())
@@ -320,6 +345,16 @@ def segment_tab(loaded: Segmenter, cache: Path) -> None:
         with gr.Column(scale=2):
             photo = photo_input("Photo", 400, "segment-photo", value=first)
             opacity_slider = gr.Slider(0.0, 1.0, value=OPACITY, step=0.05, label="Overlay opacity")
+            with gr.Row(elem_id="corruption"):
+                corruption = gr.Dropdown(
+                    [("None", NO_CORRUPTION), *((corruptions.LABELS[name], name) for name in corruptions.CORRUPTIONS)],
+                    value=NO_CORRUPTION,
+                    label="Corrupt the photo first",
+                    info="The paper's robustness test (Section 4.4): a corruption at the working size, then the "
+                    "network. Glass blur, frost and spatter are left out here (too slow, or they need files).",
+                    elem_id="corruption-type",
+                )
+                severity = gr.Slider(1, 5, value=3, step=1, label="Severity", elem_id="corruption-severity")
         with gr.Column(scale=3):
             first_overlay, first_shares, first_info, first_mask = first_shown
             result = gr.Image(
@@ -331,14 +366,24 @@ def segment_tab(loaded: Segmenter, cache: Path) -> None:
             mask_file = gr.File(first_mask, label="Mask (PNG of class ids)", elem_id="mask")
     view = gr.State(FIRST_VIEW)
     outputs = [result, shares, info, mask_file, view]
-    photo.change(
-        page_segment, [photo, opacity_slider], [photo, *outputs], preprocess=False, **MODEL_EVENTS, **PAGE_ONLY
-    )
+    page_inputs = [photo, opacity_slider, corruption, severity]
+    for event in (photo.change, corruption.change, severity.release):
+        event(page_segment, page_inputs, [photo, *outputs], preprocess=False, **MODEL_EVENTS, **PAGE_ONLY)
     # The API's entry: the same function, failing with the message (the page's own runs clear instead). Its photo
     # is an input of its own, empty: a client that sends no image is told so, not given the first example.
     api_photo = gr.Image(type="filepath", label="Photo", visible=False)
     gr.Button(visible=False).click(
         api_segment, [api_photo, opacity_slider], outputs, api_name="segment", preprocess=False, **MODEL_EVENTS
+    )
+    # The same with a corruption first (the page's control): an endpoint of its own, so /segment's callers keep
+    # their two arguments.
+    gr.Button(visible=False).click(
+        api_segment,
+        [api_photo, opacity_slider, corruption, severity],
+        outputs,
+        api_name="segment_corrupted",
+        preprocess=False,
+        **MODEL_EVENTS,
     )
     opacity_slider.change(recolour, [view, opacity_slider], result, api_visibility="private", show_progress="hidden")
 

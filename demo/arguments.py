@@ -35,6 +35,22 @@ def opacity(value: object) -> float:
     return result
 
 
+def corruption(value: object, names: Sequence[str]) -> str:
+    """The name of a corruption the page offers (``names``, the first being "none"), named as the API lists them."""
+    if not isinstance(value, str) or value not in names:
+        raise ArgumentError(f"The corruption must be {names[0]!r} or one of the {len(names) - 1} names the API lists.")
+    return value
+
+
+def severity(value: object, levels: Sequence[int]) -> int:
+    """A corruption's severity: one of the whole numbers ``levels`` (a float such as 3.0 from a slider is that
+    number; 2.5 is refused)."""
+    result = number(value, "Severity")
+    if not result.is_integer() or int(result) not in levels:
+        raise ArgumentError(f"Severity must be a whole number from {min(levels)} to {max(levels)}.")
+    return int(result)
+
+
 def coordinate(value: object, what: str) -> float | None:
     """A query coordinate in pixels: None or "" (the photo's centre), else a number of at least 0; the photo's
     size bounds it from above (``within``)."""

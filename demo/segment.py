@@ -8,6 +8,7 @@ from PIL import Image
 
 from segformer.predict import working_size
 from segformer.segmenter import Segmenter
+from task.classes import IGNORE_INDEX
 
 #: Longer side of the overlay sent to the page (the downloadable mask stays at full size).
 DISPLAY_SIDE = 1024
@@ -35,6 +36,15 @@ def downscale(rgb: np.ndarray, mask: np.ndarray, max_side: int) -> tuple[np.ndar
     size = (width, height)
     image = Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
     return np.asarray(image), np.asarray(Image.fromarray(mask).resize(size, Image.Resampling.NEAREST))
+
+
+def side_by_side(rgb: np.ndarray, mask: np.ndarray, gap: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """The photo twice, ``gap`` white columns apart, with the mask on the right copy only (the ignore id, which an
+    overlay leaves as the photo, on the left and in the gap): blended, it shows the photo beside its segmentation."""
+    height = mask.shape[0]
+    white = np.full((height, gap, 3), 255, dtype=np.uint8)
+    unmasked = np.full((height, mask.shape[1] + gap), IGNORE_INDEX, dtype=mask.dtype)
+    return np.concatenate([rgb, white, rgb], axis=1), np.concatenate([unmasked, mask], axis=1)
 
 
 def working_rule(segmenter: Segmenter) -> str:

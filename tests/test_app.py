@@ -36,6 +36,7 @@ from demo.uploads import MISSING
 from segformer.checkpoint import working_short_side as scale
 from segformer.images import IGNORE_COLOUR, MIN_SIDE, blend
 from segformer.predict import working_size
+from task import corruptions
 from task.classes import CLASS_NAMES, PALETTE, PERSON_ANIMAL, label_id
 
 MEAN_OF_HEADS = app.MEAN_OF_HEADS
@@ -95,6 +96,13 @@ def mask_of(result: tuple) -> np.ndarray:
         return np.asarray(mask)
 
 
+def block_means(rgb: np.ndarray, block: int = 16) -> np.ndarray:
+    """Mean of each whole ``block`` x ``block`` tile of an (H, W, 3) image."""
+    height, width = rgb.shape[0] // block * block, rgb.shape[1] // block * block
+    tiles = rgb[:height, :width].astype(np.float64).reshape(height // block, block, width // block, block, 3)
+    return tiles.mean(axis=(1, 3))
+
+
 def segment(client: Client, path: Path) -> tuple:
     return client.predict(handle_file(str(path)), 0.5, api_name="/segment")
 
@@ -126,6 +134,34 @@ def test_photo_mask_is_full_size_and_equals_predict(client: Client, model: tuple
     total = sum(c["confidence"] for c in shares["confidences"])
     assert total == pytest.approx(1.0, abs=1e-6)
     assert "Inference" in info and "683×512" in info
+
+
+def test_corrupted_photo_is_segmented_at_the_working_size_beside_its_mask(client: Client, model: tuple) -> None:
+    """With a corruption the network sees the photo at the working size, corrupted there (task.corruptions, seed 0):
+    the mask is predict's on those pixels, and the overlay shows the corrupted photo left of its segmentation."""
+    net, meta = model
+    with Image.open(PHOTO) as photo:
+        rgb = np.array(photo.convert("RGB"))
+    clean = mask_of(segment(client, PHOTO))
+    work = corruptions.working_image(rgb, scale(meta), 1024)
+    for name, level in (("gaussian_noise", 5), ("fog", 3)):
+        result = client.predict(handle_file(str(PHOTO)), 0.0, name, level, api_name="/segment_corrupted")
+        corrupted = corruptions.corrupt(work, name, level, seed=0)
+        expected = segformer.predict(
+            net, torch.from_numpy(corrupted).permute(2, 0, 1), mean=meta["mean"], std=meta["std"]
+        ).numpy()
+        mask = mask_of(result)
+        np.testing.assert_array_equal(mask, expected)
+        assert mask.shape == work.shape[:2] != clean.shape
+        with Image.open(result[0]) as picture:  # opacity 0: the corrupted photo twice, 8 white columns apart
+            shown = np.asarray(picture.convert("RGB"), dtype=np.float64)
+        height, width = work.shape[:2]
+        assert shown.shape == (height, 2 * width + 8, 3)
+        # Compared in 16x16 block means: the overlay is a JPEG, which keeps a block's mean but not its noise.
+        for side in (shown[:, :width], shown[:, -width:]):
+            assert np.abs(block_means(side) - block_means(corrupted)).mean() < 3.0
+        assert np.abs(block_means(shown[:, :width]) - block_means(work)).mean() > 3.0  # not the clean photo
+        assert f"severity {level}" in result[2]
 
 
 def test_blend_by_hand() -> None:

@@ -195,6 +195,30 @@ def test_upload_shows_overlay(page) -> None:
     page.screenshot(path=ARTIFACTS / "1-segment.png", full_page=True)
 
 
+def test_a_corruption_changes_the_mask(page) -> None:
+    """Picking a corruption segments the photo again, and the overlay becomes the corrupted photo beside its mask;
+    back to "None", the clean photo's segmentation returns."""
+    page.locator("#segment-photo input[type=file]").set_input_files(str(PHOTO))
+    info = page.locator("#segment-info")
+    info.get_by_text("Inference").wait_for(state="visible")
+    clean_src = page.locator("#overlay img").first.get_attribute("src")
+    clean = overlay_pixels(page, clean_src)
+    page.locator("#corruption-type input").click()
+    page.get_by_role("option", name="Gaussian noise").click()
+    info.get_by_text("Gaussian noise, severity 3").wait_for(state="visible")
+    corrupted = overlay_pixels(page, page.locator("#overlay img").first.get_attribute("src"))
+    height, width = clean.shape[:2]
+    assert corrupted.shape[1] > 2 * corrupted.shape[0] * width / height  # two panels side by side
+    right = corrupted[:, -(corrupted.shape[1] - 8) // 2 :]
+    left = corrupted[:, : (corrupted.shape[1] - 8) // 2]
+    assert np.abs(right - left).mean() > 10  # the mask's colours on the right only
+    page.screenshot(path=ARTIFACTS / "1-corruption.png", full_page=True)
+    page.locator("#corruption-type input").click()
+    page.get_by_role("option", name="None", exact=True).click()
+    page.wait_for_function("() => !document.querySelector('#segment-info').innerText.includes('severity')")
+    assert overlay_pixels(page, page.locator("#overlay img").first.get_attribute("src")).shape == clean.shape
+
+
 def test_validation_example_shows_three_panels(page) -> None:
     """Every thumbnail is shown whole; a click brings the result into view; the dropdown names the picked image
     as the gallery does."""

@@ -120,6 +120,9 @@ def test_server_paths_are_refused_with_one_message(server: AppServer, client: Cl
 # ---------------------------------------------------------------------------- wrong arguments
 
 
+NOT_OFFERED, WHOLE_SEVERITY = "The corruption must be 'none'", "Severity must be a whole number from 1 to 5."
+
+
 def test_wrong_arguments_get_one_line_before_any_work(server: AppServer, client: Client) -> None:
     """Each wrong argument gets its own one-line message (a long input is not repeated back), the log one line
     each and no traceback; out-of-range values are refused, not clamped."""
@@ -130,6 +133,11 @@ def test_wrong_arguments_get_one_line_before_any_work(server: AppServer, client:
         ("segment", "opacity NaN"): ([photo, float("nan")], "Opacity must be a finite number."),
         ("segment", "opacity None"): ([photo, None], "Opacity must be a number."),
         ("segment", "opacity 2"): ([photo, 2], "Opacity must be from 0 to 1."),
+        ("segment_corrupted", "glass blur"): ([photo, 0.5, "glass_blur", 3], NOT_OFFERED + " or one of the 13"),
+        ("segment_corrupted", "100,000 characters"): ([photo, 0.5, long_name, 3], NOT_OFFERED),
+        ("segment_corrupted", "severity 2.5"): ([photo, 0.5, "fog", 2.5], WHOLE_SEVERITY),
+        ("segment_corrupted", "severity 6"): ([photo, 0.5, "fog", 6], WHOLE_SEVERITY),
+        ("segment_corrupted", "severity as text"): ([photo, 0.5, "fog", "3"], "Severity must be a number."),
         ("attention", "x as text"): ([photo, "abc", 1, "mean over heads"], "Query x must be a number."),
         ("attention", "y as a list"): ([photo, 1, [1, 2], "mean over heads"], "Query y must be a number."),
         ("attention", "x NaN"): ([photo, float("nan"), 1, "mean over heads"], "Query x must be a finite number."),
