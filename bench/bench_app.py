@@ -1,20 +1,21 @@
 """Latency of the app's /segment endpoint end to end (gradio_client -> `python app.py`), against the bare model.
 
-    python -m bench.bench_app [--runs 20] [--checkpoint checkpoints/segformer-b0-4class]
+    python -m bench.bench_app [--runs 20] [--checkpoint checkpoints/segformer-b0-4class] [--json-out PATH]
 
 Both are measured in the same run on the same 1024x768 photo, interleaved (bare, endpoint, bare, ...) so that a
 change in the machine's load affects both alike, never at the same time: the bare time is the checkpoint's
 segformer.Segmenter on the decoded photo in this process (the app's working scale: the checkpoint's
 working_short_side, longer side at most 1024); the end-to-end time adds the upload, decoding, class shares, the
 overlay, the mask PNG and downloading the results.
-Prints JSON with the medians, the p95 and the ratio of the end-to-end median to the bare median (goal: < 2).
+Prints JSON with the medians, the p95 and the ratio of the end-to-end median to the bare median (goal: < 2), the run's
+settings and the machine; ``--json-out`` also writes it to a file. The server inherits this process's environment, so
+OMP_NUM_THREADS sets the threads of both.
 """
 
 import argparse
 import json
-import os
-import platform
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 
@@ -24,8 +25,9 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from bench.interleave import interleaved
+from bench.record import run_record
 from segformer import Segmenter
-from segformer.checkpoint import DEFAULT_CHECKPOINT
+from segformer.checkpoint import DEFAULT_CHECKPOINT, save_json
 from tests.servers import ROOT, AppServer
 
 SIZE = (1024, 768)
@@ -37,6 +39,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_app", description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=20, help="timed calls of each kind")
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="checkpoint stem, or hf://ORG/REPO/NAME")
+    parser.add_argument("--json-out", type=Path, help="also write the report to this JSON file")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -64,7 +67,7 @@ def main() -> None:
     bare_p50 = statistics.median(bare)
     report = {
         "photo": f"{SIZE[0]}x{SIZE[1]} JPEG",
-        "runs": args.runs,
+        "checkpoint": Path(args.checkpoint).name,
         "segment_endpoint_p50_s": round(p50, 4),
         "segment_endpoint_p95_s": round(p95, 4),
         "bare_predict_p50_s": round(bare_p50, 4),
@@ -72,12 +75,11 @@ def main() -> None:
         "ratio_p50_over_bare": round(p50 / bare_p50, 3),
         "goal": f"ratio < {GOAL}",
         "meets_goal": p50 / bare_p50 < GOAL,
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_average": os.getloadavg(),
+        **run_record(parser.prog, sys.argv[1:], args.runs),
     }
     print(json.dumps(report, indent=1))
+    if args.json_out:
+        save_json(args.json_out, report)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """What the largest images the app accepts cost it, against a normal photo in the same run, and whether a normal
 photo sent behind one waits long; then 24 clients at once.
 
-    python -m bench.bench_app_large [--runs 3]
+    python -m bench.bench_app_large [--runs 3] [--json-out PATH]
 
 One `python app.py` (tests/servers.py), called through gradio_client. Cases: the largest JPEG accepted
 (segformer.images.MAX_PIXELS, decoded reduced by its DCT) and the largest PNG (demo.photo.MAX_OTHER_PIXELS,
@@ -11,15 +11,15 @@ its resting memory, the seconds of the call end to end (upload, decoding, networ
 server's own work in it (the "whole request" time the page shows), and the
 latency of the peer photo sent 0.3 s after the large one, so that it queues behind it. Goals: at most 1.5 GB and
 3 s for a largest image, at most 4 s for the photo behind it. Prints JSON: medians over the runs, the ratios to
-the peer, the load average.
+the peer, the run's settings and the machine; ``--json-out`` also writes it to a file. The server inherits this
+process's environment, OMP_NUM_THREADS included.
 """
 
 import argparse
 import json
-import os
-import platform
 import re
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -28,11 +28,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import torch
 from gradio_client import Client, handle_file
 from PIL import Image
 
+from bench.record import run_record
 from demo.photo import MAX_OTHER_PIXELS
+from segformer.checkpoint import save_json
 from segformer.images import MAX_PIXELS
 from tests.servers import ROOT, AppServer
 
@@ -105,8 +106,9 @@ def main() -> None:
     """Measure and print the JSON report."""
     parser = argparse.ArgumentParser(prog="python -m bench.bench_app_large", description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="calls of each case")
+    parser.add_argument("--json-out", type=Path, help="also write the report to this JSON file")
     args = parser.parse_args()
-    report: dict = {"runs": args.runs}
+    report: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         paths = write_images(folder)
@@ -159,14 +161,10 @@ def main() -> None:
         finally:
             server.stop()
     report["goal"] = f"largest image <= {GOAL_PEAK_GB} GB peak and <= {GOAL_S} s; photo behind it <= {GOAL_QUEUED_S} s"
-    report |= {
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "torch_threads_here": torch.get_num_threads(),
-        "load_average": os.getloadavg(),
-    }
+    report |= run_record(parser.prog, sys.argv[1:], args.runs)
     print(json.dumps(report, indent=1))
+    if args.json_out:
+        save_json(args.json_out, report)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The shipped SegFormer against its ADE20K teacher, end to end on the same photos, one thread each.
 
     python -m bench.bench_teacher [--runs 3] [--checkpoint checkpoints/segformer-b0-4class] [--images 12]
+        [--json-out PATH]
 
 Peer: the DeepLabV3-MobileNetV2 ADE20K teacher (train.teach, TFLite through ai-edge-litert, requirements-teach.txt)
 at its 513x513 input. Both take the decoded RGB photo and return its (H, W) class ids: the student through
@@ -8,13 +9,13 @@ segformer.Segmenter (the app's path: normalise, the checkpoint's working scale, 
 argmax), the teacher through its fastest path (train.teach.Teacher.labels: letterbox resize, invoke, argmax over
 its 150 classes mapped to the task classes, nearest resize to the photo; no softmax). Timed in turn on real
 CamVid val photos (480x360), after a warm-up. Prints JSON with the medians and the teacher/student ratio (goal:
->= 2).
+>= 2), the run's settings and the machine; ``--json-out`` also writes it to a file.
 """
 
 import argparse
 import json
-import platform
 import statistics
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,9 @@ import torch
 from PIL import Image
 
 from bench.interleave import interleaved
+from bench.record import run_record
 from segformer import Segmenter
-from segformer.checkpoint import DEFAULT_CHECKPOINT
+from segformer.checkpoint import DEFAULT_CHECKPOINT, save_json
 from train.paths import DATASETS_DIR, MODELS_DIR
 from train.teach import TEACHERS, Teacher
 
@@ -36,6 +38,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="timed passes over the photos")
     parser.add_argument("--images", type=int, default=12, help="CamVid val photos")
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="checkpoint stem, or hf://ORG/REPO/NAME")
+    parser.add_argument("--json-out", type=Path, help="also write the report to this JSON file")
     args = parser.parse_args()
     torch.set_num_threads(1)
     paths = sorted((DATASETS_DIR / "camvid" / "images" / "val").glob("*.jpg"))[: args.images]
@@ -56,16 +59,17 @@ def main() -> None:
     ratio = per_photo["ade20k_teacher"] / per_photo["student"]
     report = {
         "photos": f"{len(photos)} CamVid val, {photos[0].shape[1]}x{photos[0].shape[0]}",
-        "threads": 1,
-        "cpu": platform.processor() or platform.machine(),
         "seconds_per_photo": {k: round(v, 4) for k, v in per_photo.items()},
         "teacher_over_student": round(ratio, 2),
         "goal": f">= {GOAL}",
         "met": ratio >= GOAL,
         "checkpoint": Path(args.checkpoint).name,
         "student_working_short_side": segmenter.short_side,
+        **run_record(parser.prog, sys.argv[1:], args.runs),
     }
     print(json.dumps(report, indent=1))
+    if args.json_out:
+        save_json(args.json_out, report)
 
 
 if __name__ == "__main__":
