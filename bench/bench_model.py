@@ -2,10 +2,11 @@
 
 Prints one JSON line per case with both figures, their ratio (ours / transformers) and the goal:
 
-* latency, B0, eval, inference_mode: median of ``--runs`` forwards (after warm-up) at 512x512 and 1024x2048,
-  the models' runs interleaved so background load hits them alike; a third figure, ``onnxruntime``, is this model
-  exported by ``train.export.export_onnx`` (float32, opset 17) and run by onnxruntime's CPU provider with as many
-  intra-op threads as torch (not part of the ratio);
+* latency, B0, eval, inference_mode: median of ``--runs`` forwards (after warm-up) at the sizes of
+  ``LATENCY_SIZES`` (384x512, the shipped checkpoint's working size for a 4:3 photo; 512x512; 1024x2048), the
+  runs interleaved so background load hits them alike; a third figure, ``onnxruntime``, is this model exported by
+  ``train.export.export_onnx`` (float32, opset 17) and run by onnxruntime's CPU provider with as many intra-op
+  threads as torch, with its own ratio, ours / onnxruntime (``ratio_onnxruntime``);
 * peak memory, B0 at 1024x2048: each model in a fresh process (``--peak-memory`` runs one), peak resident set
   (VmHWM) during one forward minus the resident set after building the model, loading the weights, creating
   the input and a small warm-up forward;
@@ -14,9 +15,9 @@ Prints one JSON line per case with both figures, their ratio (ours / transformer
   (this model drops whole decoder channels, as the reference implementation's Dropout2d; transformers drops
   elements).
 
-Usage: ``python -m bench.bench_model [--runs 10] [--threads N]``. Without ``--threads`` torch's default thread
-count is used; on a machine shared with other busy processes, ``--threads 1`` shows the cost of the work itself
-(a parallel region waits for any of its threads that the OS has parked, which hits the model with more
+Usage: ``python -m bench.bench_model [--runs 10] [--threads N] [--json-out PATH]``. Without ``--threads`` torch's
+default thread count is used; on a machine shared with other busy processes, ``--threads 1`` shows the cost of the
+work itself (a parallel region waits for any of its threads that the OS has parked, which hits the model with more
 operators harder).
 
 Design variants: the flags of ``train.train`` (``--patch-merging``, ``--sr-ratios``, ``--ffn-activations``,
@@ -34,8 +35,10 @@ the peak memory of a forward and of a forward that also returns the attention ma
 keeps every block's matrix), each in a fresh process whose address space is capped at ``--memory-cap-gib`` so that
 an allocation beyond it fails inside torch rather than waking the OS's out-of-memory killer; and the median latency
 of the forward, the settings that fit timed interleaved at each size. A path that runs out of memory is reported so
-and its larger sizes are skipped. Ratios are against the paper's setting at the same size. One JSON line per case;
-``--json-out`` also writes them all to one JSON file.
+and its larger sizes are skipped. Ratios are against the paper's setting at the same size. One JSON line per case.
+
+In every mode ``--json-out`` also writes all the cases to one JSON file, with the command, the runs, the threads,
+the load average and the machine (``bench.record.run_record``).
 """
 
 import argparse
@@ -57,6 +60,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.interleave import interleaved
+from bench.record import run_record
 from segformer.checkpoint import load_tensors, save_json
 from segformer.config import MiTConfig, given_variants, preset
 from segformer.model import SegFormer
@@ -76,6 +80,8 @@ SR_SWEEP: tuple[tuple[int, int, int, int], ...] = ((8, 4, 2, 1), (4, 2, 1, 1), (
 SWEEP_SIZES = (256, 512, 1024)
 #: The two paths whose peak memory ``--sr-sweep`` measures: the plain forward, and one returning attention maps.
 SWEEP_PATHS = ("forward", "attention_maps")
+#: The latency cases of the transformers comparison, (height, width), with the goal for ours / transformers.
+LATENCY_SIZES: dict[tuple[int, int], str | None] = {(384, 512): None, (512, 512): "<= 0.5", (1024, 2048): None}
 
 
 def make_models(weights_dir: Path, num_classes: int) -> tuple[SegFormer, "SegformerForSemanticSegmentation"]:
@@ -123,9 +129,9 @@ def interleaved_medians(steps: dict[str, Callable[[], object]], runs: int, warmu
     return {name: statistics.median(t) for name, t in interleaved(steps, runs, warmup).items()}
 
 
-def line(case: str, metric: str, figures: dict[str, float | None], goal: str | None, **extra: object) -> None:
-    """One JSON line with the figure of each contestant; the ratio is the first's over the second's, and ``goal`` a
-    bound on it such as "<= 0.5", or None. A figure of None (not measured) leaves the ratio None."""
+def line(case: str, metric: str, figures: dict[str, float | None], goal: str | None, **extra: object) -> dict[str, Any]:
+    """Print and return one case with the figure of each contestant; the ratio is the first's over the second's, and
+    ``goal`` a bound on it such as "<= 0.5", or None. A figure of None (not measured) leaves the ratio None."""
     first, second = list(figures.values())[:2]
     ratio = first / second if first is not None and second is not None else None
     met = None
@@ -134,7 +140,9 @@ def line(case: str, metric: str, figures: dict[str, float | None], goal: str | N
         met = ratio <= float(bound) if op == "<=" else ratio >= float(bound)
     record = {"case": case, "metric": metric, **{k: rounded(v, 4) for k, v in figures.items()}}
     extra = {"threads": torch.get_num_threads(), "load_avg_1m": round(os.getloadavg()[0], 2), **extra}
-    print(json.dumps({**record, "ratio": rounded(ratio, 3), "goal": goal, "met": met, **extra}), flush=True)
+    record |= {"ratio": rounded(ratio, 3), "goal": goal, "met": met, **extra}
+    print(json.dumps(record), flush=True)
+    return record
 
 
 def rounded(value: float | None, digits: int) -> float | None:
@@ -161,8 +169,9 @@ def bench_latency(
     goal: str | None = None,
     runtime: "ort.InferenceSession | None" = None,
     **extra: object,
-) -> None:
-    """The median forward latency of each model (and of ``runtime``, if given) at ``size``, interleaved."""
+) -> dict[str, Any]:
+    """The median forward latency of each model (and of ``runtime``, if given, with the first model's ratio to it) at
+    ``size``, interleaved."""
     x = torch.randn(1, 3, *size)
     steps: dict[str, Callable[[], object]] = {k: (lambda m=m: forward(m, x)) for k, m in models.items()}
     for model in models.values():
@@ -171,12 +180,14 @@ def bench_latency(
         steps["onnxruntime"] = lambda: runtime.run(None, {"pixel_values": x.numpy()})
     with torch.inference_mode():
         medians = interleaved_medians(steps, runs, warmup=2)
-    line(f"b0 {size[0]}x{size[1]} eval", "latency_s", dict(medians), goal, runs=runs, **extra)
+    if runtime is not None:
+        extra["ratio_onnxruntime"] = round(next(iter(medians.values())) / medians["onnxruntime"], 3)
+    return line(f"b0 {size[0]}x{size[1]} eval", "latency_s", dict(medians), goal, runs=runs, **extra)
 
 
 def bench_training(
     models: dict[str, nn.Module], runs: int, goal: str | None, batch: int = 8, crop: int = 256, **extra: object
-) -> None:
+) -> dict[str, Any]:
     torch.manual_seed(0)
     images = torch.randn(batch, 3, crop, crop)
     labels = torch.randint(0, 4, (batch, crop, crop))
@@ -196,7 +207,7 @@ def bench_training(
 
     medians = interleaved_medians({name: step_of(model) for name, model in models.items()}, runs, warmup=1)
     rates: dict[str, float | None] = {name: batch / seconds for name, seconds in medians.items()}
-    line(f"b0 train batch {batch} {crop}x{crop}", "images_per_s", rates, goal, runs=runs, **extra)
+    return line(f"b0 train batch {batch} {crop}x{crop}", "images_per_s", rates, goal, runs=runs, **extra)
 
 
 def vm_kib(field: str) -> int:
@@ -259,12 +270,12 @@ def peak_memory_child(which: str, weights_dir: Path, size: tuple[int, int]) -> N
     print(peak_memory_growth(model, size)["peak_memory_mib"])
 
 
-def bench_peak_memory(weights_dir: Path, size: tuple[int, int]) -> None:
+def bench_peak_memory(weights_dir: Path, size: tuple[int, int]) -> dict[str, Any]:
     peaks: dict[str, float | None] = {}
     for which in ("ours", "transformers"):
         args = ["--peak-memory", which, "--weights", str(weights_dir), "--size", str(size[0]), str(size[1])]
         peaks[which] = float(run_child(args).split()[-1])
-    line(f"b0 {size[0]}x{size[1]} eval", "peak_memory_mib", peaks, "<= 0.5")
+    return line(f"b0 {size[0]}x{size[1]} eval", "peak_memory_mib", peaks, "<= 0.5")
 
 
 def run_child(args: list[str]) -> str:
@@ -290,8 +301,8 @@ def out_of_memory_note(cap_gib: float) -> str:
     return f"out of memory under the {cap_gib:g} GiB cap"
 
 
-def bench_variant(variants: dict[str, Any], runs: int, cap_gib: float) -> None:
-    """The variant against the paper's B0, both this project's model: latency, peak memory, training."""
+def bench_variant(variants: dict[str, Any], runs: int, cap_gib: float) -> list[dict[str, Any]]:
+    """The variant against the paper's B0, both this project's model: peak memory, latency, training."""
     extra = {"variants": variants}
     configs = {"variant": variant_config(variants), "paper": preset("b0")}
     large = (1024, 2048)
@@ -299,11 +310,11 @@ def bench_variant(variants: dict[str, Any], runs: int, cap_gib: float) -> None:
     fits = not any(peak["out_of_memory"] for peak in peaks.values())
     notes = {} if fits else {"note": out_of_memory_note(cap_gib)}
     figures = {name: peak["peak_memory_mib"] for name, peak in peaks.items()}
-    line(f"b0 {large[0]}x{large[1]} eval", "peak_memory_mib", figures, None, **extra, **notes)
+    cases = [line(f"b0 {large[0]}x{large[1]} eval", "peak_memory_mib", figures, None, **extra, **notes)]
     models = segformer_models(configs, num_classes=150)
     for size in ((512, 512), large):
         if size == large and not fits:
-            line(
+            skipped = line(
                 f"b0 {size[0]}x{size[1]} eval",
                 "latency_s",
                 dict.fromkeys(models),
@@ -311,9 +322,25 @@ def bench_variant(variants: dict[str, Any], runs: int, cap_gib: float) -> None:
                 **extra,
                 note=f"skipped: {out_of_memory_note(cap_gib)} at {size[0]}x{size[1]}",
             )
+            cases.append(skipped)
         else:
-            bench_latency(models, size, runs, **extra)
-    bench_training(segformer_models(configs, num_classes=4), runs, None, **extra)
+            cases.append(bench_latency(models, size, runs, **extra))
+    return [*cases, bench_training(segformer_models(configs, num_classes=4), runs, None, **extra)]
+
+
+def compare_with_transformers(runs: int) -> list[dict[str, Any]]:
+    """This model against transformers' from the same weights: latency at each of ``LATENCY_SIZES`` (onnxruntime
+    too), peak memory at 1024x2048, training throughput."""
+    with tempfile.TemporaryDirectory() as tmp:
+        weights_dir = Path(tmp) / "b0-150"
+        ours, theirs = make_models(weights_dir, num_classes=150)
+        runtime = onnx_runtime(ours, Path(tmp) / "b0-150.onnx")
+        pair = {"ours": ours, "transformers": theirs}
+        cases = [bench_latency(pair, size, runs, goal, runtime) for size, goal in LATENCY_SIZES.items()]
+        cases.append(bench_peak_memory(weights_dir, (1024, 2048)))
+        ours, theirs = make_models(Path(tmp) / "b0-4", num_classes=4)
+        cases.append(bench_training({"ours": ours, "transformers": theirs}, runs, ">= 1.5"))
+    return cases
 
 
 def attention_cost(model: SegFormer, size: tuple[int, int]) -> dict[str, Any]:
@@ -399,7 +426,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--threads", type=int, help="intra-op threads (default: torch's default)")
     add_variant_flags(parser)
     add("--sr-sweep", action="store_true", help="the attention-cost sweep over sr_ratios and input sizes")
-    add("--json-out", type=Path, help="with --sr-sweep: also write every case to this JSON file")
+    add("--json-out", type=Path, help="also write every case, the run's settings and the machine to this JSON file")
     add("--memory-cap-gib", type=float, default=12.0, help="address-space cap of a peak-memory process (GiB)")
     add("--peak-memory", choices=("ours", "transformers", "segformer"), help=argparse.SUPPRESS)
     add("--weights", type=Path, help=argparse.SUPPRESS)
@@ -409,8 +436,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.sr_sweep and variants_of(args):
         parser.error("--sr-sweep sets sr_ratios itself and takes no design-variant flags")
-    if args.json_out and not args.sr_sweep:
-        parser.error("--json-out goes with --sr-sweep")
     if args.runs is None:
         args.runs = 3 if args.sr_sweep else 10
     return args
@@ -431,26 +456,20 @@ def main(argv: list[str] | None = None) -> None:
         model = segformer_models({"": variant_config(variants)}, args.num_classes)[""].eval()
         cap = round(args.memory_cap_gib * GIB)
         print(json.dumps(peak_memory_growth(model, tuple(args.size), cap, args.attention_maps)))
-    elif args.peak_memory:
+        return
+    if args.peak_memory:
         peak_memory_child(args.peak_memory, args.weights, tuple(args.size))
-    elif args.sr_sweep:
-        cases = sr_sweep(args.runs, args.memory_cap_gib)
-        if args.json_out:
-            summary = {"threads": torch.get_num_threads(), "memory_cap_gib": args.memory_cap_gib, "runs": args.runs}
-            save_json(args.json_out, {"cases": cases, **summary, "torch": torch.__version__})
+        return
+    if args.sr_sweep:
+        cases, settings = sr_sweep(args.runs, args.memory_cap_gib), {"memory_cap_gib": args.memory_cap_gib}
     elif variants:
-        bench_variant(variants, args.runs, args.memory_cap_gib)
+        cases = bench_variant(variants, args.runs, args.memory_cap_gib)
+        settings = {"variants": variants, "memory_cap_gib": args.memory_cap_gib}
     else:
-        with tempfile.TemporaryDirectory() as tmp:
-            weights_dir = Path(tmp) / "b0-150"
-            ours, theirs = make_models(weights_dir, num_classes=150)
-            runtime = onnx_runtime(ours, Path(tmp) / "b0-150.onnx")
-            pair = {"ours": ours, "transformers": theirs}
-            bench_latency(pair, (512, 512), args.runs, "<= 0.5", runtime)
-            bench_latency(pair, (1024, 2048), args.runs, None, runtime)
-            bench_peak_memory(weights_dir, (1024, 2048))
-            ours, theirs = make_models(Path(tmp) / "b0-4", num_classes=4)
-            bench_training({"ours": ours, "transformers": theirs}, args.runs, ">= 1.5")
+        cases, settings = compare_with_transformers(args.runs), {}
+    if args.json_out:
+        record = run_record("python -m bench.bench_model", sys.argv[1:] if argv is None else argv, args.runs)
+        save_json(args.json_out, {"cases": cases, **settings, **record})
 
 
 if __name__ == "__main__":

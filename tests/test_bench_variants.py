@@ -1,13 +1,17 @@
 """bench.bench_model's design-variant flags build the configs they name, and the attention-cost sweep's peak-memory
 process, capped in address space, reports running out of memory instead of crashing."""
 
+import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
 
+from bench import bench_model
 from bench.bench_model import (
     attention_cost,
+    main,
     parse_args,
     segformer_models,
     segformer_peak_memory,
@@ -70,8 +74,24 @@ def test_sweep_flags() -> None:
     assert parse_args(["--sr-sweep"]).runs == 3
     with pytest.raises(SystemExit):
         parse_args(["--sr-sweep", "--sr-ratios", "1", "1", "1", "1"])
-    with pytest.raises(SystemExit):
-        parse_args(["--json-out", "cases.json"])
+
+
+def test_json_out_records_the_cases_the_command_and_the_machine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The transformers comparison's JSON file: its cases as printed, with the command that made it, the runs, the
+    threads, the load average and the CPU's model name from /proc/cpuinfo (the comparison itself stubbed out)."""
+    cases = [
+        {"case": "b0 384x512 eval", "metric": "latency_s", "ours": 0.1, "onnxruntime": 0.1, "ratio_onnxruntime": 1}
+    ]
+    monkeypatch.setattr(bench_model, "compare_with_transformers", lambda runs: cases if runs == 2 else [])
+    argv = ["--runs", "2", "--json-out", str(tmp_path / "bench-model.json")]
+    main(argv)
+    data = json.loads((tmp_path / "bench-model.json").read_text())
+    assert data["cases"] == cases and data["command"] == "python -m bench.bench_model " + " ".join(argv)
+    assert data["runs"] == 2 and data["threads"] == torch.get_num_threads() and data["torch"] == torch.__version__
+    model_names = [row for row in Path("/proc/cpuinfo").read_text().splitlines() if row.startswith("model name")]
+    assert data["cpu"] == model_names[0].partition(":")[2].strip() and len(data["load_average"]) == 3
 
 
 def test_capped_child_reports_out_of_memory() -> None:
