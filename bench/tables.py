@@ -1,0 +1,188 @@
+"""The tables of bench/README.md, written from the benchmarks' JSON files in bench/results/ rather than retyped.
+
+    python -m bench.tables [NAME ...]
+
+prints, for each named file (default: every one of ``TABLES``), the line that links it and says how it was made
+(the command, the runs, the threads, the machine and its load average), then its Markdown table: the text its
+section of bench/README.md shows, which tests/test_bench_readme.py checks against the file figure by figure.
+"""
+
+import argparse
+import json
+import re
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+#: The width the lines of prose are wrapped to, as the rest of bench/README.md.
+WIDTH = 116
+
+
+def seconds(value: float) -> str:
+    """Seconds to three decimals below one, three significant figures from one up."""
+    digits = 3 if value < 1 else max(0, 3 - len(str(int(value))))
+    return f"{value:.{digits}f}"
+
+
+def wrap(text: str) -> str:
+    """``text`` wrapped to ``WIDTH``, never inside a word or at a hyphen (a flag such as ``--runs`` stays whole)."""
+    return textwrap.fill(text, WIDTH, break_long_words=False, break_on_hyphens=False)
+
+
+def markdown(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table, as the rest of bench/README.md writes one."""
+    lines = ["|" + "|".join(f" {cell} " if cell else " " for cell in cells) + "|" for cells in [header, *rows]]
+    lines.insert(1, "|" + "---|" * len(header))
+    return "\n".join(lines)
+
+
+#: How bench_model shows a figure of each metric.
+MODEL_FIGURES: dict[str, Callable[[float], str]] = {
+    "latency_s": lambda value: f"{seconds(value)} s",
+    "peak_memory_mib": lambda value: f"{value:.0f} MiB",
+    "images_per_s": lambda value: f"{value:.1f}",
+}
+
+
+def model_label(case: dict[str, Any]) -> str:
+    """The row label of one bench_model case ("b0 384x512 eval", "b0 train batch 8 256x256") and metric."""
+    size = re.search(r"\d+x\d+", case["case"])[0]
+    if case["metric"] == "latency_s":
+        return f"B0 {size}, latency (median of {case['runs']})"
+    if case["metric"] == "peak_memory_mib":
+        return f"B0 {size}, peak memory"
+    batch = re.search(r"batch (\d+)", case["case"])[1]
+    return f"B0 training, batch {batch} of {size}, images/s"
+
+
+def model_table(data: dict[str, Any]) -> str:
+    """bench_model's transformers comparison: one row per case, onnxruntime where it was timed (latency)."""
+    rows = []
+    for case in data["cases"]:
+        figure = MODEL_FIGURES[case["metric"]]
+        runtime, runtime_ratio = case.get("onnxruntime"), case.get("ratio_onnxruntime")
+        rows.append(
+            [
+                model_label(case),
+                figure(case["ours"]),
+                "-" if runtime is None else figure(runtime),
+                figure(case["transformers"]),
+                "-" if runtime_ratio is None else f"{runtime_ratio:.2f}",
+                f"{case['ratio']:.2f}",
+                case["goal"] or "-",
+            ]
+        )
+    header = ["case", "this model", "onnxruntime", "transformers", "ours / onnxruntime", "ours / transformers", "goal"]
+    return markdown(header, rows)
+
+
+def app_table(data: dict[str, Any]) -> str:
+    """bench_app: the endpoint's and the bare model's p50 and p95, and the ratio of the medians."""
+    rows = [
+        [
+            "`/segment` endpoint",
+            f"{seconds(data['segment_endpoint_p50_s'])} s",
+            f"{seconds(data['segment_endpoint_p95_s'])} s",
+        ],
+        ["bare model", f"{seconds(data['bare_predict_p50_s'])} s", f"{seconds(data['bare_predict_p95_s'])} s"],
+        [
+            f"endpoint / bare model (goal: {data['goal'].removeprefix('ratio ')})",
+            f"{data['ratio_p50_over_bare']:.2f}",
+            "",
+        ],
+    ]
+    return markdown([data["photo"], "p50", "p95"], rows)
+
+
+def app_large_table(data: dict[str, Any]) -> str:
+    """bench_app_large: the peer and each largest image, then the concurrent clients in one sentence."""
+    peer = data["peer"]
+    rows = [[f"{peer['image']} (peer)", "", seconds(peer["seconds_p50"]), "1.00", ""]]
+    for name in ("largest JPEG", "largest PNG"):
+        case = data[name]
+        rows.append(
+            [
+                f"{case['image']}, {case['file_mb']} MB",
+                f"{case['peak_rss_above_rest_mb_p50']} MB (max {case['peak_rss_above_rest_mb_max']})",
+                f"{seconds(case['seconds_p50'])} ({seconds(case['server_seconds_p50'])})",
+                f"{case['ratio_to_peer']:.2f}",
+                f"{seconds(case['peer_queued_behind_it_s_p50'])} s"
+                f" (max {seconds(case['peer_queued_behind_it_s_max'])})",
+            ]
+        )
+    header = ["image", "peak RSS above rest", "seconds (server)", "ratio to the peer", "peer queued behind it"]
+    clients = data["concurrent_clients"]
+    sentence = (
+        f"{clients['clients']} clients at once: {clients['served_with_full_size_masks']} answered with their full-size"
+        f" masks, the slowest in {clients['slowest_s']} s (median {clients['median_s']} s)."
+    )
+    return f"{markdown(header, rows)}\n\n{wrap(sentence)}"
+
+
+def teacher_table(data: dict[str, Any]) -> str:
+    """bench_teacher: seconds a photo of the student and of the teacher, and their ratio."""
+    per_photo = data["seconds_per_photo"]
+    rows = [
+        [
+            f"student, {data['checkpoint']}, short side {data['student_working_short_side']}",
+            seconds(per_photo["student"]),
+            "",
+        ],
+        [
+            "ADE20K teacher, DeepLabV3 513x513",
+            seconds(per_photo["ade20k_teacher"]),
+            f"{data['teacher_over_student']:.2f}",
+        ],
+    ]
+    return markdown(["model", "seconds a photo", f"teacher / student (goal {data['goal']})"], rows)
+
+
+#: The table of each result file in bench/results/, by file name.
+TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
+    "bench-model-2threads.json": model_table,
+    "bench-model-1thread.json": model_table,
+    "bench-app.json": app_table,
+    "bench-app-large.json": app_large_table,
+    "bench-teacher.json": teacher_table,
+}
+
+
+def counted(count: int, noun: str) -> str:
+    """``count`` and ``noun``, plural unless one: "1 run", "2 runs"."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def made_by(name: str, data: dict[str, Any]) -> str:
+    """The line that links the file ``name`` (from bench/README.md) and says what made it, where and under what load."""
+    threads = counted(data["threads"], "thread")
+    if data["omp_num_threads"] is not None:
+        threads += f" (OMP_NUM_THREADS={data['omp_num_threads']})"
+    load = ", ".join(f"{value:.2f}" for value in data["load_average"])
+    runs = counted(data["runs"], "run")
+    return wrap(
+        f"[results/{name}](results/{name}), made by `{data['command']}`: {runs}, {threads}, torch"
+        f" {data['torch']}, {data['cpu']} ({data['cpu_count']} cores), load average {load} (1, 5, 15 minutes) at"
+        " its end:"
+    )
+
+
+def block(name: str) -> str:
+    """The text that shows the result file ``name`` in bench/README.md: the line that links it, then its table."""
+    data = json.loads((RESULTS / name).read_text())
+    return f"{made_by(name, data)}\n\n{TABLES[name](data)}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print the block of each named result file."""
+    parser = argparse.ArgumentParser(prog="python -m bench.tables", description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"result files (default: all): {', '.join(TABLES)}")
+    names = parser.parse_args(argv).names or list(TABLES)
+    if unknown := [name for name in names if name not in TABLES]:
+        parser.error(f"no table for {', '.join(unknown)}")
+    print("\n\n".join(block(name) for name in names))
+
+
+if __name__ == "__main__":
+    main()
