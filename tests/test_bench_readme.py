@@ -6,6 +6,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.tables import TABLES, block
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "bench" / "README.md"
 #: What a section says when its figures are one run's printout with no JSON committed.
@@ -65,8 +67,95 @@ def check_attention_cost(rows: list[list[str]], data: dict, text: str) -> None:
             assert with_maps == f"**out of memory** under the {data['memory_cap_gib']:g} GiB cap", row
 
 
+def agrees_unit(shown: str, value: float | None, unit: str) -> bool:
+    """Whether a cell ("0.093 s", "363 MiB", "12.8") is ``value`` in ``unit`` rounded to its digits, or "-" for None."""
+    if value is None:
+        return shown == "-"
+    return shown.endswith(unit) and agrees(shown.removesuffix(unit).strip(), value)
+
+
+def check_made_by(data: dict, text: str) -> None:
+    """The section gives the command that made the file, its runs and the load average it recorded."""
+    text = " ".join(text.split())  # lines joined: a long command wraps
+    assert f"`{data['command']}`: {data['runs']} run" in text
+    loads = re.search(r"load average ([\d.]+), ([\d.]+), ([\d.]+)", text).groups()
+    assert all(agrees(shown, load) for shown, load in zip(loads, data["load_average"], strict=True)), loads
+
+
+def check_bench_model(rows: list[list[str]], data: dict, text: str) -> None:
+    """The transformers comparison (bench_model): one row per case of the JSON, in its order, naming the case's
+    metric and size; each figure the case's ("-" where it has none: onnxruntime times only latency), the ratios and
+    the goal too."""
+    check_made_by(data, text)
+    assert len(rows) == len(data["cases"])
+    metrics = {"latency_s": ("latency", " s"), "peak_memory_mib": ("peak memory", " MiB"), "images_per_s": ("/s", "")}
+    for row, case in zip(rows, data["cases"], strict=True):
+        label, ours, runtime, theirs, runtime_ratio, ratio, goal = row
+        name, unit = metrics[case["metric"]]
+        assert name in label and re.search(r"\d+x\d+", case["case"])[0] in label, row
+        assert agrees_unit(ours, case["ours"], unit) and agrees_unit(theirs, case["transformers"], unit), row
+        assert agrees_unit(runtime, case.get("onnxruntime"), unit), row
+        assert agrees_unit(runtime_ratio, case.get("ratio_onnxruntime"), "") and agrees(ratio, case["ratio"]), row
+        assert goal == (case["goal"] or "-"), row
+
+
+def check_bench_app(rows: list[list[str]], data: dict, text: str) -> None:
+    """The app against the bare model (bench_app): the endpoint's p50 and p95, the bare model's, their ratio."""
+    check_made_by(data, text)
+    endpoint, bare, ratio = rows
+    assert endpoint[0] == "`/segment` endpoint" and bare[0] == "bare model", rows
+    for (_, p50, p95), key in ((endpoint, "segment_endpoint"), (bare, "bare_predict")):
+        assert agrees_unit(p50, data[f"{key}_p50_s"], " s") and agrees_unit(p95, data[f"{key}_p95_s"], " s"), rows
+    assert data["goal"].removeprefix("ratio ") in ratio[0] and agrees(ratio[1], data["ratio_p50_over_bare"]), ratio
+
+
+def check_bench_app_large(rows: list[list[str]], data: dict, text: str) -> None:
+    """The largest images (bench_app_large): the peer's seconds, then per largest image its size and file, its peak
+    memory (median and max), seconds end to end and the server's, ratio to the peer, and the peer's wait behind it;
+    and the sentence on the concurrent clients."""
+    check_made_by(data, text)
+    peer, *large = rows
+    assert peer[0] == f"{data['peer']['image']} (peer)" and agrees(peer[2], data["peer"]["seconds_p50"]), peer
+    assert len(large) == 2
+    for row, case in zip(large, (data["largest JPEG"], data["largest PNG"]), strict=True):
+        image, peak, seconds, ratio, queued = row
+        assert image == f"{case['image']}, {case['file_mb']} MB", row
+        peak_p50, peak_max = re.fullmatch(r"(\d+) MB \(max (\d+)\)", peak).groups()
+        assert agrees(peak_p50, case["peak_rss_above_rest_mb_p50"]), row
+        assert agrees(peak_max, case["peak_rss_above_rest_mb_max"]), row
+        end_to_end, server = re.fullmatch(r"([\d.]+) \(([\d.]+)\)", seconds).groups()
+        assert agrees(end_to_end, case["seconds_p50"]) and agrees(server, case["server_seconds_p50"]), row
+        assert agrees(ratio, case["ratio_to_peer"]), row
+        queued_p50, queued_max = re.fullmatch(r"([\d.]+) s \(max ([\d.]+)\)", queued).groups()
+        assert agrees(queued_p50, case["peer_queued_behind_it_s_p50"]), row
+        assert agrees(queued_max, case["peer_queued_behind_it_s_max"]), row
+    clients = data["concurrent_clients"]
+    pattern = r"(\d+) clients at once: (\d+) answered .* slowest in ([\d.]+) s \(median ([\d.]+) s\)"
+    sentence = re.search(pattern, " ".join(text.split()))
+    assert sentence and sentence.group(1, 2) == (str(clients["clients"]), str(clients["served_with_full_size_masks"]))
+    assert agrees(sentence[3], clients["slowest_s"]) and agrees(sentence[4], clients["median_s"]), sentence
+
+
+def check_bench_teacher(rows: list[list[str]], data: dict, text: str) -> None:
+    """The student against the ADE20K teacher (bench_teacher): seconds a photo of each, the teacher's over the
+    student's, and the checkpoint and working size the student ran at."""
+    check_made_by(data, text)
+    student, teacher = rows
+    assert data["checkpoint"] in student[0] and f"short side {data['student_working_short_side']}" in student[0]
+    assert agrees(student[1], data["seconds_per_photo"]["student"]) and student[2] == "", student
+    assert "teacher" in teacher[0] and agrees(teacher[1], data["seconds_per_photo"]["ade20k_teacher"]), teacher
+    assert agrees(teacher[2], data["teacher_over_student"]), teacher
+
+
 #: How each committed result is checked against its table, by file name.
-CHECKS: dict[str, Callable[[list[list[str]], dict, str], None]] = {"attention-cost.json": check_attention_cost}
+CHECKS: dict[str, Callable[[list[list[str]], dict, str], None]] = {
+    "attention-cost.json": check_attention_cost,
+    "bench-model-2threads.json": check_bench_model,
+    "bench-model-1thread.json": check_bench_model,
+    "bench-app.json": check_bench_app,
+    "bench-app-large.json": check_bench_app_large,
+    "bench-teacher.json": check_bench_teacher,
+}
 
 
 def test_every_table_is_its_committed_json_or_says_it_has_none() -> None:
@@ -84,3 +173,10 @@ def test_every_table_is_its_committed_json_or_says_it_has_none() -> None:
         CHECKS[path.name](rows, json.loads(path.read_text()), text)
         tied += 1
     assert tied == len(CHECKS)  # every check ran on its table: a renamed link or section cannot drop one
+
+
+def test_tables_are_printed_from_their_json() -> None:
+    """Each result in bench/results/ is shown in bench/README.md as `python -m bench.tables` prints it, not retyped."""
+    readme = README.read_text()
+    for name in TABLES:
+        assert block(name) in readme, f"{name}: the README's table is not `python -m bench.tables {name}`'s output"
