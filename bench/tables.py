@@ -139,6 +139,52 @@ def teacher_table(data: dict[str, Any]) -> str:
     return markdown(["model", "seconds a photo", f"teacher / student (goal {data['goal']})"], rows)
 
 
+def camera_table(data: dict[str, Any]) -> str:
+    """bench_camera: the camera's frame against the bare forward at its working size and at the photo tab's; served,
+    a photo alone and while a stream runs, and the stream's frames as the server timed them; then the frames per
+    second and the masks' agreement in one sentence."""
+
+    def row(label: str, timed: dict[str, float], ratio: str) -> list[str]:
+        return [label, f"{seconds(timed['p50_s'])} s", f"{seconds(timed['p95_s'])} s", ratio]
+
+    stream, served = data["stream_working_size"], data["served"]
+    alone, with_stream = served["photo_alone"], served["photo_with_stream"]
+    local = [
+        row(
+            f"camera frame: decoding, network at {stream}, overlay, shares",
+            data["camera_frame"],
+            f"{data['ratio_frame_over_bare_forward']:.2f}",
+        ),
+        row(f"bare forward at {stream} (peer)", data["bare_forward"], "1.00"),
+        row(
+            f"bare forward at {data['photo_working_size']}, the photo tab's scale",
+            data["bare_forward_photo_scale"],
+            f"{data['ratio_photo_scale_over_bare_forward']:.2f}",
+        ),
+    ]
+    remote = [
+        row(f"photo {served['photo']} alone (peer), {alone['count']} requests", alone, "1.00"),
+        row(
+            f"photo while one stream runs, {with_stream['count']} requests",
+            with_stream,
+            f"{served['ratio_photo_with_stream_over_alone']:.2f}",
+        ),
+        row("a stream's frame, as the server timed it", served["server_seconds_per_frame"], ""),
+    ]
+    sentence = (
+        f"In this process, {data['frames_per_s']:.2f} frames a second. Served, the stream sent a frame every"
+        f" {served['stream_every_s']:g} s for {served['stream_s']:g} s ({served['frames_sent']} frames) and got"
+        f" {served['overlays']} overlays back, {served['overlays_per_s']:.2f} a second. The stream's masks agree with"
+        f" the photo tab's scale on {data['mask_agreement_with_photo_scale']:.1%} of the pixels."
+    )
+    video = f"{data['frames']} frames of {data['video']}, {data['frame_size']}"
+    tables = [
+        markdown([video, "p50", "p95", "ratio to the bare forward"], local),
+        markdown(["served (`python app.py`)", "p50", "p95", "ratio to the photo alone"], remote),
+    ]
+    return "\n\n".join([*tables, wrap(sentence)])
+
+
 #: The table of each result file in bench/results/, by file name.
 TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
     "bench-model-2threads.json": model_table,
@@ -146,6 +192,7 @@ TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
     "bench-app.json": app_table,
     "bench-app-large.json": app_large_table,
     "bench-teacher.json": teacher_table,
+    "bench-camera.json": camera_table,
 }
 
 

@@ -147,6 +147,38 @@ def check_bench_teacher(rows: list[list[str]], data: dict, text: str) -> None:
     assert agrees(teacher[2], data["teacher_over_student"]), teacher
 
 
+def check_bench_camera(rows: list[list[str]], data: dict, text: str) -> None:
+    """The live camera (bench_camera): in this process the camera's frame, its peer the bare forward at the stream's
+    working size, and the bare forward at the photo tab's, each p50, p95 and ratio to the peer; served, the photo
+    alone (the peer), the photo while a stream runs, and a stream's frame; the sentence's frames per second, overlays
+    and agreement."""
+    check_made_by(data, text)
+    served = data["served"]
+    cases = [
+        (data["stream_working_size"], data["camera_frame"], data["ratio_frame_over_bare_forward"]),
+        ("(peer)", data["bare_forward"], 1.0),
+        (data["photo_working_size"], data["bare_forward_photo_scale"], data["ratio_photo_scale_over_bare_forward"]),
+        ("alone (peer)", served["photo_alone"], 1.0),
+        ("while one stream runs", served["photo_with_stream"], served["ratio_photo_with_stream_over_alone"]),
+        ("stream's frame", served["server_seconds_per_frame"], None),
+    ]
+    assert len(rows) == len(cases), rows
+    for (label, p50, p95, ratio), (name, timed, expected) in zip(rows, cases, strict=True):
+        assert name in label, (label, name)
+        assert agrees_unit(p50, timed["p50_s"], " s") and agrees_unit(p95, timed["p95_s"], " s"), label
+        assert (ratio == "") if expected is None else agrees(ratio, expected), label
+    sentence = " ".join(text.split())
+    figures = re.search(
+        r"([\d.]+) frames a second\. .* \((\d+) frames\) and got (\d+) overlays back, ([\d.]+) a second\..* on"
+        r" ([\d.]+)% of the pixels",
+        sentence,
+    )
+    assert figures, sentence
+    assert agrees(figures[1], data["frames_per_s"]) and agrees(figures[4], served["overlays_per_s"]), figures
+    assert (int(figures[2]), int(figures[3])) == (served["frames_sent"], served["overlays"]), figures
+    assert agrees(figures[5], data["mask_agreement_with_photo_scale"], 0.01), figures
+
+
 #: How each committed result is checked against its table, by file name.
 CHECKS: dict[str, Callable[[list[list[str]], dict, str], None]] = {
     "attention-cost.json": check_attention_cost,
@@ -155,6 +187,7 @@ CHECKS: dict[str, Callable[[list[list[str]], dict, str], None]] = {
     "bench-app.json": check_bench_app,
     "bench-app-large.json": check_bench_app_large,
     "bench-teacher.json": check_bench_teacher,
+    "bench-camera.json": check_bench_camera,
 }
 
 
