@@ -13,9 +13,7 @@ OMP_NUM_THREADS sets the threads of both.
 """
 
 import argparse
-import json
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
@@ -25,9 +23,9 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from bench.interleave import interleaved
-from bench.record import run_record
+from bench.record import publish
 from segformer import Segmenter
-from segformer.checkpoint import DEFAULT_CHECKPOINT, save_json
+from segformer.checkpoint import DEFAULT_CHECKPOINT
 from tests.servers import ROOT, AppServer
 
 SIZE = (1024, 768)
@@ -75,11 +73,8 @@ def main() -> None:
         "ratio_p50_over_bare": round(p50 / bare_p50, 3),
         "goal": f"ratio < {GOAL}",
         "meets_goal": p50 / bare_p50 < GOAL,
-        **run_record(parser.prog, sys.argv[1:], args.runs),
     }
-    print(json.dumps(report, indent=1))
-    if args.json_out:
-        save_json(args.json_out, report)
+    publish(report, parser.prog, args.runs, args.json_out)
 
 
 if __name__ == "__main__":

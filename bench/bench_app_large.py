@@ -16,10 +16,8 @@ process's environment, OMP_NUM_THREADS included.
 """
 
 import argparse
-import json
 import re
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -31,9 +29,8 @@ import numpy as np
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from bench.record import run_record
+from bench.record import publish
 from demo.photo import MAX_OTHER_PIXELS
-from segformer.checkpoint import save_json
 from segformer.images import MAX_PIXELS
 from tests.servers import ROOT, AppServer
 
@@ -161,10 +158,7 @@ def main() -> None:
         finally:
             server.stop()
     report["goal"] = f"largest image <= {GOAL_PEAK_GB} GB peak and <= {GOAL_S} s; photo behind it <= {GOAL_QUEUED_S} s"
-    report |= run_record(parser.prog, sys.argv[1:], args.runs)
-    print(json.dumps(report, indent=1))
-    if args.json_out:
-        save_json(args.json_out, report)
+    publish(report, parser.prog, args.runs, args.json_out)
 
 
 if __name__ == "__main__":

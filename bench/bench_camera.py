@@ -17,9 +17,7 @@ also writes it to a file. The server inherits this process's environment, so OMP
 import argparse
 import io
 import itertools
-import json
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -32,10 +30,10 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from bench.interleave import interleaved
-from bench.record import run_record
+from bench.record import publish
 from demo.camera import STREAM_EVERY_S, Camera
 from segformer import Segmenter
-from segformer.checkpoint import DEFAULT_CHECKPOINT, save_json
+from segformer.checkpoint import DEFAULT_CHECKPOINT
 from segformer.predict import as_images, normalise, resize_images, working_size
 from tests.servers import ROOT, AppServer
 from tests.streaming import data_url, stream
@@ -183,10 +181,8 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         report["served"] = served(args.checkpoint, files, args.stream_s, args.photos, Path(tmp))
-    report |= {"note": args.note, **run_record(parser.prog, sys.argv[1:], args.runs)}
-    print(json.dumps(report, indent=1))
-    if args.json_out:
-        save_json(args.json_out, report)
+    report["note"] = args.note
+    publish(report, parser.prog, args.runs, args.json_out)
 
 
 if __name__ == "__main__":

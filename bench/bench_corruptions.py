@@ -13,10 +13,8 @@ end); the slowest corruption is named. Prints JSON; ``--json-out`` also writes i
 """
 
 import argparse
-import json
 import re
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,8 +22,7 @@ from pathlib import Path
 from gradio_client import Client, handle_file
 
 from bench.bench_app_large import GOAL_S, write_images
-from bench.record import run_record
-from segformer.checkpoint import save_json
+from bench.record import publish
 from task.corruptions import CORRUPTIONS
 from tests.servers import AppServer
 
@@ -77,10 +74,7 @@ def main() -> None:
                 }
         finally:
             server.stop()
-    report |= run_record(parser.prog, sys.argv[1:], args.runs)
-    print(json.dumps(report, indent=1))
-    if args.json_out:
-        save_json(args.json_out, report)
+    publish(report, parser.prog, args.runs, args.json_out)
 
 
 if __name__ == "__main__":

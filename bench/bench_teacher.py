@@ -13,9 +13,7 @@ CamVid val photos (480x360), after a warm-up. Prints JSON with the medians and t
 """
 
 import argparse
-import json
 import statistics
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +21,9 @@ import torch
 from PIL import Image
 
 from bench.interleave import interleaved
-from bench.record import run_record
+from bench.record import publish
 from segformer import Segmenter
-from segformer.checkpoint import DEFAULT_CHECKPOINT, save_json
+from segformer.checkpoint import DEFAULT_CHECKPOINT
 from train.paths import DATASETS_DIR, MODELS_DIR
 from train.teach import TEACHERS, Teacher
 
@@ -65,11 +63,8 @@ def main() -> None:
         "met": ratio >= GOAL,
         "checkpoint": Path(args.checkpoint).name,
         "student_working_short_side": segmenter.short_side,
-        **run_record(parser.prog, sys.argv[1:], args.runs),
     }
-    print(json.dumps(report, indent=1))
-    if args.json_out:
-        save_json(args.json_out, report)
+    publish(report, parser.prog, args.runs, args.json_out)
 
 
 if __name__ == "__main__":

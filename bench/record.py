@@ -1,12 +1,16 @@
 """What every benchmark's JSON file records beside its figures: the command that made it and the machine it ran on."""
 
+import json
 import os
 import platform
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from segformer.checkpoint import save_json
 
 
 def cpu_model() -> str:
@@ -31,3 +35,12 @@ def run_record(prog: str, argv: list[str], runs: int) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
     }
+
+
+def publish(report: dict[str, Any], prog: str, runs: int, json_out: Path | None) -> None:
+    """Add the run's record (:func:`run_record`, of this process's command line) to ``report``, print it as JSON
+    and, with ``json_out``, also write it there."""
+    report |= run_record(prog, sys.argv[1:], runs)
+    print(json.dumps(report, indent=1))
+    if json_out:
+        save_json(json_out, report)
