@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench.interleave import interleaved
+from experiments import robustness_figure
 from experiments.ablate import ARMS_BY_NAME, SHIPPED, arm_results
 from experiments.position_probe import probe
 from experiments.tables import markdown_table, paired_differences, paired_verdict, spread, verdict
@@ -723,6 +724,10 @@ def table_tta() -> str:
 
 
 TABLES: dict[str, Callable[[], str]] = {
+    **{
+        f"robustness-{key}": lambda metric=metric: robustness_figure.table(robustness_figure.load(), metric)
+        for key, metric in zip(("miou", "people", "pets"), robustness_figure.METRICS, strict=True)
+    },
     "protocol": pairs_table,
     "protocol-16": lambda: pairs_table(LONG_PAIRS),
     "q1": lambda: arms_table(["paper", "non-overlap", "max-pool"]),
@@ -829,6 +834,7 @@ def save_figure(fig: object, path: Path) -> None:
 
 
 FIGURES_MADE: dict[str, Callable[[Path], None]] = {
+    "robustness.png": robustness_figure.draw,
     "q5-history.png": figure_history,
     "q6-erf.png": figure_erf,
     "q6-erf-linear.png": figure_erf_linear,

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from experiments.robustness_figure import RESULTS
 from segformer import Segmenter
 from segformer.checkpoint import DEFAULT_CHECKPOINT, atomic_write, read_metadata, working_short_side
 from segformer.images import MAX_SIDE
@@ -48,7 +49,7 @@ from task.classes import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, PERSON_ANIMAL
 from task.corruptions import GROUPS, SEVERITIES, working_image
 from task.metrics import confusion_matrix, partial_counts, scores
 from train.data import SegmentationFolder
-from train.paths import DATASETS_DIR, MODELS_DIR, REPO, repo_relative
+from train.paths import DATASETS_DIR, MODELS_DIR, repo_relative
 from train.progress import progress
 from train.standing import PEOPLE, PETS
 from train.standing import SOURCES as POOLED
@@ -62,7 +63,6 @@ SAMPLES = (0, 1)
 BENCH_SEVERITIES = (1, 3, 5)
 TEACHERS_MODEL = "teachers"  # the --models entry of the fused teachers
 FUSION = "max-person"
-RESULTS = REPO / "results" / "robustness"
 PACKAGE = "imagecorruptions-imaug"
 #: The working scale the photos are corrupted at: the shipped checkpoint's.
 SHORT_SIDE = working_short_side(read_metadata(DEFAULT_CHECKPOINT))

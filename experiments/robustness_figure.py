@@ -14,13 +14,15 @@ from matplotlib.lines import Line2D
 from experiments.tables import markdown_table
 from segformer.checkpoint import atomic_write
 from task.corruptions import GROUPS, LABELS
-from train.paths import DISCUSSION_DIR
+from train.paths import DISCUSSION_DIR, REPO
 
+#: The folder of experiments.robustness's JSON results, and the figure drawn from them.
+RESULTS = REPO / "results" / "robustness"
 FIGURE = DISCUSSION_DIR / "robustness.png"
 METRICS = ("3-source mIoU", "people IoU", "pets IoU")
 
 
-def load(folder: Path) -> dict[str, list[dict]]:
+def load(folder: Path = RESULTS) -> dict[str, list[dict]]:
     """{model: its results, one per sample in sample order} of every JSON in ``folder`` (a full run is a model of
     its own, ``MODEL, all val``)."""
     models: dict[str, list[dict]] = {}
@@ -120,11 +122,16 @@ def figure(models: dict[str, list[dict]], metric: str = METRICS[0]) -> Figure:
     return fig
 
 
+def draw(path: Path = FIGURE, folder: Path = RESULTS) -> None:
+    """Draw the figure of ``folder``'s results to ``path`` (the same bytes for the same results and matplotlib)."""
+    fig = figure(load(folder))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=90))
+
+
 def report(folder: Path, path: Path = FIGURE) -> None:
     """Draw the figure of ``folder``'s results to ``path`` and print one table per metric."""
     models = load(folder)
-    fig = figure(models)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=90))
+    draw(path, folder)
     for metric in METRICS:
         print(f"\n{metric}\n\n{table(models, metric)}")
     print(f"\nwrote {path}")
