@@ -185,6 +185,25 @@ def camera_table(data: dict[str, Any]) -> str:
     return "\n\n".join([*tables, wrap(sentence)])
 
 
+def corruptions_table(data: dict[str, Any]) -> str:
+    """bench_corruptions: per corruption the page offers, the seconds of a request on the largest JPEG and PNG the
+    app accepts, end to end (the server's own part in brackets), against the clean request; then the slowest."""
+    photos = data["photos"]
+    names = list(next(iter(photos.values()))["cases"])
+
+    def cell(case: dict[str, float]) -> str:
+        return f"{seconds(case['seconds_p50'])} ({seconds(case['server_seconds_p50'])}) ×{case['ratio_to_clean']:.2f}"
+
+    rows = [[name, *(cell(photo["cases"][name]) for photo in photos.values())] for name in names]
+    slowest = "; ".join(
+        f"{name}: {photo['slowest']}, {seconds(photo['cases'][photo['slowest']]['seconds_p50'])} s"
+        f" ({'within' if photo['meets_goal'] else 'over'} the {data['goal_s']:g} s bound)"
+        for name, photo in photos.items()
+    )
+    header = [f"corruption, severity {data['severity']}", *(f"{name}: s (server) ×clean" for name in photos)]
+    return f"{markdown(header, rows)}\n\n{wrap(f'Slowest: {slowest}.')}"
+
+
 #: The table of each result file in bench/results/, by file name.
 TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
     "bench-model-2threads.json": model_table,
@@ -193,6 +212,7 @@ TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
     "bench-app-large.json": app_large_table,
     "bench-teacher.json": teacher_table,
     "bench-camera.json": camera_table,
+    "bench-corruptions.json": corruptions_table,
 }
 
 

@@ -180,6 +180,25 @@ def check_bench_camera(rows: list[list[str]], data: dict, text: str) -> None:
 
 
 #: How each committed result is checked against its table, by file name.
+def check_bench_corruptions(rows: list[list[str]], data: dict, text: str) -> None:
+    """The corruption control's cost (bench_corruptions): one row per case of the JSON ("none" the clean peer), each
+    photo's seconds end to end, the server's part and the ratio to the clean request; the slowest named, with whether
+    it keeps the bound."""
+    check_made_by(data, text)
+    photos = list(data["photos"].values())
+    assert [row[0] for row in rows] == list(photos[0]["cases"])
+    for row in rows:
+        for shown, photo in zip(row[1:], photos, strict=True):
+            case = photo["cases"][row[0]]
+            total, server, ratio = re.fullmatch(r"([\d.]+) \(([\d.]+)\) ×([\d.]+)", shown).groups()
+            assert agrees(total, case["seconds_p50"]) and agrees(server, case["server_seconds_p50"]), row
+            assert agrees(ratio, case["ratio_to_clean"]), row
+    text = " ".join(text.split())  # lines joined: the sentence wraps
+    for name, photo in data["photos"].items():
+        verdict = "within" if photo["meets_goal"] else "over"
+        assert f"{name}: {photo['slowest']}," in text and f"({verdict} the {data['goal_s']:g} s bound)" in text
+
+
 CHECKS: dict[str, Callable[[list[list[str]], dict, str], None]] = {
     "attention-cost.json": check_attention_cost,
     "bench-model-2threads.json": check_bench_model,
@@ -188,6 +207,7 @@ CHECKS: dict[str, Callable[[list[list[str]], dict, str], None]] = {
     "bench-app-large.json": check_bench_app_large,
     "bench-teacher.json": check_bench_teacher,
     "bench-camera.json": check_bench_camera,
+    "bench-corruptions.json": check_bench_corruptions,
 }
 
 
