@@ -222,7 +222,11 @@ def legend_html(loaded: Segmenter, labels: bool = False) -> str:
             ),
         ]
     swatch = '<span style="display:inline-block;width:0.9em;height:0.9em;background:{};border:1px solid #888"></span>'
-    return " &nbsp; ".join(f"{swatch.format(background)} {name}" for name, background in items)
+    # A swatch and the first word of its name never part at a line break (a phone's width broke "vehicle" off).
+    return " &nbsp; ".join(
+        f'<span style="white-space:nowrap">{swatch.format(background)} {first}</span>{" " + rest if rest else ""}'
+        for (first, _, rest), background in ((name.partition(" "), background) for name, background in items)
+    )
 
 
 def example_photos() -> list[Path]:
