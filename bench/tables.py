@@ -204,6 +204,27 @@ def corruptions_table(data: dict[str, Any]) -> str:
     return f"{markdown(header, rows)}\n\n{wrap(f'Slowest: {slowest}.')}"
 
 
+def profile_table(data: dict[str, Any]) -> str:
+    """profile_model: each side's operator kinds by time (ms a forward, share of its operators' total), side by side,
+    and each side's wall time against its operators' sum in one sentence."""
+    ours, theirs = data["this_model_ops"], data["onnxruntime_ops"]
+    rows = []
+    for index in range(max(len(ours), len(theirs))):
+        row = []
+        for ops in (ours, theirs):
+            op = ops[index] if index < len(ops) else None
+            row += ["", "", ""] if op is None else [f"`{op['op']}`", f"{op['ms']:.1f}", f"{op['share']:.0%}"]
+        rows.append(row)
+    header = ["this model: aten operator", "ms", "share", "onnxruntime: op type", "ms", "share"]
+    sides = ((name, data[key]) for name, key in (("This model", "this_model"), ("onnxruntime", "onnxruntime")))
+    sentence = " ".join(
+        f"{name}: {side['wall_ms']:.1f} ms a forward at {data['size'][0]}x{data['size'][1]} without the profiler,"
+        f" {side['operators_ms']:.1f} ms in its operators."
+        for name, side in sides
+    )
+    return f"{markdown(header, rows)}\n\n{wrap(sentence)}"
+
+
 #: The table of each result file in bench/results/, by file name.
 TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
     "bench-model-2threads.json": model_table,
@@ -213,6 +234,7 @@ TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
     "bench-teacher.json": teacher_table,
     "bench-camera.json": camera_table,
     "bench-corruptions.json": corruptions_table,
+    "profile-384x512-2threads.json": profile_table,
 }
 
 

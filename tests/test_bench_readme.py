@@ -199,6 +199,21 @@ def check_bench_corruptions(rows: list[list[str]], data: dict, text: str) -> Non
         assert f"{name}: {photo['slowest']}," in text and f"({verdict} the {data['goal_s']:g} s bound)" in text
 
 
+def check_profile(rows: list[list[str]], data: dict, text: str) -> None:
+    """Where the forward's time goes (profile_model): each row the next operator kind of each side, its milliseconds
+    and share; the sentence each side's wall time and operators' sum."""
+    check_made_by(data, text)
+    assert len(rows) == max(len(data["this_model_ops"]), len(data["onnxruntime_ops"]))
+    for index, row in enumerate(rows):
+        for cells, ops in ((row[:3], data["this_model_ops"]), (row[3:], data["onnxruntime_ops"])):
+            op = ops[index]
+            assert cells[0] == f"`{op['op']}`" and agrees(cells[1], op["ms"]), row
+            assert agrees(cells[2].rstrip("%"), op["share"] * 100), row
+    text = " ".join(text.split())
+    for side in (data["this_model"], data["onnxruntime"]):
+        assert f"{side['wall_ms']:.1f} ms a forward" in text and f"{side['operators_ms']:.1f} ms in its" in text
+
+
 CHECKS: dict[str, Callable[[list[list[str]], dict, str], None]] = {
     "attention-cost.json": check_attention_cost,
     "bench-model-2threads.json": check_bench_model,
@@ -208,6 +223,7 @@ CHECKS: dict[str, Callable[[list[list[str]], dict, str], None]] = {
     "bench-teacher.json": check_bench_teacher,
     "bench-camera.json": check_bench_camera,
     "bench-corruptions.json": check_bench_corruptions,
+    "profile-384x512-2threads.json": check_profile,
 }
 
 

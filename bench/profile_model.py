@@ -1,0 +1,107 @@
+"""Where B0's forward spends its time, in this model and in onnxruntime on the same weights, by kind of operator.
+
+    python -m bench.profile_model [--size 384 512] [--threads 2] [--runs 20] [--json-out PATH]
+
+Both run the shipped architecture (B0, 4 classes, random weights: the time does not depend on them) at ``--size``
+in eval mode, batch 1, after a warm-up. This model under ``torch.profiler`` (CPU self time of each aten operator,
+summed over the runs), onnxruntime with its own profiler on the graph ``train.export.export_onnx`` writes (the
+duration of each node, summed by op type). Each side's total is the sum of its operators, and the wall time per
+forward is measured apart, without a profiler, so the overhead outside the operators shows as the difference. The
+printout is one table per side, its operator kinds by share of the time; ``--json-out`` writes both.
+"""
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from bench.bench_model import onnx_runtime
+from bench.record import publish
+from segformer.model import SegFormer
+
+
+def wall_seconds(step: object, runs: int) -> float:
+    """Median seconds of ``step()`` over ``runs`` calls."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        step()  # type: ignore[operator]
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def torch_profile(model: SegFormer, x: torch.Tensor, runs: int) -> dict[str, float]:
+    """{aten operator: self CPU seconds per forward}."""
+    with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(runs):
+            model(x)
+    return {event.key: event.self_cpu_time_total / 1e6 / runs for event in prof.key_averages()}
+
+
+def onnx_profile(model: SegFormer, x: torch.Tensor, runs: int, folder: Path) -> tuple[dict[str, float], float]:
+    """({op type: seconds per forward}, the session's wall seconds per forward without its profiler)."""
+    import onnxruntime as ort
+
+    session = onnx_runtime(model, folder / "b0.onnx")
+    feed = {"pixel_values": x.numpy()}
+    session.run(None, feed)
+    wall = wall_seconds(lambda: session.run(None, feed), runs)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.enable_profiling = True
+    options.profile_file_prefix = str(folder / "ort")
+    profiled = ort.InferenceSession(str(folder / "b0.onnx"), options, providers=["CPUExecutionProvider"])
+    for _ in range(runs + 1):
+        profiled.run(None, feed)
+    events = json.loads(Path(profiled.end_profiling()).read_text())
+    per_op: dict[str, float] = defaultdict(float)
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            per_op[event["args"]["op_name"]] += event["dur"] / 1e6 / (runs + 1)
+    return dict(per_op), wall
+
+
+def shares(per_op: dict[str, float], top: int = 12) -> list[dict[str, float | str]]:
+    """The ``top`` operator kinds by time, each with its seconds per forward and share of the operators' total."""
+    total = sum(per_op.values())
+    ranked = sorted(per_op.items(), key=lambda item: -item[1])[:top]
+    return [{"op": op, "ms": round(seconds * 1e3, 2), "share": round(seconds / total, 3)} for op, seconds in ranked]
+
+
+def main() -> None:
+    """Profile both and print the JSON report."""
+    parser = argparse.ArgumentParser(prog="python -m bench.profile_model", description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=int, nargs=2, default=(384, 512), help="input height and width")
+    parser.add_argument("--threads", type=int, default=2, help="intra-op threads of both")
+    parser.add_argument("--runs", type=int, default=20, help="forwards profiled and timed")
+    parser.add_argument("--json-out", type=Path, help="also write the report to this JSON file")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = SegFormer.from_preset("b0", 4).eval()
+    x = torch.randn(1, 3, *args.size)
+    with torch.inference_mode():
+        model(x)
+        ours_wall = wall_seconds(lambda: model(x), args.runs)
+    ours = torch_profile(model, x, args.runs)
+    with tempfile.TemporaryDirectory() as tmp:
+        theirs, theirs_wall = onnx_profile(model, x, args.runs, Path(tmp))
+    report = {
+        "size": list(args.size),
+        "this_model": {"wall_ms": round(ours_wall * 1e3, 2), "operators_ms": round(sum(ours.values()) * 1e3, 2)},
+        "onnxruntime": {"wall_ms": round(theirs_wall * 1e3, 2), "operators_ms": round(sum(theirs.values()) * 1e3, 2)},
+        "this_model_ops": shares(ours),
+        "onnxruntime_ops": shares(theirs),
+    }
+    publish(report, parser.prog, args.runs, args.json_out)
+
+
+if __name__ == "__main__":
+    main()
