@@ -21,8 +21,9 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,18 @@ def write_images(folder: Path) -> dict[str, Path]:
     rgba = base.resize(largest(MAX_OTHER_PIXELS), Image.Resampling.BICUBIC).convert("RGBA")
     rgba.save(paths["largest PNG"], compress_level=1)
     return paths
+
+
+@contextmanager
+def served_images(folder: Path) -> Iterator[tuple[AppServer, Client, dict[str, Path]]]:
+    """A `python app.py` serving (logging to ``folder``), a client of it downloading into ``folder``, and the images
+    of :func:`write_images` written there; the server is stopped on exit."""
+    paths = write_images(folder)
+    server = AppServer([], folder / "app.log")
+    try:
+        yield server, Client(server.wait(), verbose=False, download_files=str(folder / "downloads")), paths
+    finally:
+        server.stop()
 
 
 def memory_kb(pid: int, field: str) -> int:
@@ -106,57 +119,51 @@ def main() -> None:
     parser.add_argument("--json-out", type=Path, help="also write the report to this JSON file")
     args = parser.parse_args()
     report: dict = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, served_images(Path(tmp)) as (server, client, paths):
         folder = Path(tmp)
-        paths = write_images(folder)
-        server = AppServer([], folder / "app.log")
-        try:
-            client = Client(server.wait(), verbose=False, download_files=str(folder / "downloads"))
-            pid = server.process.pid
-            call_peer = lambda: client.predict(handle_file(str(paths["peer"])), 0.55, api_name="/segment")  # noqa: E731
-            call_peer()  # warm
-            peer = statistics.median(timed(call_peer) for _ in range(args.runs))
-            report["peer"] = {"image": f"{PEER_SIZE[0]}x{PEER_SIZE[1]} JPEG", "seconds_p50": round(peer, 3)}
-            for case in ("largest JPEG", "largest PNG"):
-                downloads = folder / "downloads"
-                runs = [measure(client, pid, paths[case], paths["peer"], downloads) for _ in range(args.runs)]
-                p50 = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
-                with Image.open(paths[case]) as image:
-                    size = f"{image.size[0]}x{image.size[1]} {image.mode} {image.format}"
-                report[case] = {
-                    "image": size,
-                    "file_mb": round(paths[case].stat().st_size / 1e6, 1),
-                    "peak_rss_above_rest_mb_p50": round(p50["peak_mb"]),
-                    "peak_rss_above_rest_mb_max": round(max(run["peak_mb"] for run in runs)),
-                    "seconds_p50": round(p50["large"], 3),
-                    "server_seconds_p50": round(p50["server"], 3),
-                    "ratio_to_peer": round(p50["large"] / peer, 2),
-                    "peer_queued_behind_it_s_p50": round(p50["queued"], 3),
-                    "peer_queued_behind_it_s_max": round(max(run["queued"] for run in runs), 3),
-                    "meets_goals": max(run["peak_mb"] for run in runs) <= GOAL_PEAK_GB * 1024
-                    and p50["large"] <= GOAL_S
-                    and p50["queued"] <= GOAL_QUEUED_S,
-                }
-            validation = sorted((ROOT / "examples" / "validation" / "images" / "val").glob("*.jpg"))[:CLIENTS]
-
-            def one_client(path: Path) -> tuple[float, tuple[int, int]]:
-                own = Client(server.url, verbose=False, download_files=str(folder / "downloads"))
-                start = time.perf_counter()
-                mask = own.predict(handle_file(str(path)), 0.55, api_name="/segment")[3]
-                return time.perf_counter() - start, Image.open(mask).size
-
-            with ThreadPoolExecutor(CLIENTS) as pool:
-                answers = list(pool.map(one_client, validation))
-            served = sum(size == Image.open(path).size for (_, size), path in zip(answers, validation, strict=True))
-            report["concurrent_clients"] = {
-                "clients": CLIENTS,
-                "served_with_full_size_masks": served,
-                "slowest_s": round(max(seconds for seconds, _ in answers), 2),
-                "median_s": round(float(np.median([seconds for seconds, _ in answers])), 2),
+        pid = server.process.pid
+        call_peer = lambda: client.predict(handle_file(str(paths["peer"])), 0.55, api_name="/segment")  # noqa: E731
+        call_peer()  # warm
+        peer = statistics.median(timed(call_peer) for _ in range(args.runs))
+        report["peer"] = {"image": f"{PEER_SIZE[0]}x{PEER_SIZE[1]} JPEG", "seconds_p50": round(peer, 3)}
+        for case in ("largest JPEG", "largest PNG"):
+            downloads = folder / "downloads"
+            runs = [measure(client, pid, paths[case], paths["peer"], downloads) for _ in range(args.runs)]
+            p50 = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+            with Image.open(paths[case]) as image:
+                size = f"{image.size[0]}x{image.size[1]} {image.mode} {image.format}"
+            report[case] = {
+                "image": size,
+                "file_mb": round(paths[case].stat().st_size / 1e6, 1),
+                "peak_rss_above_rest_mb_p50": round(p50["peak_mb"]),
+                "peak_rss_above_rest_mb_max": round(max(run["peak_mb"] for run in runs)),
+                "seconds_p50": round(p50["large"], 3),
+                "server_seconds_p50": round(p50["server"], 3),
+                "ratio_to_peer": round(p50["large"] / peer, 2),
+                "peer_queued_behind_it_s_p50": round(p50["queued"], 3),
+                "peer_queued_behind_it_s_max": round(max(run["queued"] for run in runs), 3),
+                "meets_goals": max(run["peak_mb"] for run in runs) <= GOAL_PEAK_GB * 1024
+                and p50["large"] <= GOAL_S
+                and p50["queued"] <= GOAL_QUEUED_S,
             }
-            report["server_resting_rss_mb"] = round(memory_kb(pid, "VmRSS") / 1024)
-        finally:
-            server.stop()
+        validation = sorted((ROOT / "examples" / "validation" / "images" / "val").glob("*.jpg"))[:CLIENTS]
+
+        def one_client(path: Path) -> tuple[float, tuple[int, int]]:
+            own = Client(server.url, verbose=False, download_files=str(folder / "downloads"))
+            start = time.perf_counter()
+            mask = own.predict(handle_file(str(path)), 0.55, api_name="/segment")[3]
+            return time.perf_counter() - start, Image.open(mask).size
+
+        with ThreadPoolExecutor(CLIENTS) as pool:
+            answers = list(pool.map(one_client, validation))
+        served = sum(size == Image.open(path).size for (_, size), path in zip(answers, validation, strict=True))
+        report["concurrent_clients"] = {
+            "clients": CLIENTS,
+            "served_with_full_size_masks": served,
+            "slowest_s": round(max(seconds for seconds, _ in answers), 2),
+            "median_s": round(float(np.median([seconds for seconds, _ in answers])), 2),
+        }
+        report["server_resting_rss_mb"] = round(memory_kb(pid, "VmRSS") / 1024)
     report["goal"] = f"largest image <= {GOAL_PEAK_GB} GB peak and <= {GOAL_S} s; photo behind it <= {GOAL_QUEUED_S} s"
     publish(report, parser.prog, args.runs, args.json_out)
 

@@ -21,10 +21,9 @@ from pathlib import Path
 
 from gradio_client import Client, handle_file
 
-from bench.bench_app_large import GOAL_S, write_images
+from bench.bench_app_large import GOAL_S, served_images
 from bench.record import publish
 from task.corruptions import CORRUPTIONS
-from tests.servers import AppServer
 
 SEVERITY = 5
 
@@ -48,32 +47,25 @@ def main() -> None:
     parser.add_argument("--json-out", type=Path, help="also write the report to this JSON file")
     args = parser.parse_args()
     report: dict = {"severity": SEVERITY, "goal_s": GOAL_S, "photos": {}}
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        paths = write_images(folder)
-        server = AppServer([], folder / "app.log")
-        try:
-            client = Client(server.wait(), verbose=False, download_files=str(folder / "downloads"))
-            call(client, paths["peer"], None)  # warm
-            for photo in ("largest JPEG", "largest PNG"):
-                cases = {}
-                for corruption in (None, *CORRUPTIONS):
-                    runs = [call(client, paths[photo], corruption) for _ in range(args.runs)]
-                    cases[corruption or "none"] = {
-                        "seconds_p50": round(statistics.median(run[0] for run in runs), 3),
-                        "server_seconds_p50": round(statistics.median(run[1] for run in runs), 3),
-                    }
-                clean = cases["none"]["seconds_p50"]
-                for case in cases.values():
-                    case["ratio_to_clean"] = round(case["seconds_p50"] / clean, 2)
-                slowest = max(CORRUPTIONS, key=lambda name: cases[name]["seconds_p50"])
-                report["photos"][photo] = {
-                    "cases": cases,
-                    "slowest": slowest,
-                    "meets_goal": cases[slowest]["seconds_p50"] <= GOAL_S,
+    with tempfile.TemporaryDirectory() as tmp, served_images(Path(tmp)) as (_, client, paths):
+        call(client, paths["peer"], None)  # warm
+        for photo in ("largest JPEG", "largest PNG"):
+            cases = {}
+            for corruption in (None, *CORRUPTIONS):
+                runs = [call(client, paths[photo], corruption) for _ in range(args.runs)]
+                cases[corruption or "none"] = {
+                    "seconds_p50": round(statistics.median(run[0] for run in runs), 3),
+                    "server_seconds_p50": round(statistics.median(run[1] for run in runs), 3),
                 }
-        finally:
-            server.stop()
+            clean = cases["none"]["seconds_p50"]
+            for case in cases.values():
+                case["ratio_to_clean"] = round(case["seconds_p50"] / clean, 2)
+            slowest = max(CORRUPTIONS, key=lambda name: cases[name]["seconds_p50"])
+            report["photos"][photo] = {
+                "cases": cases,
+                "slowest": slowest,
+                "meets_goal": cases[slowest]["seconds_p50"] <= GOAL_S,
+            }
     publish(report, parser.prog, args.runs, args.json_out)
 
 
