@@ -273,7 +273,7 @@ def segment_tab(loaded: Segmenter, cache: Path) -> None:
             )
             corrupt_seconds = time.perf_counter() - began
         mask, seconds, (work_w, work_h) = segment(loaded, rgb)
-        shares = class_shares(mask, len(loaded.classes))
+        table = class_shares(mask, loaded.classes)
         view = downscale(rgb, mask, DISPLAY_SIDE)
         if corruption != NO_CORRUPTION:
             view = side_by_side(*view)
@@ -299,7 +299,6 @@ def segment_tab(loaded: Segmenter, cache: Path) -> None:
                 f"the working size in {corrupt_seconds:.2f} s: the corrupted photo is on the left, its segmentation on "
                 "the right, and the mask file is at the working size."
             )
-        table = {name: float(share) for name, share in zip(loaded.classes, shares, strict=True)}
         return blend(*view, loaded.palette, opacity), table, info, str(mask_path), view
 
     def segment_photo(

@@ -16,16 +16,14 @@ import base64
 import binascii
 import io
 import threading
-import time
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from demo.photo import decode_photo
-from demo.segment import class_shares
+from demo.segment import class_shares, segment
 from segformer import Segmenter
 from segformer.images import InputError, blend
-from segformer.predict import working_size
 
 #: Seconds between two frames sent by the browser (at most this many frames per second: 1 / STREAM_EVERY_S).
 STREAM_EVERY_S = 0.25
@@ -94,12 +92,8 @@ class Camera:
         if not self._busy.acquire(blocking=False):
             return None
         try:
-            start = time.perf_counter()
-            mask = self.segmenter(rgb).numpy()
-            seconds = time.perf_counter() - start
+            mask, seconds, working = segment(self.segmenter, rgb)
         finally:
             self._busy.release()
-        work_height, work_width = working_size(*mask.shape, STREAM_MAX_SIDE, short_side=STREAM_SHORT_SIDE)
-        shares = class_shares(mask, len(self.segmenter.classes))
-        table = {name: float(share) for name, share in zip(self.segmenter.classes, shares, strict=True)}
-        return Frame(blend(rgb, mask, self.segmenter.palette, opacity), mask, table, seconds, (work_width, work_height))
+        shares = class_shares(mask, self.segmenter.classes)
+        return Frame(blend(rgb, mask, self.segmenter.palette, opacity), mask, shares, seconds, working)

@@ -2,6 +2,7 @@
 share of each class, and the photo and mask at the size the page shows."""
 
 import time
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
@@ -22,10 +23,10 @@ def segment(segmenter: Segmenter, rgb: np.ndarray) -> tuple[np.ndarray, float, t
     return mask.numpy(), time.perf_counter() - start, (work_width, work_height)
 
 
-def class_shares(mask: np.ndarray, num_classes: int) -> np.ndarray:
-    """Share of the pixels of each class (ids beyond the classes excluded), as floats summing to 1."""
-    counts = np.array([np.count_nonzero(mask == c) for c in range(num_classes)], dtype=np.float64)
-    return counts / max(counts.sum(), 1.0)
+def class_shares(mask: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
+    """Share of the pixels of each of ``classes`` (ids beyond them excluded), by name, summing to 1."""
+    counts = np.array([np.count_nonzero(mask == c) for c in range(len(classes))], dtype=np.float64)
+    return {name: float(share) for name, share in zip(classes, counts / max(counts.sum(), 1.0), strict=True)}
 
 
 def downscale(rgb: np.ndarray, mask: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:
