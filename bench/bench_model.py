@@ -152,14 +152,23 @@ def rounded(value: float | None, digits: int) -> float | None:
 
 def onnx_runtime(model: SegFormer, path: Path) -> "ort.InferenceSession":
     """``model`` exported to ONNX at ``path``, loaded in onnxruntime (CPU) with torch's intra-op thread count."""
-    import onnxruntime as ort
-
     from train.export import export_onnx
+
+    return onnx_loaded(export_onnx(model, path))
+
+
+def onnx_loaded(path: Path, profile_prefix: Path | None = None) -> "ort.InferenceSession":
+    """The ONNX file at ``path`` in onnxruntime (CPU) with torch's intra-op thread count and one inter-op thread;
+    with ``profile_prefix``, onnxruntime's profiler on, writing its trace there."""
+    import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(export_onnx(model, path)), options, providers=["CPUExecutionProvider"])
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(profile_prefix)
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def bench_latency(

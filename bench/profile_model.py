@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from bench.bench_model import onnx_runtime
+from bench.bench_model import onnx_loaded, onnx_runtime
 from bench.record import publish
 from segformer.model import SegFormer
 
@@ -45,19 +45,12 @@ def torch_profile(model: SegFormer, x: torch.Tensor, runs: int) -> dict[str, flo
 
 
 def onnx_profile(model: SegFormer, x: torch.Tensor, runs: int, folder: Path) -> tuple[dict[str, float], float]:
-    """({op type: seconds per forward}, the session's wall seconds per forward without its profiler)."""
-    import onnxruntime as ort
-
-    session = onnx_runtime(model, folder / "b0.onnx")
+    """({op type: seconds per forward}, onnxruntime's wall seconds per forward without its profiler)."""
+    plain = onnx_runtime(model, folder / "b0.onnx")
     feed = {"pixel_values": x.numpy()}
-    session.run(None, feed)
-    wall = wall_seconds(lambda: session.run(None, feed), runs)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    options.inter_op_num_threads = 1
-    options.enable_profiling = True
-    options.profile_file_prefix = str(folder / "ort")
-    profiled = ort.InferenceSession(str(folder / "b0.onnx"), options, providers=["CPUExecutionProvider"])
+    plain.run(None, feed)
+    wall = wall_seconds(lambda: plain.run(None, feed), runs)
+    profiled = onnx_loaded(folder / "b0.onnx", profile_prefix=folder / "ort")
     for _ in range(runs + 1):
         profiled.run(None, feed)
     events = json.loads(Path(profiled.end_profiling()).read_text())
