@@ -40,7 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from experiments.robustness_figure import RESULTS
+from experiments.robustness_figure import RESULTS, report
 from segformer import Segmenter
 from segformer.checkpoint import DEFAULT_CHECKPOINT, atomic_write, read_metadata, working_short_side
 from segformer.images import MAX_SIDE
@@ -305,8 +305,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder of the JSON results")
     args = parser.parse_args(argv)
     if args.action == "report":
-        from experiments.robustness_figure import report
-
         report(args.out)
         return
     try:
