@@ -14,29 +14,19 @@ upsampled and summed. The parameters are the paper's (and transformers' layout);
 evaluation changes. In eval mode BatchNorm is folded into the same matrices. ``forward`` evaluates this folded
 order; ``forward_literal`` evaluates Eq. 4 line by line, as written above, on the same parameters.
 
-Bilinear upsampling is separable, Upsample(X) = R_h X R_w^T with two interpolation matrices, so each
-stage's term is widened by one matrix product and then added into F by a second one (``baddbmm_``):
-no upsampled copy of any stage is ever materialised, and the backward pass is matrix products too.
-F is kept channels-last (tokens), which is also what the classifier's matrix product wants. The matrices are
-built from the feature maps' sizes at every call, so they export to ONNX as such (EyeLike, then Resize) and one
-exported graph serves every input size (``train.export --onnx``).
+Each stage's term is upsampled by ``F.interpolate`` on its channels-last map (a bilinear tap reads two rows
+and two columns, where a product with the dense interpolation matrices would read all of them) and added in place
+into F, which starts as the deepest stage's upsampled term; stage 1's needs no upsampling and is added by a matrix
+product on the tokens. Only the 1/4-resolution sum and one upsampled term exist at a time, never the 4C-channel
+concatenation. F is kept channels-last (tokens), which is also what the classifier's matrix product wants, and it
+exports to ONNX as Resize, so one exported graph serves every input size (``train.export --onnx``).
 """
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segformer.overlap_patch_merging import grid_to_tokens
-
-
-def interpolation_matrix(size_in: int, size_out: int, like: torch.Tensor) -> torch.Tensor:
-    """(size_out, size_in) matrix R with R @ v == F.interpolate(v, size_out, bilinear, align_corners=False).
-
-    Taken from F.interpolate itself, so its weights are exactly those of the direct upsampling.
-    """
-    eye = torch.eye(size_in, device=like.device)[None, None]
-    matrix = F.interpolate(eye, size=(size_out, size_in), mode="bilinear", align_corners=False)[0, 0]
-    return matrix.to(like.dtype)
+from segformer.overlap_patch_merging import grid_to_tokens, tokens_to_grid
 
 
 class AllMLPDecoder(nn.Module):
@@ -73,23 +63,21 @@ class AllMLPDecoder(nn.Module):
         weights, bias = self._folded()
         batch, _, height, width = features[0].shape
         dim = bias.shape[0]
-        # Stages 4, 3, 2 accumulate into rows (B, H/4, W/4 * dim), in place on a tensor of their own (not a view,
-        # which autograd would copy); upsampling keeps constants, so the bias joins the smallest map, stage 4's.
-        # Autocast casts the operands of out-of-place products but never those of in-place ones (baddbmm_): the
-        # interpolation matrices take the dtype of the projected stage (bfloat16 under autocast), and stage 1's
-        # features are cast to that of the sum (CUDA autocast keeps LayerNorm outputs in float32).
-        rows = None
+        # Upsampling keeps constants, so the bias joins the smallest map, stage 4's. Autocast may run the
+        # upsampling in another dtype than the projection (float32 on CPU): the sum takes the first term's.
+        fused = None
         for feature, weight in zip(features[:0:-1], weights[:0:-1], strict=True):
             h, w = feature.shape[-2:]
-            projected = F.linear(grid_to_tokens(feature), weight, bias if rows is None else None)
-            widened = torch.matmul(interpolation_matrix(w, width, projected), projected.view(batch * h, w, dim))
-            upsample_rows = interpolation_matrix(h, height, projected).expand(batch, height, h)
-            widened = widened.view(batch, h, width * dim)
-            rows = torch.bmm(upsample_rows, widened) if rows is None else rows.baddbmm_(upsample_rows, widened)
+            projected = F.linear(grid_to_tokens(feature), weight, bias if fused is None else None)
+            term = F.interpolate(
+                tokens_to_grid(projected, h, w), size=(height, width), mode="bilinear", align_corners=False
+            )
+            # The first term is the sum, channels-last (a 1x1 grid's upsampling may come back in either layout).
+            fused = term.contiguous(memory_format=torch.channels_last) if fused is None else fused.add_(term)
         # Stage 1 needs no upsampling: its term is added by a product on the tokens (B, H/4 * W/4, dim), a view of
-        # rows: in place unless autograd records it (it would copy the gradient twice, more than the out-of-place
-        # product costs).
-        tokens, stage1 = rows.view(batch, height * width, dim), weights[0].T.expand(batch, -1, -1)
+        # the channels-last sum: in place unless autograd records it (it would copy the gradient twice, more than
+        # the out-of-place product costs).
+        tokens, stage1 = grid_to_tokens(fused), weights[0].T.expand(batch, -1, -1)
         if torch.is_grad_enabled():
             tokens = torch.baddbmm(tokens, grid_to_tokens(features[0]), stage1)
         else:

@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from segformer.all_mlp_decoder import interpolation_matrix
 from segformer.images import to_rgb
 from segformer.model import SegFormer
 
@@ -55,6 +54,16 @@ def normalise(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, .
     mean_t = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
     std_t = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
     return (x - mean_t) / std_t
+
+
+def interpolation_matrix(size_in: int, size_out: int, like: torch.Tensor) -> torch.Tensor:
+    """(size_out, size_in) matrix R with R @ v == F.interpolate(v, size_out, bilinear, align_corners=False).
+
+    Taken from F.interpolate itself, so its weights are exactly those of the direct upsampling.
+    """
+    eye = torch.eye(size_in, device=like.device)[None, None]
+    matrix = F.interpolate(eye, size=(size_out, size_in), mode="bilinear", align_corners=False)[0, 0]
+    return matrix.to(like.dtype)
 
 
 def class_argmax(logits: torch.Tensor) -> torch.Tensor:

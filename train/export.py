@@ -56,10 +56,10 @@ def export_onnx(model: SegFormer, path: Path) -> Path:
     normalised as for ``model``; output ``logits`` (batch, classes, logit_height, logit_width), a quarter of the
     input's size rounded up, to be upsampled to the image's size before the argmax (as ``segformer.predict``).
 
-    Batch, height and width are dynamic: the decoder's interpolation matrices are built in the graph from the
-    feature maps' sizes (EyeLike, then Resize, the same bilinear weights as F.interpolate), so one file serves
-    every input size of at least 32 x 32. The TorchScript-based exporter (``dynamo=False``) writes opset 17 in
-    seconds; the torch.export-based one also works, but only at opset 18 and in minutes here.
+    Batch, height and width are dynamic: the decoder's upsampling is a Resize to the size of the stage 1 feature
+    map, read from the graph (the same bilinear weights as F.interpolate), so one file serves every input size of
+    at least 32 x 32. The TorchScript-based exporter (``dynamo=False``) writes opset 17 in seconds; the
+    torch.export-based one also works, but only at opset 18 and in minutes here.
     """
     model = model.eval()
     example = torch.zeros(1, 3, 64, 64, dtype=next(model.parameters()).dtype)
