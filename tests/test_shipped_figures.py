@@ -1,5 +1,5 @@
 """A figure the page ascribes to the shipped checkpoint is that checkpoint's own: its train.evaluate report in
-results/eval/ (the one that scored the run the checkpoint was exported from, at its working scale), read through
+results/eval/ (the one that scored the weights the checkpoint was exported from, at its working scale), read through
 train.standing as the model card reads it. Figures of earlier checkpoints are named by their stage instead.
 
 The texts checked are the ones a visitor reads: the Design questions tab (docs/DISCUSSION.md), the About tab
@@ -50,17 +50,17 @@ def shipped_claims(text: str) -> list[tuple[str, list[str]]]:
 
 
 def shipped_report() -> tuple[Path, dict]:
-    """The report in results/eval/ that scored the run the shipped checkpoint was exported from (its recipe's
-    ``out`` folder), at the checkpoint's working scale."""
+    """The report in results/eval/ that scored the checkpoint the shipped one was exported from (its
+    ``exported_from``), at the checkpoint's working scale."""
     meta = json.loads(DEFAULT_CHECKPOINT.with_suffix(".json").read_text())
-    run = Path(meta["recipe"]["out"])
+    source = meta["exported_from"]
     found = []
     for path in sorted(REPORTS.glob("*.json")):
         report = json.loads(path.read_text())
         same_scale = report.get("working_short_side") == meta.get("working_short_side")
-        if Path(report.get("checkpoint", "")).parent == run and same_scale:
+        if report.get("checkpoint") == source and same_scale:
             found.append((path, report))
-    assert len(found) == 1, f"{len(found)} reports in {REPORTS} score {run} at the shipped working scale: {found}"
+    assert len(found) == 1, f"{len(found)} reports in {REPORTS} score {source} at the shipped working scale: {found}"
     return found[0]
 
 

@@ -392,6 +392,7 @@ def test_export_writes_fp16_under_10_mb_that_predicts_like_the_original(trained_
     original, _ = load_checkpoint(trained_run / "best")
     shipped, meta = load_checkpoint(tmp_path / "shipped")
     assert meta["dtype"] == "float16" and meta["history"] == load_checkpoint(trained_run / "best")[1]["history"]
+    assert meta["exported_from"] == (trained_run / "best").as_posix()  # names the report that scored these weights
     assert "working_short_side" not in meta  # each image at its own size unless a scale is chosen
     export(trained_run, tmp_path / "scaled", working_short_side=384)
     assert read_metadata(tmp_path / "scaled")["working_short_side"] == 384

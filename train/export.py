@@ -35,12 +35,15 @@ def export(run: Path, out: Path, which: str = "best", working_short_side: int | 
     """Write ``run/which`` as fp16 to ``out`` and its curves beside it; return the weights path.
 
     ``working_short_side`` (chosen on val) goes into the metadata: the shorter side, in pixels, that the app, the
-    CLI and ``train.evaluate`` then scale each image to before the network.
+    CLI and ``train.evaluate`` then scale each image to before the network. So does ``exported_from``, the
+    checkpoint stem written out (``run/which``), which names the ``train.evaluate`` report that scored these weights
+    even where they are a soup, whose recipe is its first ingredient's.
 
     The curves are drawn from the exported checkpoint's own history, which ends at the epoch of its weights (the
     run's curves.png may go on past the best epoch).
     """
     model, meta = load_checkpoint(run / which)
+    meta = {**meta, "exported_from": (run / which).as_posix()}
     if working_short_side is not None:
         meta = {**meta, "working_short_side": checked_working_short_side(working_short_side)}
     save_checkpoint(out, model, meta, dtype=torch.float16)  # it rewrites config, num_classes and dtype
