@@ -44,12 +44,17 @@ def resize_images(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
-def normalise(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
-    """uint8 or [0, 1] float images (B, 3, H, W) -> float32 (x / 255 - mean) / std."""
+def check_images(images: torch.Tensor) -> None:
+    """ValueError unless ``images`` are (B, 3, H, W), uint8 or float."""
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"expected images of shape (batch, 3, height, width), got {tuple(images.shape)}")
     if images.dtype != torch.uint8 and not images.is_floating_point():
         raise ValueError(f"expected uint8 or [0, 1] float images, got {images.dtype}")
+
+
+def normalise(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """uint8 or [0, 1] float images (B, 3, H, W) -> float32 (x / 255 - mean) / std."""
+    check_images(images)
     x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
     mean_t = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
     std_t = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
@@ -150,10 +155,16 @@ def working_logits(
     max_side: int | None,
     short_side: int | None,
 ) -> torch.Tensor:
-    """The network's logits (B, K, H/4, W/4 of the working size) for RGB images (B, 3, H, W): normalised, resized to
-    :func:`working_size`, run in the model's device and dtype. What :func:`predict` and ``Segmenter.logits`` share
-    before they upsample."""
-    x = normalise(batch, mean, std)
-    x = resize_images(x, working_size(x.shape[-2], x.shape[-1], max_side, short_side=short_side))
+    """The network's logits (B, K, H/4, W/4 of the working size) for RGB images (B, 3, H, W): resized to
+    :func:`working_size`, normalised, run in the model's device and dtype. What :func:`predict` and
+    ``Segmenter.logits`` share before they upsample.
+
+    The resize comes first, so that the normalisation runs on the working size rather than on a photo's own: the
+    (antialiased) bilinear resize mixes each channel's pixels with weights that sum to one and the normalisation is
+    per channel affine, so the order changes the network's input by rounding only (about 5e-7)."""
+    check_images(batch)
+    size = working_size(batch.shape[-2], batch.shape[-1], max_side, short_side=short_side)
+    x = resize_images(batch.float(), size)
+    x = normalise(x / 255.0 if batch.dtype == torch.uint8 else x, mean, std)
     param = next(model.parameters())
     return model(x.to(param.device, param.dtype))

@@ -96,6 +96,30 @@ def test_max_side_bounds_the_working_size_but_not_the_mask(model: SegFormer, ima
     assert (labels == predict(model, image)).float().mean() > 0.5
 
 
+@pytest.mark.parametrize(
+    "max_side, short_side", [(160, None), (1024, 180), (1024, 512)], ids=["down", "down-short", "up"]
+)
+def test_the_network_sees_the_image_resized_then_normalised_as_if_normalised_first(
+    model: SegFormer, image: torch.Tensor, max_side: int, short_side: int | None
+) -> None:
+    """predict resizes before it normalises (the normalisation then runs at the working size): against the plain
+    order, normalise the photo then resize it, the network's input differs by rounding, and the masks agree."""
+    seen = []
+    handle = model.register_forward_pre_hook(lambda _module, args: seen.append(args[0]))
+    try:
+        labels = predict(model, image, max_side=max_side, short_side=short_side)
+    finally:
+        handle.remove()
+    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    plain = ((image.float() / 255 - mean) / std)[None]
+    size = working_size(*image.shape[1:], max_side, short_side=short_side)
+    plain = F.interpolate(plain, size=size, mode="bilinear", align_corners=False, antialias=True)
+    torch.testing.assert_close(seen[0], plain, rtol=0, atol=1e-5)
+    with torch.no_grad():
+        expected = upsampled_argmax(model(plain), tuple(image.shape[1:]))[0]
+    assert (labels == expected).float().mean() >= 0.999
+
+
 def test_working_size_scales_the_shorter_side_to_short_side_within_max_side() -> None:
     assert working_size(360, 480, 1024, short_side=512) == (512, 683)  # up: 512 / 360
     assert working_size(213, 320, short_side=512) == (512, 769)
