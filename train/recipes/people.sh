@@ -146,3 +146,14 @@ done
     results/teachers-val-384.json
 "$PY" -m train.export --run runs/s22soup --which last --out results/weights/stage22
 "$PY" -m train.export --run runs/s22wise --which last --out checkpoints/segformer-b0-4class --working-short-side 384
+
+# Stage 23 (results/README.md): stage 22's soup continued 2 more epochs the same way.
+stage23() {  # SEED OUT
+    "$PY" -m train.train --init results/weights/stage22 --data "${cats3[@]}" --epochs 2 \
+        --crop-size 256 --base-size 384 --batch-size 8 --lr 5e-5 --head-lr-mult 1 --warmup-iters 50 \
+        --teacher-weight 1 --teacher-temperature 1 --teacher "$FUSION" --teacher-on-labelled none --workers 1 \
+        --seed "$1" --out "$2"
+}
+stage23 230 runs/s23a &
+stage23 231 runs/s23b &
+wait
