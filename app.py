@@ -58,6 +58,7 @@ from demo.photo import MAX_OTHER_PIXELS, Photo, decode_photo
 from demo.segment import DISPLAY_SIDE, class_shares, downscale, segment, side_by_side, working_rule
 from demo.uploads import NoUpload, UploadRefused, cached_upload
 from demo.views import RecentViews
+from segformer.allocator import keep_freed_memory
 from segformer.checkpoint import DEFAULT_CHECKPOINT
 from segformer.hub import CHECKPOINT_PREFIX
 from segformer.images import IGNORE_COLOUR, MAX_PIXELS, InputError, blend, colourise
@@ -865,6 +866,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, help="port (default: $GRADIO_SERVER_PORT, else 7860)")
     parser.add_argument("--host", help="address to listen on (default: $GRADIO_SERVER_NAME, else 127.0.0.1)")
     args = parser.parse_args(argv)
+    keep_freed_memory()
     try:
         loaded = load_model(args.checkpoint)
     except CheckpointError as err:

@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from segformer.allocator import keep_freed_memory
 from segformer.checkpoint import DEFAULT_CHECKPOINT, atomic_write
 from segformer.images import MAX_SIDE, MIN_SIDE, InputError, blend, read_image
 from segformer.segmenter import Segmenter
@@ -163,6 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="longer side of the working size the network sees (default: %(default)s, as the app)",
     )
     args = parser.parse_args(argv)
+    keep_freed_memory()
     return segment(args)
 
 
