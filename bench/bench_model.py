@@ -61,6 +61,7 @@ from torch import nn
 
 from bench.interleave import interleaved
 from bench.record import run_record
+from segformer.allocator import keep_freed_memory
 from segformer.checkpoint import load_tensors, save_json
 from segformer.config import MiTConfig, given_variants, preset
 from segformer.model import SegFormer
@@ -124,9 +125,14 @@ def forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return model(x) if isinstance(model, SegFormer) else model(pixel_values=x).logits
 
 
+#: Seconds slept before each timed call, for the threads the call before left spinning to go to sleep
+#: (bench.interleave).
+PAUSE = 0.1
+
+
 def interleaved_medians(steps: dict[str, Callable[[], object]], runs: int, warmup: int) -> dict[str, float]:
     """Median seconds per call of each step, the steps called in turn so that load affects them alike."""
-    return {name: statistics.median(t) for name, t in interleaved(steps, runs, warmup).items()}
+    return {name: statistics.median(t) for name, t in interleaved(steps, runs, warmup, PAUSE).items()}
 
 
 def line(case: str, metric: str, figures: dict[str, float | None], goal: str | None, **extra: object) -> dict[str, Any]:
@@ -458,6 +464,7 @@ def variants_of(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     """The transformers comparison, the variant against the paper's B0, the sweep, or a peak-memory child."""
     args = parse_args(argv)
+    keep_freed_memory()  # as the app and the command line run
     if args.threads:
         torch.set_num_threads(args.threads)
     variants = variants_of(args)

@@ -6,6 +6,7 @@ Checkpoints that cannot be used are tried with app.main in this process, and one
 """
 
 import ast
+import io
 import json
 import re
 import shutil
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import torch
@@ -28,6 +30,7 @@ from servers import AppServer
 
 import app
 import segformer
+from bench.bench_app import http_segment
 from demo.attention import MARK_COLOUR, attention_maps, heatmap, working_image
 from demo.checkpoints import load_model
 from demo.ground_truth import HATCH_COLOURS, WRONG_COLOUR, disagreement, image_scores
@@ -134,6 +137,17 @@ def test_photo_mask_is_full_size_and_equals_predict(client: Client, model: tuple
     total = sum(c["confidence"] for c in shares["confidences"])
     assert total == pytest.approx(1.0, abs=1e-6)
     assert "Inference" in info and "683×512" in info
+
+
+def test_plain_http_route_gives_the_clients_overlay_and_mask(servers: dict[str, AppServer], client: Client) -> None:
+    """/segment over plain HTTP (gradio's documented routes, as bench.bench_app times it, and as curl or a browser
+    call it) returns the same mask and overlay as the Python client."""
+    result = segment(client, PHOTO)
+    with httpx.Client(base_url=servers["main"].wait() + "gradio_api/", timeout=60) as http:
+        overlay, mask = http_segment(http, PHOTO, 0.5)
+    with Image.open(io.BytesIO(mask)) as png:
+        np.testing.assert_array_equal(np.asarray(png), mask_of(result))
+    assert overlay == Path(result[0]).read_bytes()
 
 
 def test_corrupted_photo_is_segmented_at_the_working_size_beside_its_mask(client: Client, model: tuple) -> None:

@@ -100,13 +100,16 @@ def check_bench_model(rows: list[list[str]], data: dict, text: str) -> None:
 
 
 def check_bench_app(rows: list[list[str]], data: dict, text: str) -> None:
-    """The app against the bare model (bench_app): the endpoint's p50 and p95, the bare model's, their ratio."""
+    """The app against the bare model (bench_app): the bare model's p50 and p95, then the endpoint's over plain HTTP
+    and via gradio_client, each with its ratio to the bare median; the goal in the header."""
     check_made_by(data, text)
-    endpoint, bare, ratio = rows
-    assert endpoint[0] == "`/segment` endpoint" and bare[0] == "bare model", rows
-    for (_, p50, p95), key in ((endpoint, "segment_endpoint"), (bare, "bare_predict")):
+    bare, http, client = rows
+    assert bare[0] == "bare model" and "HTTP" in http[0] and "gradio_client" in client[0], rows
+    for (_, p50, p95, ratio), key in ((bare, "bare_predict"), (http, "http_request"), (client, "gradio_client")):
         assert agrees_unit(p50, data[f"{key}_p50_s"], " s") and agrees_unit(p95, data[f"{key}_p95_s"], " s"), rows
-    assert data["goal"].removeprefix("ratio ") in ratio[0] and agrees(ratio[1], data["ratio_p50_over_bare"]), ratio
+        assert ratio == "-" if key == "bare_predict" else agrees(ratio, data[f"ratio_{key}_over_bare"]), rows
+    header = re.search(r"^\| 1024x768 JPEG \|.*$", text, re.MULTILINE)[0]
+    assert f"<= {data['goal'].rpartition(' ')[2]})" in header, header
 
 
 def check_bench_app_large(rows: list[list[str]], data: dict, text: str) -> None:
@@ -200,9 +203,14 @@ def check_bench_corruptions(rows: list[list[str]], data: dict, text: str) -> Non
 
 
 def check_profile(rows: list[list[str]], data: dict, text: str) -> None:
-    """Where the forward's time goes (profile_model): each row the next operator kind of each side, its milliseconds
-    and share; the sentence each side's wall time and operators' sum."""
+    """Where the forward's time goes (profile_model): first a row per part of the forward, its milliseconds on each
+    side and their ratio; then each row the next operator kind of each side, its milliseconds and share; the
+    sentence each side's wall time and operators' sum."""
     check_made_by(data, text)
+    parts, rows = rows[: len(data["parts"])], rows[len(data["parts"]) :]
+    for (name, ours, theirs, ratio), part in zip(parts, data["parts"], strict=True):
+        assert name == part["part"] and agrees(ours, part["this_model_ms"]) and agrees(theirs, part["onnxruntime_ms"])
+        assert agrees(ratio, part["this_model_ms"] / part["onnxruntime_ms"]), (name, ratio)
     assert len(rows) == max(len(data["this_model_ops"]), len(data["onnxruntime_ops"]))
     for index, row in enumerate(rows):
         for cells, ops in ((row[:3], data["this_model_ops"]), (row[3:], data["onnxruntime_ops"])):
