@@ -33,7 +33,7 @@ from train.paths import DATASETS_DIR as DATASETS
 from train.paths import MODELS_DIR as MODELS
 from train.prepare import prepare
 from train.teach import TEACHERS, Teacher, score, task_matrix, teach
-from train.teacher_targets import FUSIONS, decode, encode, load_target, target_path
+from train.teacher_targets import CLASS_TEACHERS, FUSIONS, decode, encode, fuse, load_target, target_path
 from train.train import TrainConfig, segmentation_loss, training_loss, training_set
 
 # Without the teachers' runtime the module is skipped; under CI=true it runs, and the tests that run a teacher fail.
@@ -93,6 +93,61 @@ def test_targets_round_trip_within_rounding() -> None:
     assert torch.allclose(decoded.sum(0), torch.ones(7, 5))
 
 
+def test_foreground_targets_round_trip_within_rounding() -> None:
+    probs = torch.rand(1, 7, 5)
+    decoded = decode(io.BytesIO(encode(probs)))  # type: ignore[arg-type]
+    assert decoded.shape == (1, 7, 5) and (decoded - probs).abs().max() <= 0.5 / 255 + 1e-6
+
+
+def test_selfie_teacher_finds_the_full_length_people() -> None:
+    """On ccp-people val (the person, 1, against the rest) the selfie teacher's foreground (p > 0.5) overlaps the
+    annotated person with IoU near the models' README's 0.91."""
+    teacher = Teacher(TEACHERS["selfie"], MODELS)
+    folder = DATASETS / "ccp-people"
+    inter = union = 0
+    for label_path in sorted((folder / "labels" / "val").glob("*.png"))[:8]:
+        rgb = np.array(Image.open(folder / "images" / "val" / f"{label_path.stem}.jpg").convert("RGB"))
+        person = torch.from_numpy(np.asarray(Image.open(label_path)) > 0)
+        foreground = teacher.probabilities(rgb)
+        assert foreground.shape == (1, *rgb.shape[:2]) and 0 <= foreground.min() and foreground.max() <= 1
+        inter += int((person & (foreground[0] > 0.5)).sum())
+        union += int((person | (foreground[0] > 0.5)).sum())
+    assert inter / union > 0.8
+
+
+def trim_case() -> dict[str, torch.Tensor]:
+    """A 64x64 scene by hand: the class teachers see a close person in rows 20-39, columns 20-39 (p 0.9, an umbrella
+    included) and a distant one at rows 2-3, columns 60-61; the selfie teacher sees the close person narrower
+    (columns 20-31, p 0.8: 240 pixels, 5.9% of the photo, all of them person to the class teachers)."""
+    ade = torch.zeros(NUM_CLASSES, 64, 64)
+    ade[BACKGROUND] = 1.0
+    for rows, cols in ((slice(20, 40), slice(20, 40)), (slice(2, 4), slice(60, 62))):
+        ade[PERSON_ANIMAL, rows, cols], ade[BACKGROUND, rows, cols] = 0.9, 0.1
+    voc = torch.zeros_like(ade)
+    voc[BACKGROUND] = 1.0  # VOC sees no one
+    selfie = torch.zeros(1, 64, 64)
+    selfie[0, 20:40, 20:32] = 0.8
+    return {"ade20k": ade, "voc": voc, "selfie": selfie}
+
+
+def test_selfie_trim_takes_the_lower_probability_near_an_agreed_subject_only() -> None:
+    targets = trim_case()
+    plain = fuse("max-person", targets)[PERSON_ANIMAL]
+    trimmed = fuse("selfie-trim", targets)
+    person = trimmed[PERSON_ANIMAL]
+    assert torch.allclose(trimmed.sum(0), torch.ones(64, 64), atol=1e-5)
+    assert torch.allclose(person[20:40, 20:32], torch.full((20, 12), 0.8))  # the lower of 0.9 and 0.8
+    # The trim reaches 2 pixels (64 / 32) beyond the subject: the umbrella's columns 32-33 go, 34-39 stay.
+    assert person[20:40, 32:34].max() == 0 and trimmed[BACKGROUND, 20:40, 32:34].min() > 0.99
+    assert torch.equal(person[20:40, 34:40], plain[20:40, 34:40]) and plain[30, 35] > 0.85
+    assert torch.equal(person[2:4, 60:62], plain[2:4, 60:62])  # the distant person stays
+    # A subject under 5% of the photo, or one the class teachers do not call a person: nothing changes.
+    small = {**targets, "selfie": targets["selfie"] * (torch.arange(64) < 28)[None, None, :]}  # 160 pixels, 3.9%
+    assert torch.equal(fuse("selfie-trim", small), fuse("max-person", small))
+    other = {**targets, "selfie": torch.roll(targets["selfie"], 24, dims=1)}  # rows 44-63: no person there
+    assert torch.equal(fuse("selfie-trim", other), fuse("max-person", other))
+
+
 def test_teach_writes_every_target_records_the_models_and_resumes(taught: Path, capsys: pytest.CaptureFixture) -> None:
     for teacher in TEACHERS:
         record = json.loads((taught / "teachers" / f"{teacher}.json").read_text())
@@ -119,7 +174,7 @@ def test_teach_refuses_to_mix_models(taught: Path, tmp_path: Path) -> None:
 
 def test_fusions_are_distributions_and_max_person_takes_the_surer_teacher(taught: Path) -> None:
     stem = next((taught / "images" / "val").glob("msrc-v2__*.jpg")).stem
-    ade, voc = (decode(target_path(taught, name, "val", stem)) for name in TEACHERS)
+    ade, voc = (decode(target_path(taught, name, "val", stem)) for name in CLASS_TEACHERS)
     for rule in FUSIONS:
         fused = load_target(taught, "val", stem, rule)
         assert torch.allclose(fused.sum(0), torch.ones(fused.shape[1:]), atol=1e-4)
@@ -135,7 +190,7 @@ def test_fusions_are_distributions_and_max_person_takes_the_surer_teacher(taught
 
 def test_max_person_vehicle_takes_the_surer_teacher_for_both_classes(taught: Path) -> None:
     for stem in (p.stem for p in (taught / "images" / "val").glob("*.jpg")):
-        ade, voc = (decode(target_path(taught, name, "val", stem)) for name in TEACHERS)
+        ade, voc = (decode(target_path(taught, name, "val", stem)) for name in CLASS_TEACHERS)
         fused = load_target(taught, "val", stem, "max-person-vehicle")
         taken = torch.maximum(ade[[PERSON_ANIMAL, VEHICLE]], voc[[PERSON_ANIMAL, VEHICLE]])
         fits = taken.sum(0) <= 1  # where the two maxima leave room, they are taken as they are

@@ -30,7 +30,7 @@ from segformer.checkpoint import checked_working_short_side
 from task.classes import CLASS_NAMES, PERSON_ANIMAL, VEHICLE
 from train.paths import DATASETS_DIR
 from train.prepare import image_files
-from train.teacher_targets import FUSIONS, TEACHER_NAMES, decode, target_path
+from train.teacher_targets import FUSIONS, fuse, read_targets
 
 #: wnids below this one (ImageNet-1k's class 398, "abacus") are the 398 animal classes.
 FIRST_NON_ANIMAL_WNID = "n02666196"
@@ -91,11 +91,8 @@ def teacher_shares(folder: Path, split: str = "val") -> dict[str, dict]:
     """{fusion rule: figure} of the teachers' targets stored in a prepared folder of everyday photos."""
     paths = _scored(image_files(folder / "images" / split))
     # A prepared folder names its images <source>__<stem>.
-    targets = [
-        (p.stem.split("__", 1)[-1], [decode(target_path(folder, t, split, p.stem)) for t in TEACHER_NAMES])
-        for p in paths
-    ]
-    return {rule: shares((stem, fuse(*t).argmax(0)) for stem, t in targets) for rule, fuse in FUSIONS.items()}
+    targets = [(p.stem.split("__", 1)[-1], read_targets(folder, split, p.stem)) for p in paths]
+    return {rule: shares((stem, fuse(rule, t).argmax(0)) for stem, t in targets) for rule in FUSIONS}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

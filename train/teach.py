@@ -4,17 +4,20 @@
     python -m train.teach --data ... --score [--json results/teachers-val.json]     (each fusion rule on val)
 
 Two DeepLabV3-MobileNetV2 networks (TFLite, Apache-2.0, run by ``ai-edge-litert``; requirements-teach.txt) are the
-teachers: one trained on ADE20K (the dataset this task was defined on, 150 classes, 513x513) and one on PASCAL VOC
-(21 classes, 257x257). For each image the teacher's softmax over its upstream classes is summed inside each task
+class teachers: one trained on ADE20K (the dataset this task was defined on, 150 classes, 513x513) and one on PASCAL
+VOC (21 classes, 257x257). For each image the teacher's softmax over its upstream classes is summed inside each task
 class through the one class table (task.classes; a partial entry such as ADE20K's "field" = {background, plant}
-shares its mass equally between its classes), resized to the prepared image, and stored as::
+shares its mass equally between its classes), resized to the prepared image. A third, MediaPipe's selfie
+segmentation (Apache-2.0, 256x256), gives the probability that a pixel is the photo's prominent subject (a person
+or a pet, never a small or distant one); the fusion rules gate it with the class teachers. Each is stored as::
 
-    DIR/teachers/<teacher>/<split>/<stem>.png    RGBA, uint8: channel c = round(255 p_c) (decode with decode)
+    DIR/teachers/<teacher>/<split>/<stem>.png    uint8, RGBA channel c = round(255 p_c), or grey (the selfie
+                                                 teacher's foreground); read by decode
     DIR/teachers/<teacher>.json                  the model file, its sha256, preprocessing, counts
 
 Each file is written atomically and a rerun skips the images already done, so an interrupted run resumes; a run
 with a different model file (sha256) than the one recorded refuses to mix the two. The targets are made once and
-read by training through train.teacher_targets (the format's decoder), which fuses the two teachers. ``--score``
+read by training through train.teacher_targets (the format's decoder), which fuses the teachers. ``--score``
 scores every fusion rule's argmax against the val labels of each folder, as train.evaluate scores a model.
 """
 
@@ -48,24 +51,28 @@ from train.data import SegmentationFolder
 from train.paths import MODELS_DIR
 from train.prepare import SPLITS, image_files
 from train.progress import progress
-from train.teacher_targets import FUSIONS, TEACHER_DIR, TEACHER_NAMES, decode, encode, target_path
+from train.teacher_targets import FUSIONS, TEACHER_DIR, TEACHER_NAMES, encode, fuse, read_targets, target_path
 
 
 @dataclass(frozen=True)
 class TeacherSpec:
-    """One teacher network: its file, input size and resize mode (the models' README), and its class table."""
+    """One teacher network: its file, input size, resize mode and input scaling (the models' README), and its class
+    table."""
 
     file: str
     size: int
     resize: str  # "letterbox" (long side to size, image top-left, padded) or "stretch" (to the square)
-    table: str  # the task.classes source table that maps its output channels
+    table: str | None  # the task.classes source table that maps its output channels; None: a foreground probability
     unannotated: tuple[int, ...] = ()  # output channels of the upstream "not annotated" label, left out
+    scale: str = "signed"  # input RGB scaled to [-1, 1] (DeepLab's "signed") or to [0, 1] ("unit", MediaPipe's)
 
 
-#: The teachers. ADE20K letterboxed and VOC stretched: the better of the two on these datasets (models' README).
+#: The teachers. ADE20K letterboxed and VOC stretched: the better of the two on these datasets (models' README);
+#: the selfie teacher stretched and scaled to [0, 1], as MediaPipe's own graph feeds it.
 TEACHERS: dict[str, TeacherSpec] = {  # keys: train.teacher_targets.TEACHER_NAMES
     "ade20k": TeacherSpec("deeplabv3-mobilenetv2-ade20k-513.tflite", 513, "letterbox", "ade20k", unannotated=(0,)),
     "voc": TeacherSpec("deeplabv3-mobilenetv2-voc-257.tflite", 257, "stretch", "pascal-voc"),
+    "selfie": TeacherSpec("mediapipe-selfie-segmentation-256.tflite", 256, "stretch", None, scale="unit"),
 }
 assert tuple(TEACHERS) == TEACHER_NAMES
 
@@ -95,7 +102,8 @@ def task_matrix(names_by_id: dict[int, str], table: str, unannotated: Sequence[i
 
 
 class Teacher:
-    """A TFLite segmentation network that returns 4-class probabilities for an RGB image (one thread)."""
+    """A TFLite segmentation network that returns 4-class probabilities (a class teacher) or the foreground
+    probability (the selfie teacher) for an RGB image (one thread)."""
 
     def __init__(self, spec: TeacherSpec, models_dir: Path, threads: int = 1) -> None:
         from ai_edge_litert.interpreter import Interpreter  # a training-time dependency only
@@ -104,16 +112,18 @@ class Teacher:
         path = models_dir / spec.file
         if not path.is_file():
             raise FileNotFoundError(f"teacher model not found: {path} (see --models)")
-        classes = path.with_name(path.name.removesuffix(".tflite") + ".classes.txt")
-        self.matrix = task_matrix(read_classes_txt(classes), spec.table, spec.unannotated)
-        self.keep = self.matrix.sum(1) > 0
+        if spec.table is not None:
+            classes = path.with_name(path.name.removesuffix(".tflite") + ".classes.txt")
+            self.matrix = task_matrix(read_classes_txt(classes), spec.table, spec.unannotated)
+            self.keep = self.matrix.sum(1) > 0
         self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
         self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]["index"]
         self.output = self.interpreter.get_output_details()[0]["index"]
 
     def logits(self, rgb: np.ndarray) -> np.ndarray:
-        """The network's (h, w, C) logits over the image region of its input (letterbox padding cropped off)."""
+        """The network's (h, w, C) output over the image region of its input (letterbox padding cropped off):
+        logits, or for the selfie teacher the foreground probability (C = 1)."""
         height, width = rgb.shape[:2]
         size = self.spec.size
         if self.spec.resize == "stretch":
@@ -124,24 +134,28 @@ class Teacher:
             region = (max(1, round(width * scale)), max(1, round(height * scale)))
             resized = Image.fromarray(rgb).resize(region, Image.Resampling.BILINEAR)
         x = np.zeros((size, size, 3), np.float32)  # 0 after scaling is the README's grey padding
-        x[: region[1], : region[0]] = np.asarray(resized, np.float32) / 127.5 - 1
+        pixels = np.asarray(resized, np.float32)
+        x[: region[1], : region[0]] = pixels / 255 if self.spec.scale == "unit" else pixels / 127.5 - 1
         self.interpreter.set_tensor(self.input, x[None])
         self.interpreter.invoke()
         return self.interpreter.get_tensor(self.output)[0, : region[1], : region[0]]
 
     def probabilities(self, rgb: np.ndarray) -> torch.Tensor:
         """(NUM_CLASSES, H, W) float probabilities at the image's size: the softmax over the upstream classes,
-        summed inside each task class."""
+        summed inside each task class; for the selfie teacher (1, H, W), its foreground probability resized."""
         # The logits are resized (as the models' README does) before the softmax, which then runs at the image's
         # own, usually smaller, size; (1, h, w, C) permuted is channels-last, which the resize reads as it is.
         logits = torch.from_numpy(self.logits(rgb))[None].permute(0, 3, 1, 2)
+        if self.spec.table is None:
+            return F.interpolate(logits, size=rgb.shape[:2], mode="bilinear", align_corners=False)[0].clamp(0, 1)
         logits = F.interpolate(logits, size=rgb.shape[:2], mode="bilinear", align_corners=False)[0, self.keep]
         probs = torch.einsum("khw,kc->chw", logits.softmax(0), self.matrix[self.keep])
         return probs / probs.sum(0, keepdim=True).clamp(min=1e-6)
 
     def labels(self, rgb: np.ndarray) -> torch.Tensor:
         """(H, W) task ids the fast way, as a deployed teacher would: the argmax over the upstream logits at the
-        network's size, mapped to its task class (a shared class to its first), resized to the image (nearest)."""
+        network's size, mapped to its task class (a shared class to its first), resized to the image (nearest).
+        A class teacher's only."""
         logits = torch.from_numpy(self.logits(rgb))
         logits[..., ~self.keep] = float("-inf")
         ids = self.matrix.argmax(1)[logits.argmax(-1)]
@@ -151,7 +165,8 @@ class Teacher:
 def _record(folder: Path, name: str, spec: TeacherSpec, digest: str) -> dict:
     """The teacher's record in FOLDER/teachers/NAME.json; a different model than the recorded one is an error."""
     path = folder / TEACHER_DIR / f"{name}.json"
-    record = {"teacher": name, **asdict(spec), "sha256": digest, "encoding": "RGBA uint8, channel c = 255 p_c"}
+    encoding = "RGBA uint8, channel c = 255 p_c" if spec.table is not None else "grey uint8, 255 p(foreground)"
+    record = {"teacher": name, **asdict(spec), "sha256": digest, "encoding": encoding}
     if path.is_file():
         recorded = json.loads(path.read_text())
         if recorded.get("sha256") != digest or recorded.get("size") != spec.size:
@@ -247,11 +262,11 @@ def score(folders: Sequence[Path], split: str = "val") -> dict:
         for index, stem in enumerate(data.stems):
             source, i = raw.get(stem, (data, index))
             _, mask = source[i]
-            targets = [decode(target_path(folder, name, split, stem)) for name in TEACHER_NAMES]
-            if targets[0].shape[-2:] != mask.shape:
-                targets = [F.interpolate(t[None], size=mask.shape, mode="bilinear")[0] for t in targets]
-            for k, fuse in enumerate(FUSIONS.values()):
-                pred = fuse(*targets).argmax(0)
+            targets = read_targets(folder, split, stem)
+            if targets["ade20k"].shape[-2:] != mask.shape:
+                targets = {n: F.interpolate(t[None], size=mask.shape, mode="bilinear")[0] for n, t in targets.items()}
+            for k, rule in enumerate(FUSIONS):
+                pred = fuse(rule, targets).argmax(0)
                 confusion[k] += confusion_matrix(pred, mask, NUM_CLASSES, IGNORE_INDEX)
                 partial[k] += partial_counts(pred, mask, NUM_CLASSES)
         for k, fusion in enumerate(FUSIONS):

@@ -1,23 +1,28 @@
-"""The teachers' stored 4-class probabilities (written by train.teach) and how the two teachers are fused.
+"""The teachers' stored probabilities (written by train.teach) and how the teachers are fused.
 
-A prepared folder holds, per image, one RGBA PNG per teacher (``teachers/<teacher>/<split>/<stem>.png``, channel c
-= round(255 p_c)). Training reads them through ``load_target``, fused by one of FUSIONS, as a SoftTarget that the
-joint transforms resize, crop and flip with the image (its padding is all zeros: no target there).
+A prepared folder holds, per image, one PNG per teacher (``teachers/<teacher>/<split>/<stem>.png``): the two class
+teachers' 4-class probabilities as RGBA (channel c = round(255 p_c)), the selfie teacher's foreground probability as
+one grey channel (round(255 p)). Training reads them through ``load_target``, fused by one of FUSIONS, as a
+SoftTarget that the joint transforms resize, crop and flip with the image (its padding is all zeros: no target
+there).
 """
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torchvision import tv_tensors
 
 from task.classes import PERSON_ANIMAL, VEHICLE
 
 TEACHER_DIR = "teachers"
-TEACHER_NAMES = ("ade20k", "voc")
+TEACHER_NAMES = ("ade20k", "voc", "selfie")
+#: The teachers of the four classes; the selfie teacher knows only "the photo's prominent subject".
+CLASS_TEACHERS = TEACHER_NAMES[:2]
 
 
 class SoftTarget(tv_tensors.Mask):
@@ -26,19 +31,27 @@ class SoftTarget(tv_tensors.Mask):
 
 
 def encode(probs: torch.Tensor) -> bytes:
-    """PNG bytes of (4, H, W) probabilities as RGBA uint8 (255 p)."""
+    """PNG bytes of (4, H, W) class probabilities as RGBA uint8 (255 p), or of a (1, H, W) foreground probability
+    as grey uint8."""
     values = (probs.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     buffer = io.BytesIO()
-    Image.fromarray(values, "RGBA").save(buffer, "PNG")
+    if values.shape[-1] == 1:
+        Image.fromarray(values[..., 0], "L").save(buffer, "PNG")
+    else:
+        Image.fromarray(values, "RGBA").save(buffer, "PNG")
     return buffer.getvalue()
 
 
 def decode(path: Path) -> torch.Tensor:
-    """(4, H, W) float probabilities from a target PNG; each pixel renormalised to sum to 1 (rounding)."""
+    """The probabilities of a target PNG: (4, H, W) from RGBA, each pixel renormalised to sum to 1 (rounding), or
+    (1, H, W) from grey."""
     with Image.open(path) as im:
-        if im.mode != "RGBA":
-            raise ValueError(f"teacher target is not RGBA (mode {im.mode}): {path}")
-        values = torch.from_numpy(np.array(im)).permute(2, 0, 1).float()
+        if im.mode not in ("RGBA", "L"):
+            raise ValueError(f"teacher target is neither RGBA nor grey (mode {im.mode}): {path}")
+        values = torch.from_numpy(np.array(im)).float()
+    if values.ndim == 2:
+        return values[None] / 255
+    values = values.permute(2, 0, 1)
     return values / values.sum(0, keepdim=True).clamp(min=1)
 
 
@@ -57,10 +70,41 @@ def _raised(ade: torch.Tensor, taken: dict[int, torch.Tensor]) -> torch.Tensor:
     return fused / fused.sum(0, keepdim=True).clamp(min=1e-6)
 
 
-#: Fusion rules, (ADE20K probabilities, VOC probabilities) -> probabilities, each (4, H, W). VOC has no outdoor
+def _near(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """(H, W) bool: within ``radius`` pixels of a True pixel of ``mask`` (a square neighbourhood, by two separable
+    max-pools)."""
+    x = mask[None, None].float()
+    x = F.max_pool2d(x, (2 * radius + 1, 1), stride=1, padding=(radius, 0))
+    x = F.max_pool2d(x, (1, 2 * radius + 1), stride=1, padding=(0, radius))
+    return x[0, 0] > 0
+
+
+#: The selfie teacher's subject counts where it covers at least SUBJECT_SHARE of the photo, and at least
+#: SUBJECT_AGREEMENT of its pixels are person/animal to the class teachers (each more likely than not); it trims the
+#: class teachers' person/animal within SUBJECT_REACH of itself (a share of the shorter side: 12 pixels at 384).
+SUBJECT_SHARE = 0.05
+SUBJECT_AGREEMENT = 0.6
+SUBJECT_REACH = 1 / 32
+
+
+def _selfie_trimmed(ade: torch.Tensor, voc: torch.Tensor, selfie: torch.Tensor) -> torch.Tensor:
+    """max-person, with its person/animal trimmed to the selfie teacher's outline of the photo's subject: within
+    SUBJECT_REACH of the subject, the lower of the two probabilities, where the subject is large and the class
+    teachers agree it is a person or an animal (SUBJECT_SHARE, SUBJECT_AGREEMENT). Elsewhere, and in photos without
+    such a subject, nothing changes, so people the selfie teacher misses (small, distant) keep their targets."""
+    person = torch.maximum(ade[PERSON_ANIMAL], voc[PERSON_ANIMAL])
+    subject = selfie[0] > 0.5
+    if subject.float().mean() >= SUBJECT_SHARE and (person[subject] > 0.5).float().mean() >= SUBJECT_AGREEMENT:
+        near = _near(subject, max(1, round(min(person.shape) * SUBJECT_REACH)))
+        person = torch.where(near, torch.minimum(person, selfie[0]), person)
+    return _raised(ade, {PERSON_ANIMAL: person})
+
+
+#: Fusion rules, the targets of FUSION_TEACHERS[rule] in order -> probabilities, each (4, H, W). VOC has no outdoor
 #: plants and misses small people, so no rule takes its background or plant; the rules differ in how much of its
-#: person/animal they take, and whether they take its vehicles (docs in MODEL_CARD.md, chosen on val).
-FUSIONS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+#: person/animal they take, whether they take its vehicles, and whether the selfie teacher trims the outline of the
+#: photo's prominent person or pet (docs in MODEL_CARD.md, chosen on val).
+FUSIONS: dict[str, Callable[..., torch.Tensor]] = {
     "ade20k": lambda ade, voc: ade,
     # VOC's person/animal where it is the more confident teacher (close-up people and animals), ADE20K's elsewhere.
     "max-person": lambda ade, voc: _raised(ade, {PERSON_ANIMAL: torch.maximum(ade[PERSON_ANIMAL], voc[PERSON_ANIMAL])}),
@@ -70,18 +114,35 @@ FUSIONS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "max-person-vehicle": lambda ade, voc: _raised(
         ade, {c: torch.maximum(ade[c], voc[c]) for c in (PERSON_ANIMAL, VEHICLE)}
     ),
+    # max-person trimmed to the selfie teacher's outline of a close-up person or pet (_selfie_trimmed).
+    "selfie-trim": lambda ade, voc, selfie: _selfie_trimmed(ade, voc, selfie),
 }
+#: The teachers whose targets each rule reads, in the order its function takes them.
+FUSION_TEACHERS: dict[str, tuple[str, ...]] = {
+    rule: TEACHER_NAMES if rule.startswith("selfie") else CLASS_TEACHERS for rule in FUSIONS
+}
+
+
+def fuse(rule: str, targets: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The rule's fused (4, H, W) probabilities from the decoded targets by teacher name."""
+    return FUSIONS[rule](*(targets[name] for name in FUSION_TEACHERS[rule]))
 
 
 def load_target(folder: Path, split: str, stem: str, fusion: str) -> SoftTarget:
     """The fused teacher target of one prepared image."""
     if fusion not in FUSIONS:
         raise ValueError(f"unknown teacher fusion {fusion!r}; expected one of {', '.join(FUSIONS)}")
-    paths = [target_path(folder, name, split, stem) for name in TEACHER_NAMES]
-    missing = [p for p in paths if not p.is_file()]
+    return SoftTarget(fuse(fusion, read_targets(folder, split, stem, FUSION_TEACHERS[fusion])))
+
+
+def read_targets(
+    folder: Path, split: str, stem: str, teachers: Sequence[str] = TEACHER_NAMES
+) -> dict[str, torch.Tensor]:
+    """{teacher: decoded target} of one prepared image."""
+    paths = {name: target_path(folder, name, split, stem) for name in teachers}
+    missing = [p for p in paths.values() if not p.is_file()]
     if missing:
         raise FileNotFoundError(
             f"no teacher target {missing[0]}: make the targets with python -m train.teach --data {folder}"
         )
-    ade, voc = (decode(p) for p in paths)
-    return SoftTarget(FUSIONS[fusion](ade, voc))
+    return {name: decode(p) for name, p in paths.items()}

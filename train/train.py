@@ -149,7 +149,7 @@ class TrainConfig(RunConfig):
     # the rule ``teacher`` (train.teacher_targets.FUSIONS); weight 0: off, and no target is read.
     # teacher_on_labelled: "all" single-class pixels have the teacher's target, only those where it "agree"s with
     # the label, or "none" of them (the teacher teaches only the pixels nobody labelled).
-    teacher: str = option("max-person", "how the two teachers' targets are fused", choices=sorted(FUSIONS))
+    teacher: str = option("max-person", "how the teachers' targets are fused", choices=sorted(FUSIONS))
     teacher_weight: float = option(0.0, "add W x the KL to the stored teacher targets of train.teach (0: off)")
     teacher_temperature: float = option(1.0, "temperature of that KL")
     teacher_on_labelled: str = option(
