@@ -147,7 +147,7 @@ done
 "$PY" -m train.export --run runs/s22soup --which last --out results/weights/stage22
 "$PY" -m train.export --run runs/s22wise --which last --out checkpoints/segformer-b0-4class --working-short-side 384
 
-# Stage 23 (results/README.md): stage 22's soup continued 2 more epochs the same way.
+# Stage 23 (results/README.md): stage 22's soup continued 2 more epochs the same way; neither candidate passed.
 stage23() {  # SEED OUT
     "$PY" -m train.train --init results/weights/stage22 --data "${cats3[@]}" --epochs 2 \
         --crop-size 256 --base-size 384 --batch-size 8 --lr 5e-5 --head-lr-mult 1 --warmup-iters 50 \
@@ -157,3 +157,17 @@ stage23() {  # SEED OUT
 stage23 230 runs/s23a &
 stage23 231 runs/s23b &
 wait
+"$PY" -m train.soup --checkpoints runs/s23a/last runs/s23b/last --out runs/s23soup/last
+"$PY" -m train.soup --checkpoints runs/s23soup/last runs/s22wise/last --out runs/s23wise/last
+for run in s23soup:soup s23a:s230 s23b:s231 s23wise:wise; do
+    "$PY" -m train.evaluate --checkpoint "runs/${run%%:*}/last" --data "${raw[@]}" --working-short-side 384 --json \
+        > "results/eval/stage23-${run##*:}-s384.json"
+done
+for run in soup wise; do
+    "$PY" -m train.everyday --checkpoint "runs/s23$run/last" --working-short-side 384 \
+        > "results/eval/everyday-stage23-$run.json"
+done
+"$PY" -m train.standing results/eval/stage22-wise-s384.json results/eval/stage23-{s230,s231,soup,wise}-s384.json \
+    results/teachers-val-384.json
+# Neither candidate passed (results/README.md): stage 22's average stays shipped, and its soup's weights
+# (weights/stage22) remain the ones to continue from.
