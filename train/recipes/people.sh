@@ -171,3 +171,23 @@ done
     results/teachers-val-384.json
 # Neither candidate passed (results/README.md): stage 22's average stays shipped, and its soup's weights
 # (weights/stage22) remain the ones to continue from.
+
+# A/B (results/README.md): selfie-trim against max-person in the student, one short epoch from stage 22's soup,
+# seeds 240 and 241 paired.
+ab24() {  # FUSION SEED OUT
+    "$PY" -m train.train --init results/weights/stage22 --data data/people-384 data/pets-384 data/everyday-384 \
+        data/davis-384 data/feral-cats-384 data/4class-384 --limit 3600 --epochs 1 \
+        --crop-size 256 --base-size 384 --batch-size 8 --lr 5e-5 --head-lr-mult 1 --warmup-iters 50 \
+        --teacher-weight 1 --teacher-temperature 1 --teacher "$1" --teacher-on-labelled none --workers 1 \
+        --seed "$2" --out "$3"
+}
+for seed in 240 241; do
+    ab24 max-person "$seed" "runs/ab24-max-$seed" &
+    ab24 selfie-trim "$seed" "runs/ab24-selfie-$seed" &
+    wait
+done
+for run in ab24-{max,selfie}-{240,241}; do
+    "$PY" -m train.evaluate --checkpoint "runs/$run/last" --data "${raw[@]}" --working-short-side 384 --json \
+        > "results/eval/$run-s384.json"
+done
+"$PY" -m train.standing results/eval/ab24-{max,selfie}-{240,241}-s384.json
