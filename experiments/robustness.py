@@ -54,7 +54,7 @@ from train.progress import progress
 from train.standing import PEOPLE, PETS
 from train.standing import SOURCES as POOLED
 from train.teach import TEACHERS, Teacher
-from train.teacher_targets import FUSIONS, TEACHER_NAMES
+from train.teacher_targets import FUSION_TEACHERS, fuse
 
 SOURCES = (*POOLED, PEOPLE, PETS)
 CORRUPTIONS = tuple(name for names in GROUPS.values() for name in names)
@@ -110,15 +110,15 @@ def checkpoint_predictor(spec: str) -> Predict:
 
 
 def teachers_predictor(models_dir: Path = MODELS_DIR) -> Predict:
-    """The two teachers' 4-class probabilities (train.teach.Teacher), resized to the label's size as train.teach
-    --score resizes them and fused by FUSION: its argmax."""
-    teachers = [Teacher(TEACHERS[name], models_dir) for name in TEACHER_NAMES]
+    """The teachers' probabilities (train.teach.Teacher) that FUSION reads, resized to the label's size as
+    train.teach --score resizes them and fused by FUSION: its argmax."""
+    teachers = {name: Teacher(TEACHERS[name], models_dir) for name in FUSION_TEACHERS[FUSION]}
 
     def predict(pixels: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
-        probs = [teacher.probabilities(pixels) for teacher in teachers]
-        if tuple(probs[0].shape[-2:]) != size:
-            probs = [F.interpolate(p[None], size=size, mode="bilinear")[0] for p in probs]
-        return FUSIONS[FUSION](*probs).argmax(0)
+        probs = {name: teacher.probabilities(pixels) for name, teacher in teachers.items()}
+        if tuple(probs["ade20k"].shape[-2:]) != size:
+            probs = {name: F.interpolate(p[None], size=size, mode="bilinear")[0] for name, p in probs.items()}
+        return fuse(FUSION, probs).argmax(0)
 
     return predict
 
