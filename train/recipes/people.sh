@@ -93,84 +93,47 @@ done
 # Neither candidate passed (results/README.md); stage 21 continues the soup's fp16 weights.
 "$PY" -m train.export --run runs/s20soup --which last --out results/weights/stage20
 
-# Stage 21 (results/README.md): stage 20's soup continued 2 epochs with cats drawn three times as well (about 30
-# minutes an epoch for each of the two seeds side by side). The first candidate, the soup of the last epochs, failed
-# the rule; the second, its average with stage 18, passed and shipped (until stage 22).
+# Stages 21-23 (results/README.md): a soup continued 2 epochs with cats and pets drawn three times as well, seeds
+# STAGE0 and STAGE1 side by side (about 30 minutes an epoch each); the candidates are the soup of their last epochs
+# and that soup averaged with AVERAGE_WITH, scored beside the bar BAR and the teachers.
 cats3=(data/4class-384 data/feral-cats-384 data/feral-cats-384 data/feral-cats-384 data/davis-384 data/everyday-384
     data/people-384 data/pets-384 data/pets-384 data/pets-384)
-stage21() {  # SEED OUT
-    "$PY" -m train.train --init results/weights/stage20 --data "${cats3[@]}" --epochs 2 \
-        --crop-size 256 --base-size 384 --batch-size 8 --lr 5e-5 --head-lr-mult 1 --warmup-iters 50 \
-        --teacher-weight 1 --teacher-temperature 1 --teacher "$FUSION" --teacher-on-labelled none --workers 1 \
-        --seed "$1" --out "$2"
+balanced_stage() {  # STAGE INIT AVERAGE_WITH BAR
+    local s=$1 run
+    for run in a:0 b:1; do
+        "$PY" -m train.train --init "$2" --data "${cats3[@]}" --epochs 2 \
+            --crop-size 256 --base-size 384 --batch-size 8 --lr 5e-5 --head-lr-mult 1 --warmup-iters 50 \
+            --teacher-weight 1 --teacher-temperature 1 --teacher "$FUSION" --teacher-on-labelled none --workers 1 \
+            --seed "$s${run##*:}" --out "runs/s$s${run%%:*}" &
+    done
+    wait
+    "$PY" -m train.soup --checkpoints "runs/s${s}a/last" "runs/s${s}b/last" --out "runs/s${s}soup/last"
+    "$PY" -m train.soup --checkpoints "runs/s${s}soup/last" "$3" --out "runs/s${s}wise/last"
+    for run in "s${s}soup:soup" "s${s}a:s${s}0" "s${s}b:s${s}1" "s${s}wise:wise"; do
+        "$PY" -m train.evaluate --checkpoint "runs/${run%%:*}/last" --data "${raw[@]}" --working-short-side 384 \
+            --json > "results/eval/stage$s-${run##*:}-s384.json"
+    done
+    for run in soup wise; do
+        "$PY" -m train.everyday --checkpoint "runs/s$s$run/last" --working-short-side 384 \
+            > "results/eval/everyday-stage$s-$run.json"
+    done
+    "$PY" -m train.standing "$4" "results/eval/stage$s-s${s}0-s384.json" "results/eval/stage$s-s${s}1-s384.json" \
+        "results/eval/stage$s-soup-s384.json" "results/eval/stage$s-wise-s384.json" results/teachers-val-384.json
 }
-stage21 210 runs/s21a &
-stage21 211 runs/s21b &
-wait
-"$PY" -m train.soup --checkpoints runs/s21a/last runs/s21b/last --out runs/s21soup/last
-"$PY" -m train.soup --checkpoints runs/s21soup/last runs/stage18/last --out runs/s21wise/last
-for run in s21soup:soup s21a:s210 s21b:s211 s21wise:wise; do
-    "$PY" -m train.evaluate --checkpoint "runs/${run%%:*}/last" --data "${raw[@]}" --working-short-side 384 --json \
-        > "results/eval/stage21-${run##*:}-s384.json"
-done
-for run in soup wise; do
-    "$PY" -m train.everyday --checkpoint "runs/s21$run/last" --working-short-side 384 \
-        > "results/eval/everyday-stage21-$run.json"
-done
-"$PY" -m train.standing results/eval/stage18-people-s384.json results/eval/stage21-{s210,s211,soup,wise}-s384.json \
-    results/teachers-val-384.json
+
+# Stage 21 continued stage 20's soup; its soup failed the rule, its average with stage 18 shipped (until stage 22).
+balanced_stage 21 results/weights/stage20 runs/stage18/last results/eval/stage18-people-s384.json
 "$PY" -m train.export --run runs/s21soup --which last --out results/weights/stage21
 
-# Stage 22 (results/README.md): stage 21's soup continued 2 more epochs the same way. The soup of the last epochs
-# failed the rule; its average with stage 21's shipped average passed and shipped.
-stage22() {  # SEED OUT
-    "$PY" -m train.train --init results/weights/stage21 --data "${cats3[@]}" --epochs 2 \
-        --crop-size 256 --base-size 384 --batch-size 8 --lr 5e-5 --head-lr-mult 1 --warmup-iters 50 \
-        --teacher-weight 1 --teacher-temperature 1 --teacher "$FUSION" --teacher-on-labelled none --workers 1 \
-        --seed "$1" --out "$2"
-}
-stage22 220 runs/s22a &
-stage22 221 runs/s22b &
-wait
-"$PY" -m train.soup --checkpoints runs/s22a/last runs/s22b/last --out runs/s22soup/last
-"$PY" -m train.soup --checkpoints runs/s22soup/last runs/s21wise/last --out runs/s22wise/last
-for run in s22soup:soup s22a:s220 s22b:s221 s22wise:wise; do
-    "$PY" -m train.evaluate --checkpoint "runs/${run%%:*}/last" --data "${raw[@]}" --working-short-side 384 --json \
-        > "results/eval/stage22-${run##*:}-s384.json"
-done
-for run in soup wise; do
-    "$PY" -m train.everyday --checkpoint "runs/s22$run/last" --working-short-side 384 \
-        > "results/eval/everyday-stage22-$run.json"
-done
-"$PY" -m train.standing results/eval/stage21-wise-s384.json results/eval/stage22-{s220,s221,soup,wise}-s384.json \
-    results/teachers-val-384.json
+# Stage 22 continued stage 21's soup; its soup failed the rule, its average with stage 21's shipped average passed
+# and shipped.
+balanced_stage 22 results/weights/stage21 runs/s21wise/last results/eval/stage21-wise-s384.json
 "$PY" -m train.export --run runs/s22soup --which last --out results/weights/stage22
 "$PY" -m train.export --run runs/s22wise --which last --out checkpoints/segformer-b0-4class --working-short-side 384
 
-# Stage 23 (results/README.md): stage 22's soup continued 2 more epochs the same way; neither candidate passed.
-stage23() {  # SEED OUT
-    "$PY" -m train.train --init results/weights/stage22 --data "${cats3[@]}" --epochs 2 \
-        --crop-size 256 --base-size 384 --batch-size 8 --lr 5e-5 --head-lr-mult 1 --warmup-iters 50 \
-        --teacher-weight 1 --teacher-temperature 1 --teacher "$FUSION" --teacher-on-labelled none --workers 1 \
-        --seed "$1" --out "$2"
-}
-stage23 230 runs/s23a &
-stage23 231 runs/s23b &
-wait
-"$PY" -m train.soup --checkpoints runs/s23a/last runs/s23b/last --out runs/s23soup/last
-"$PY" -m train.soup --checkpoints runs/s23soup/last runs/s22wise/last --out runs/s23wise/last
-for run in s23soup:soup s23a:s230 s23b:s231 s23wise:wise; do
-    "$PY" -m train.evaluate --checkpoint "runs/${run%%:*}/last" --data "${raw[@]}" --working-short-side 384 --json \
-        > "results/eval/stage23-${run##*:}-s384.json"
-done
-for run in soup wise; do
-    "$PY" -m train.everyday --checkpoint "runs/s23$run/last" --working-short-side 384 \
-        > "results/eval/everyday-stage23-$run.json"
-done
-"$PY" -m train.standing results/eval/stage22-wise-s384.json results/eval/stage23-{s230,s231,soup,wise}-s384.json \
-    results/teachers-val-384.json
-# Neither candidate passed (results/README.md): stage 22's average stays shipped, and its soup's weights
-# (weights/stage22) remain the ones to continue from.
+# Stage 23 continued stage 22's soup; neither candidate passed: stage 22's average stays shipped, and its soup's
+# weights (weights/stage22) remain the ones to continue from.
+balanced_stage 23 results/weights/stage22 runs/s22wise/last results/eval/stage22-wise-s384.json
 
 # A/B (results/README.md): selfie-trim against max-person in the student, one short epoch from stage 22's soup,
 # seeds 240 and 241 paired.
