@@ -33,7 +33,7 @@ from train.paths import DATASETS_DIR as DATASETS
 from train.paths import MODELS_DIR as MODELS
 from train.prepare import prepare
 from train.teach import TEACHERS, Teacher, score, task_matrix, teach
-from train.teacher_targets import CLASS_TEACHERS, FUSIONS, decode, encode, fuse, load_target, target_path
+from train.teacher_targets import FUSION_TEACHERS, FUSIONS, decode, encode, fuse, load_target, target_path
 from train.train import TrainConfig, segmentation_loss, training_loss, training_set
 
 # Without the teachers' runtime the module is skipped; under CI=true it runs, and the tests that run a teacher fail.
@@ -174,7 +174,7 @@ def test_teach_refuses_to_mix_models(taught: Path, tmp_path: Path) -> None:
 
 def test_fusions_are_distributions_and_max_person_takes_the_surer_teacher(taught: Path) -> None:
     stem = next((taught / "images" / "val").glob("msrc-v2__*.jpg")).stem
-    ade, voc = (decode(target_path(taught, name, "val", stem)) for name in CLASS_TEACHERS)
+    ade, voc = (decode(target_path(taught, name, "val", stem)) for name in FUSION_TEACHERS["max-person"])
     for rule in FUSIONS:
         fused = load_target(taught, "val", stem, rule)
         assert torch.allclose(fused.sum(0), torch.ones(fused.shape[1:]), atol=1e-4)
@@ -190,7 +190,7 @@ def test_fusions_are_distributions_and_max_person_takes_the_surer_teacher(taught
 
 def test_max_person_vehicle_takes_the_surer_teacher_for_both_classes(taught: Path) -> None:
     for stem in (p.stem for p in (taught / "images" / "val").glob("*.jpg")):
-        ade, voc = (decode(target_path(taught, name, "val", stem)) for name in CLASS_TEACHERS)
+        ade, voc = (decode(target_path(taught, name, "val", stem)) for name in FUSION_TEACHERS["max-person"])
         fused = load_target(taught, "val", stem, "max-person-vehicle")
         taken = torch.maximum(ade[[PERSON_ANIMAL, VEHICLE]], voc[[PERSON_ANIMAL, VEHICLE]])
         fits = taken.sum(0) <= 1  # where the two maxima leave room, they are taken as they are

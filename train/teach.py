@@ -146,10 +146,10 @@ class Teacher:
         # The logits are resized (as the models' README does) before the softmax, which then runs at the image's
         # own, usually smaller, size; (1, h, w, C) permuted is channels-last, which the resize reads as it is.
         logits = torch.from_numpy(self.logits(rgb))[None].permute(0, 3, 1, 2)
+        logits = F.interpolate(logits, size=rgb.shape[:2], mode="bilinear", align_corners=False)[0]
         if self.spec.table is None:
-            return F.interpolate(logits, size=rgb.shape[:2], mode="bilinear", align_corners=False)[0].clamp(0, 1)
-        logits = F.interpolate(logits, size=rgb.shape[:2], mode="bilinear", align_corners=False)[0, self.keep]
-        probs = torch.einsum("khw,kc->chw", logits.softmax(0), self.matrix[self.keep])
+            return logits.clamp(0, 1)
+        probs = torch.einsum("khw,kc->chw", logits[self.keep].softmax(0), self.matrix[self.keep])
         return probs / probs.sum(0, keepdim=True).clamp(min=1e-6)
 
     def labels(self, rgb: np.ndarray) -> torch.Tensor:

@@ -7,6 +7,7 @@ SoftTarget that the joint transforms resize, crop and flip with the image (its p
 there).
 """
 
+import inspect
 import io
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,9 +21,8 @@ from torchvision import tv_tensors
 from task.classes import PERSON_ANIMAL, VEHICLE
 
 TEACHER_DIR = "teachers"
+#: The two class teachers, then the selfie teacher, which knows only "the photo's prominent subject".
 TEACHER_NAMES = ("ade20k", "voc", "selfie")
-#: The teachers of the four classes; the selfie teacher knows only "the photo's prominent subject".
-CLASS_TEACHERS = TEACHER_NAMES[:2]
 
 
 class SoftTarget(tv_tensors.Mask):
@@ -70,6 +70,11 @@ def _raised(ade: torch.Tensor, taken: dict[int, torch.Tensor]) -> torch.Tensor:
     return fused / fused.sum(0, keepdim=True).clamp(min=1e-6)
 
 
+def _max_person(ade: torch.Tensor, voc: torch.Tensor) -> torch.Tensor:
+    """(H, W) person/animal probability of the more confident of the two class teachers."""
+    return torch.maximum(ade[PERSON_ANIMAL], voc[PERSON_ANIMAL])
+
+
 def _near(mask: torch.Tensor, radius: int) -> torch.Tensor:
     """(H, W) bool: within ``radius`` pixels of a True pixel of ``mask`` (a square neighbourhood, by two separable
     max-pools)."""
@@ -92,7 +97,7 @@ def _selfie_trimmed(ade: torch.Tensor, voc: torch.Tensor, selfie: torch.Tensor) 
     SUBJECT_REACH of the subject, the lower of the two probabilities, where the subject is large and the class
     teachers agree it is a person or an animal (SUBJECT_SHARE, SUBJECT_AGREEMENT). Elsewhere, and in photos without
     such a subject, nothing changes, so people the selfie teacher misses (small, distant) keep their targets."""
-    person = torch.maximum(ade[PERSON_ANIMAL], voc[PERSON_ANIMAL])
+    person = _max_person(ade, voc)
     subject = selfie[0] > 0.5
     if subject.float().mean() >= SUBJECT_SHARE and (person[subject] > 0.5).float().mean() >= SUBJECT_AGREEMENT:
         near = _near(subject, max(1, round(min(person.shape) * SUBJECT_REACH)))
@@ -107,7 +112,7 @@ def _selfie_trimmed(ade: torch.Tensor, voc: torch.Tensor, selfie: torch.Tensor) 
 FUSIONS: dict[str, Callable[..., torch.Tensor]] = {
     "ade20k": lambda ade, voc: ade,
     # VOC's person/animal where it is the more confident teacher (close-up people and animals), ADE20K's elsewhere.
-    "max-person": lambda ade, voc: _raised(ade, {PERSON_ANIMAL: torch.maximum(ade[PERSON_ANIMAL], voc[PERSON_ANIMAL])}),
+    "max-person": lambda ade, voc: _raised(ade, {PERSON_ANIMAL: _max_person(ade, voc)}),
     # The two teachers' person/animal averaged.
     "mean-person": lambda ade, voc: _raised(ade, {PERSON_ANIMAL: (ade[PERSON_ANIMAL] + voc[PERSON_ANIMAL]) / 2}),
     # max-person, and VOC's vehicles where it is the more confident teacher (everyday cars, buses, boats, planes).
@@ -117,9 +122,10 @@ FUSIONS: dict[str, Callable[..., torch.Tensor]] = {
     # max-person trimmed to the selfie teacher's outline of a close-up person or pet (_selfie_trimmed).
     "selfie-trim": lambda ade, voc, selfie: _selfie_trimmed(ade, voc, selfie),
 }
-#: The teachers whose targets each rule reads, in the order its function takes them.
+#: The teachers whose targets each rule reads, in the order its function takes them: the first of TEACHER_NAMES,
+#: as many as it has parameters.
 FUSION_TEACHERS: dict[str, tuple[str, ...]] = {
-    rule: TEACHER_NAMES if rule.startswith("selfie") else CLASS_TEACHERS for rule in FUSIONS
+    rule: TEACHER_NAMES[: len(inspect.signature(function).parameters)] for rule, function in FUSIONS.items()
 }
 
 
