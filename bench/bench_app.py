@@ -27,8 +27,7 @@ import torch
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from bench.bench_model import PAUSE
-from bench.interleave import interleaved
+from bench.interleave import PAUSE, interleaved
 from bench.record import publish
 from segformer import Segmenter
 from segformer.allocator import keep_freed_memory
@@ -92,10 +91,11 @@ def main() -> None:
     bare_p50 = statistics.median(seconds["bare"])
     report = {"photo": f"{SIZE[0]}x{SIZE[1]} JPEG", "checkpoint": Path(args.checkpoint).name}
     for name, key in (("bare", "bare_predict"), ("http", "http_request"), ("client", "gradio_client")):
-        report[f"{key}_p50_s"] = round(statistics.median(seconds[name]), 4)
+        p50 = statistics.median(seconds[name])
+        report[f"{key}_p50_s"] = round(p50, 4)
         report[f"{key}_p95_s"] = round(float(np.percentile(seconds[name], 95)), 4)
         if name != "bare":
-            report[f"ratio_{key}_over_bare"] = round(statistics.median(seconds[name]) / bare_p50, 3)
+            report[f"ratio_{key}_over_bare"] = round(p50 / bare_p50, 3)
     report |= {"goal": f"http request / bare <= {GOAL}", "meets_goal": report["ratio_http_request_over_bare"] <= GOAL}
     publish(report, parser.prog, args.runs, args.json_out)
 

@@ -59,7 +59,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.interleave import interleaved
+from bench.interleave import PAUSE, interleaved
 from bench.record import run_record
 from segformer.allocator import keep_freed_memory
 from segformer.checkpoint import load_tensors, save_json
@@ -123,11 +123,6 @@ def segformer_models(configs: dict[str, MiTConfig], num_classes: int) -> dict[st
 
 def forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return model(x) if isinstance(model, SegFormer) else model(pixel_values=x).logits
-
-
-#: Seconds slept before each timed call, for the threads the call before left spinning to go to sleep
-#: (bench.interleave).
-PAUSE = 0.1
 
 
 def interleaved_medians(steps: dict[str, Callable[[], object]], runs: int, warmup: int) -> dict[str, float]:

@@ -3,6 +3,10 @@
 import time
 from collections.abc import Callable
 
+#: Seconds the benchmarks of a contest against onnxruntime (bench_model, profile_model, bench_app) sleep before each
+#: timed call, for the threads the call before left spinning to go to sleep (see ``interleaved``).
+PAUSE = 0.1
+
 
 def interleaved(
     calls: dict[str, Callable[[], object]], runs: int, warmup: int = 2, pause: float = 0.0

@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from bench.bench_model import PAUSE, onnx_loaded, onnx_runtime
-from bench.interleave import interleaved
+from bench.bench_model import onnx_loaded, onnx_runtime
+from bench.interleave import PAUSE, interleaved
 from bench.record import publish
 from segformer.allocator import keep_freed_memory
 from segformer.model import SegFormer
@@ -46,7 +46,7 @@ def part_of(node: str) -> str | None:
 
 
 def wall_seconds(step: Callable[[], object], runs: int) -> float:
-    """Median seconds of ``step()`` over ``runs`` calls, each after a pause of ``bench_model.PAUSE`` seconds, as
+    """Median seconds of ``step()`` over ``runs`` calls, each after a pause of ``bench.interleave.PAUSE`` seconds, as
     ``bench_model`` times its contestants."""
     [times] = interleaved({"step": step}, runs, warmup=0, pause=PAUSE).values()
     return statistics.median(times)
