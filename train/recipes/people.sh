@@ -154,3 +154,6 @@ for run in ab24-{max,selfie}-{240,241}; do
         > "results/eval/$run-s384.json"
 done
 "$PY" -m train.standing results/eval/ab24-{max,selfie}-{240,241}-s384.json
+
+# Stage 24 (results/README.md): stage 22's soup continued as stage 23, with the selfie teacher's targets.
+FUSION=selfie-trim balanced_stage 24 results/weights/stage22 runs/s22wise/last results/eval/stage22-wise-s384.json
