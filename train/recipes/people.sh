@@ -93,15 +93,17 @@ done
 # Neither candidate passed (results/README.md); stage 21 continues the soup's fp16 weights.
 "$PY" -m train.export --run runs/s20soup --which last --out results/weights/stage20
 
-# Stages 21-23 (results/README.md): a soup continued 2 epochs with cats and pets drawn three times as well, seeds
-# STAGE0 and STAGE1 side by side (about 30 minutes an epoch each); the candidates are the soup of their last epochs
-# and that soup averaged with AVERAGE_WITH, scored beside the bar BAR and the teachers.
+# Stages 21-25 (results/README.md): a soup continued 2 epochs (or the fifth argument's number) on the folders of
+# mix (cats and pets drawn three times as well, unless set otherwise), seeds STAGE0 and STAGE1 side by side (about 30 minutes an epoch each); the candidates
+# are the soup of their last epochs and that soup averaged with AVERAGE_WITH, scored beside the bar BAR and the
+# teachers.
 cats3=(data/4class-384 data/feral-cats-384 data/feral-cats-384 data/feral-cats-384 data/davis-384 data/everyday-384
     data/people-384 data/pets-384 data/pets-384 data/pets-384)
-balanced_stage() {  # STAGE INIT AVERAGE_WITH BAR
+mix=("${cats3[@]}")
+balanced_stage() {  # STAGE INIT AVERAGE_WITH BAR [EPOCHS]
     local s=$1 run
     for run in a:0 b:1; do
-        "$PY" -m train.train --init "$2" --data "${cats3[@]}" --epochs 2 \
+        "$PY" -m train.train --init "$2" --data "${mix[@]}" --epochs "${5:-2}" \
             --crop-size 256 --base-size 384 --batch-size 8 --lr 5e-5 --head-lr-mult 1 --warmup-iters 50 \
             --teacher-weight 1 --teacher-temperature 1 --teacher "$FUSION" --teacher-on-labelled none --workers 1 \
             --seed "$s${run##*:}" --out "runs/s$s${run%%:*}" &
@@ -155,5 +157,11 @@ for run in ab24-{max,selfie}-{240,241}; do
 done
 "$PY" -m train.standing results/eval/ab24-{max,selfie}-{240,241}-s384.json
 
-# Stage 24 (results/README.md): stage 22's soup continued as stage 23, with the selfie teacher's targets.
+# Stage 24 (results/README.md): stage 22's soup continued as stage 23, with the selfie teacher's targets. Neither
+# candidate passed; its soup's weights (weights/stage24) are the ones to continue from.
 FUSION=selfie-trim balanced_stage 24 results/weights/stage22 runs/s22wise/last results/eval/stage22-wise-s384.json
+"$PY" -m train.export --run runs/s24soup --which last --out results/weights/stage24
+
+# Stage 25 (results/README.md): stage 24's soup, 1 epoch more with the three sources listed twice.
+mix=(data/4class-384 "${cats3[@]}")
+FUSION=selfie-trim balanced_stage 25 results/weights/stage24 runs/s22wise/last results/eval/stage22-wise-s384.json 1
