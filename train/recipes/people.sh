@@ -162,6 +162,7 @@ done
 FUSION=selfie-trim balanced_stage 24 results/weights/stage22 runs/s22wise/last results/eval/stage22-wise-s384.json
 "$PY" -m train.export --run runs/s24soup --which last --out results/weights/stage24
 
-# Stage 25 (results/README.md): stage 24's soup, 1 epoch more with the three sources listed twice.
+# Stage 25 (results/README.md): stage 24's soup, 1 epoch more with the three sources listed twice. Neither candidate
+# passed; stage 22's average stays shipped, and weights/stage24 remains the point to continue from.
 mix=(data/4class-384 "${cats3[@]}")
 FUSION=selfie-trim balanced_stage 25 results/weights/stage24 runs/s22wise/last results/eval/stage22-wise-s384.json 1
