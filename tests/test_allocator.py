@@ -1,6 +1,6 @@
-"""segformer.allocator: with its settings a freed block of tens of MB stays mapped for the next forward; without
-them glibc hands it back to the system at once. Each case runs in a fresh interpreter, since the settings are the
-whole process's."""
+"""segformer.allocator: with its settings a freed block of a hundred MB and more stays mapped for the next forward;
+without them glibc hands it back to the system at once. Each case runs in a fresh interpreter, since the settings
+are the whole process's."""
 
 import json
 import subprocess
@@ -35,7 +35,7 @@ def probe(mode: str, size: int) -> dict:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt; elsewhere a no-op")
 def test_a_freed_block_stays_resident_only_with_the_settings() -> None:
-    size = MMAP_THRESHOLD * 3 // 4  # 48 MB: over glibc's own mmap threshold, under the raised one
+    size = MMAP_THRESHOLD * 3 // 4  # 192 MB: over glibc's own mmap threshold, under the raised one
     kept = probe("keep", size)
     default = probe("default", size)
     assert kept["applied"] and not default["applied"]
