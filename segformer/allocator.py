@@ -11,10 +11,11 @@ allocator reuses its memory (``bench/README.md``).
 
 ``keep_freed_memory`` raises both thresholds: allocations under 256 MB come from the heap, and the heap keeps up to
 1 GB of freed memory mapped. The cost is that resident memory, once grown to what the largest forward so far
-needed, stays there unless over 1 GB of it is free. It changes nothing but speed and memory (no result changes), applies to the whole
-process, and is a no-op where the C library is not glibc. The app, the command line, training and the benchmarks
-call it at start-up. Training's step (forward and backward) gained about a third more images a second in
-``bench_model``; two training runs side by side, one core each, showed no clear change in their epoch time.
+needed, stays there unless over 1 GB of it is free. It changes nothing but speed and memory (no result changes),
+applies to the whole process, and is a no-op where the C library is not glibc. The app, the command line, training
+and the benchmarks call it at start-up. Training's step (forward and backward) gained about a third more images a
+second in ``bench_model``; two training runs side by side, one core each, showed no clear change in their epoch
+time.
 """
 
 import ctypes
