@@ -94,9 +94,9 @@ done
 "$PY" -m train.export --run runs/s20soup --which last --out results/weights/stage20
 
 # Stages 21-25 (results/README.md): a soup continued 2 epochs (or the fifth argument's number) on the folders of
-# mix (cats and pets drawn three times as well, unless set otherwise), seeds STAGE0 and STAGE1 side by side (about 30 minutes an epoch each); the candidates
-# are the soup of their last epochs and that soup averaged with AVERAGE_WITH, scored beside the bar BAR and the
-# teachers.
+# mix (cats and pets drawn three times as well, unless set otherwise), seeds STAGE0 and STAGE1 side by side (about
+# 30 minutes an epoch each); the candidates are the soup of their last epochs and that soup averaged with
+# AVERAGE_WITH, scored beside the bar BAR and the teachers.
 cats3=(data/4class-384 data/feral-cats-384 data/feral-cats-384 data/feral-cats-384 data/davis-384 data/everyday-384
     data/people-384 data/pets-384 data/pets-384 data/pets-384)
 mix=("${cats3[@]}")
