@@ -325,7 +325,25 @@ def test_weight_zero_is_todays_loss_and_reads_no_targets(taught: Path) -> None:
     assert len(training_set(replace(cfg, teacher_weight=0.5, crop_size=64))[0]) == 3
 
 
-def test_teacher_with_copy_paste_is_refused(taught: Path) -> None:
-    cfg = TrainConfig(data=(str(taught),), teacher_weight=1.0, copy_paste=0.3)
-    with pytest.raises(ValueError, match="copy-paste"):
-        training_set(cfg)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_copy_paste_gives_pasted_pixels_their_class_as_target(taught: Path, seed: int) -> None:
+    """Where Copy-Paste overwrites a crop, the teacher's target becomes the one-hot of the pasted class (the teacher
+    never saw those pixels); elsewhere it is the crop's own target, unchanged."""
+    cfg = TrainConfig(data=(str(taught),), teacher_weight=1.0, crop_size=64, base_size=96)
+    plain = training_set(cfg)
+    pasting = training_set(replace(cfg, copy_paste=1.0, copy_paste_min_scale=0.5))
+    torch.manual_seed(seed)
+    image0, mask0, target0 = plain[0]
+    torch.manual_seed(seed)
+    image, mask, target = pasting[0]
+    assert target.shape == target0.shape and type(target) is type(target0)
+    pasted = (image != image0).any(0) | (mask != mask0)
+    assert pasted.any()
+    classes = mask[pasted].unique().tolist()
+    assert set(classes) <= {PERSON_ANIMAL, VEHICLE}
+    for cls in classes:
+        where = pasted & (mask == cls)
+        onehot = torch.zeros(target.shape[0])
+        onehot[cls] = 1
+        assert torch.equal(target[:, where].T, onehot.expand(int(where.sum()), -1))
+    assert torch.equal(target[:, ~pasted], target0[:, ~pasted])

@@ -5,8 +5,10 @@ With probability ``probability`` a training crop receives the pixels of one obje
 vehicle) cut from another training image with its mask, scaled so that the cut's longer side is a random fraction
 (``scale``) of the crop's longer side, flipped at random and placed at a random position (its centre inside the
 crop). Pasted pixels overwrite the target's image and labels; nothing else changes, so ignore stays ignore
-outside the paste. Large fractions give the close-up subjects that the training sources lack. As in the paper,
-the cut is pasted as it is, without blending.
+outside the paste. Large fractions give the close-up subjects that the training sources lack, small ones the
+distant people of street scenes. As in the paper, the cut is pasted as it is, without blending. A crop with teacher
+targets (train.teacher_targets) gets, where pasted, the one-hot target of the pasted class: the teacher never saw
+the pasted pixels, and their label is the truth.
 """
 
 from collections.abc import Sequence
@@ -19,6 +21,7 @@ from torch.utils.data import Dataset
 
 from task.classes import PERSON_ANIMAL, VEHICLE
 from train.data import Sample, SegmentationFolder
+from train.teacher_targets import SoftTarget
 
 PASTED_CLASSES = (PERSON_ANIMAL, VEHICLE)
 MIN_PIXELS = 64  # smaller cuts are specks, not objects
@@ -46,6 +49,14 @@ def paste(
     image[:, y0:y1, x0:x1] = torch.where(where, cut_image[(slice(None), *window)], image[:, y0:y1, x0:x1])
     mask[y0:y1, x0:x1] = torch.where(where, cut_mask[window], mask[y0:y1, x0:x1])
     return image, mask
+
+
+def paste_target(target: torch.Tensor, cls: int, cut: torch.Tensor, top: int, left: int) -> torch.Tensor:
+    """Teacher probabilities (classes, H, W) with the one-hot of ``cls`` where ``cut`` lands, its top-left corner at
+    (top, left), as :func:`paste` places it."""
+    onehot = torch.zeros(target.shape[0], *cut.shape, dtype=target.dtype)
+    onehot[cls] = 1
+    return paste(target, torch.zeros(target.shape[1:], dtype=torch.bool), onehot, cut, cut, top, left)[0]
 
 
 class CopyPaste(Dataset):
@@ -79,9 +90,10 @@ class CopyPaste(Dataset):
         return len(self.targets)
 
     def __getitem__(self, index: int) -> Sample:
-        image, mask = self.targets[index]
+        sample = self.targets[index]
         if torch.rand(()) >= self.probability:
-            return image, mask
+            return sample
+        image, mask = sample[:2]
         s, source_index, cls = self.objects[int(torch.randint(len(self.objects), ()))]
         cut_image, cut_mask = self.sources[s][source_index]
         cut = cut_mask == cls
@@ -104,4 +116,7 @@ class CopyPaste(Dataset):
         pasted_image, pasted_mask = paste(
             image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor), cut_image, cut_mask, cut, top, left
         )
-        return type(image)(pasted_image), type(mask)(pasted_mask)
+        pasted = (type(image)(pasted_image), type(mask)(pasted_mask))
+        if len(sample) == 2:
+            return pasted
+        return (*pasted, SoftTarget(paste_target(sample[2].as_subclass(torch.Tensor), cls, cut, top, left)))

@@ -416,8 +416,6 @@ def training_set(cfg: TrainConfig) -> Dataset:
     teacher = cfg.teacher if cfg.teacher_weight > 0 else None
     if teacher is not None and teacher not in FUSIONS:
         raise ValueError(f"unknown --teacher {teacher!r}; expected one of {', '.join(FUSIONS)}")
-    if teacher is not None and cfg.copy_paste > 0:
-        raise ValueError("--copy-paste does not paste teacher targets: use it without --teacher-weight")
     if cfg.augment == "images":
         train_set: Dataset = TrainImages(cfg.data, image_transform(cfg.crop_size))
     else:

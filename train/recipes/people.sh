@@ -166,3 +166,20 @@ FUSION=selfie-trim balanced_stage 24 results/weights/stage22 runs/s22wise/last r
 # passed; stage 22's average stays shipped, and weights/stage24 remains the point to continue from.
 mix=(data/4class-384 "${cats3[@]}")
 FUSION=selfie-trim balanced_stage 25 results/weights/stage24 runs/s22wise/last results/eval/stage22-wise-s384.json 1
+
+# A/B (results/README.md): small pastes (Copy-Paste of 5-50% of the crop, half the crops) against the selfie arm
+# above, the same protocol and seeds.
+for seed in 240 241; do
+    "$PY" -m train.train --init results/weights/stage22 --data data/people-384 data/pets-384 data/everyday-384 \
+        data/davis-384 data/feral-cats-384 data/4class-384 --limit 3600 --epochs 1 \
+        --crop-size 256 --base-size 384 --batch-size 8 --lr 5e-5 --head-lr-mult 1 --warmup-iters 50 \
+        --teacher-weight 1 --teacher-temperature 1 --teacher selfie-trim --teacher-on-labelled none --workers 1 \
+        --copy-paste 0.5 --copy-paste-min-scale 0.05 --copy-paste-max-scale 0.5 \
+        --seed "$seed" --out "runs/ab26-paste-$seed" &
+done
+wait
+for seed in 240 241; do
+    "$PY" -m train.evaluate --checkpoint "runs/ab26-paste-$seed/last" --data "${raw[@]}" --working-short-side 384 \
+        --json > "results/eval/ab26-paste-$seed-s384.json"
+done
+"$PY" -m train.standing results/eval/ab24-selfie-{240,241}-s384.json results/eval/ab26-paste-{240,241}-s384.json
