@@ -93,20 +93,21 @@ done
 # Neither candidate passed (results/README.md); stage 21 continues the soup's fp16 weights.
 "$PY" -m train.export --run runs/s20soup --which last --out results/weights/stage20
 
-# Stages 21-25 (results/README.md): a soup continued 2 epochs (or the fifth argument's number) on the folders of
-# mix (cats and pets drawn three times as well, unless set otherwise), seeds STAGE0 and STAGE1 side by side (about
-# 30 minutes an epoch each); the candidates are the soup of their last epochs and that soup averaged with
-# AVERAGE_WITH, scored beside the bar BAR and the teachers.
+# Stages 21-26 (results/README.md): a soup continued 2 epochs (or the fifth argument's number) on the folders of
+# mix (cats and pets drawn three times as well, unless set otherwise), with the options in extra (none unless set),
+# seeds STAGE0 and STAGE1 side by side (about 30 minutes an epoch each); the candidates are the soup of their last
+# epochs and that soup averaged with AVERAGE_WITH, scored beside the bar BAR and the teachers.
 cats3=(data/4class-384 data/feral-cats-384 data/feral-cats-384 data/feral-cats-384 data/davis-384 data/everyday-384
     data/people-384 data/pets-384 data/pets-384 data/pets-384)
 mix=("${cats3[@]}")
+extra=()
 balanced_stage() {  # STAGE INIT AVERAGE_WITH BAR [EPOCHS]
     local s=$1 run
     for run in a:0 b:1; do
         "$PY" -m train.train --init "$2" --data "${mix[@]}" --epochs "${5:-2}" \
             --crop-size 256 --base-size 384 --batch-size 8 --lr 5e-5 --head-lr-mult 1 --warmup-iters 50 \
             --teacher-weight 1 --teacher-temperature 1 --teacher "$FUSION" --teacher-on-labelled none --workers 1 \
-            --seed "$s${run##*:}" --out "runs/s$s${run%%:*}" &
+            "${extra[@]}" --seed "$s${run##*:}" --out "runs/s$s${run%%:*}" &
     done
     wait
     "$PY" -m train.soup --checkpoints "runs/s${s}a/last" "runs/s${s}b/last" --out "runs/s${s}soup/last"
@@ -183,3 +184,8 @@ for seed in 240 241; do
         --json > "results/eval/ab26-paste-$seed-s384.json"
 done
 "$PY" -m train.standing results/eval/ab24-selfie-{240,241}-s384.json results/eval/ab26-paste-{240,241}-s384.json
+
+# Stage 26 (results/README.md): stage 24's recipe from the shipped checkpoint (stage 22's average) instead of a soup.
+mix=("${cats3[@]}")
+FUSION=selfie-trim balanced_stage 26 checkpoints/segformer-b0-4class runs/s22wise/last \
+    results/eval/stage22-wise-s384.json
