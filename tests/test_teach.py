@@ -148,6 +148,21 @@ def test_selfie_trim_takes_the_lower_probability_near_an_agreed_subject_only() -
     assert torch.equal(fuse("selfie-trim", other), fuse("max-person", other))
 
 
+def test_selfie_trim_vehicle_is_selfie_trim_with_the_surer_teachers_vehicles() -> None:
+    """The close person's trim as selfie-trim's, and a car that VOC sees surer than ADE20K takes VOC's vehicle."""
+    targets = trim_case()
+    ade, voc = targets["ade20k"].clone(), targets["voc"].clone()
+    ade[VEHICLE, 50:60, 0:10], ade[BACKGROUND, 50:60, 0:10] = 0.3, 0.7
+    voc[VEHICLE, 50:60, 0:10], voc[BACKGROUND, 50:60, 0:10] = 0.9, 0.1
+    car = {**targets, "ade20k": ade, "voc": voc}
+    fused = fuse("selfie-trim-vehicle", car)
+    assert torch.allclose(fused.sum(0), torch.ones(64, 64), atol=1e-5)
+    assert torch.allclose(fused[VEHICLE, 50:60, 0:10], torch.full((10, 10), 0.9))
+    assert torch.equal(fused[PERSON_ANIMAL], fuse("selfie-trim", car)[PERSON_ANIMAL])
+    assert torch.allclose(fuse("selfie-trim", car)[VEHICLE, 50:60, 0:10], torch.full((10, 10), 0.3))
+    assert torch.equal(fuse("selfie-trim-vehicle", targets), fuse("selfie-trim", targets))  # no vehicle: the same
+
+
 def test_teach_writes_every_target_records_the_models_and_resumes(taught: Path, capsys: pytest.CaptureFixture) -> None:
     for teacher in TEACHERS:
         record = json.loads((taught / "teachers" / f"{teacher}.json").read_text())

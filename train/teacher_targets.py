@@ -93,7 +93,7 @@ SUBJECT_REACH = 1 / 32
 
 
 def _selfie_trimmed(ade: torch.Tensor, voc: torch.Tensor, selfie: torch.Tensor) -> torch.Tensor:
-    """max-person, with its person/animal trimmed to the selfie teacher's outline of the photo's subject: within
+    """(H, W) max-person's person/animal, trimmed to the selfie teacher's outline of the photo's subject: within
     SUBJECT_REACH of the subject, the lower of the two probabilities, where the subject is large and the class
     teachers agree it is a person or an animal (SUBJECT_SHARE, SUBJECT_AGREEMENT). Elsewhere, and in photos without
     such a subject, nothing changes, so people the selfie teacher misses (small, distant) keep their targets."""
@@ -102,7 +102,7 @@ def _selfie_trimmed(ade: torch.Tensor, voc: torch.Tensor, selfie: torch.Tensor) 
     if subject.float().mean() >= SUBJECT_SHARE and (person[subject] > 0.5).float().mean() >= SUBJECT_AGREEMENT:
         near = _near(subject, max(1, round(min(person.shape) * SUBJECT_REACH)))
         person = torch.where(near, torch.minimum(person, selfie[0]), person)
-    return _raised(ade, {PERSON_ANIMAL: person})
+    return person
 
 
 #: Fusion rules, the targets of FUSION_TEACHERS[rule] in order -> probabilities, each (4, H, W). VOC has no outdoor
@@ -120,7 +120,11 @@ FUSIONS: dict[str, Callable[..., torch.Tensor]] = {
         ade, {c: torch.maximum(ade[c], voc[c]) for c in (PERSON_ANIMAL, VEHICLE)}
     ),
     # max-person trimmed to the selfie teacher's outline of a close-up person or pet (_selfie_trimmed).
-    "selfie-trim": lambda ade, voc, selfie: _selfie_trimmed(ade, voc, selfie),
+    "selfie-trim": lambda ade, voc, selfie: _raised(ade, {PERSON_ANIMAL: _selfie_trimmed(ade, voc, selfie)}),
+    # selfie-trim, and VOC's vehicles where it is the more confident teacher (as max-person-vehicle).
+    "selfie-trim-vehicle": lambda ade, voc, selfie: _raised(
+        ade, {PERSON_ANIMAL: _selfie_trimmed(ade, voc, selfie), VEHICLE: torch.maximum(ade[VEHICLE], voc[VEHICLE])}
+    ),
 }
 #: The teachers whose targets each rule reads, in the order its function takes them: the first of TEACHER_NAMES,
 #: as many as it has parameters.

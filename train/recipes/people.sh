@@ -189,3 +189,23 @@ done
 mix=("${cats3[@]}")
 FUSION=selfie-trim balanced_stage 26 checkpoints/segformer-b0-4class runs/s22wise/last \
     results/eval/stage22-wise-s384.json
+
+# A/B (results/README.md): selfie-trim-vehicle (VOC's vehicles too) against the selfie arm above, the same protocol
+# and seeds; both arms' everyday shares.
+for seed in 240 241; do
+    "$PY" -m train.train --init results/weights/stage22 --data data/people-384 data/pets-384 data/everyday-384 \
+        data/davis-384 data/feral-cats-384 data/4class-384 --limit 3600 --epochs 1 \
+        --crop-size 256 --base-size 384 --batch-size 8 --lr 5e-5 --head-lr-mult 1 --warmup-iters 50 \
+        --teacher-weight 1 --teacher-temperature 1 --teacher selfie-trim-vehicle --teacher-on-labelled none \
+        --workers 1 --seed "$seed" --out "runs/ab27-vehicle-$seed" &
+done
+wait
+for seed in 240 241; do
+    "$PY" -m train.evaluate --checkpoint "runs/ab27-vehicle-$seed/last" --data "${raw[@]}" --working-short-side 384 \
+        --json > "results/eval/ab27-vehicle-$seed-s384.json"
+    for run in ab24-selfie ab27-vehicle; do
+        "$PY" -m train.everyday --checkpoint "runs/$run-$seed/last" --working-short-side 384 \
+            > "results/eval/everyday-$run-$seed.json"
+    done
+done
+"$PY" -m train.standing results/eval/ab24-selfie-{240,241}-s384.json results/eval/ab27-vehicle-{240,241}-s384.json
