@@ -140,12 +140,12 @@ balanced_stage 23 results/weights/stage22 runs/s22wise/last results/eval/stage22
 
 # A/B (results/README.md): selfie-trim against max-person in the student, one short epoch from stage 22's soup,
 # seeds 240 and 241 paired.
-ab24() {  # FUSION SEED OUT
+ab24() {  # FUSION SEED OUT [OPTIONS...]
     "$PY" -m train.train --init results/weights/stage22 --data data/people-384 data/pets-384 data/everyday-384 \
         data/davis-384 data/feral-cats-384 data/4class-384 --limit 3600 --epochs 1 \
         --crop-size 256 --base-size 384 --batch-size 8 --lr 5e-5 --head-lr-mult 1 --warmup-iters 50 \
         --teacher-weight 1 --teacher-temperature 1 --teacher "$1" --teacher-on-labelled none --workers 1 \
-        --seed "$2" --out "$3"
+        "${@:4}" --seed "$2" --out "$3"
 }
 for seed in 240 241; do
     ab24 max-person "$seed" "runs/ab24-max-$seed" &
@@ -171,12 +171,8 @@ FUSION=selfie-trim balanced_stage 25 results/weights/stage24 runs/s22wise/last r
 # A/B (results/README.md): small pastes (Copy-Paste of 5-50% of the crop, half the crops) against the selfie arm
 # above, the same protocol and seeds.
 for seed in 240 241; do
-    "$PY" -m train.train --init results/weights/stage22 --data data/people-384 data/pets-384 data/everyday-384 \
-        data/davis-384 data/feral-cats-384 data/4class-384 --limit 3600 --epochs 1 \
-        --crop-size 256 --base-size 384 --batch-size 8 --lr 5e-5 --head-lr-mult 1 --warmup-iters 50 \
-        --teacher-weight 1 --teacher-temperature 1 --teacher selfie-trim --teacher-on-labelled none --workers 1 \
-        --copy-paste 0.5 --copy-paste-min-scale 0.05 --copy-paste-max-scale 0.5 \
-        --seed "$seed" --out "runs/ab26-paste-$seed" &
+    ab24 selfie-trim "$seed" "runs/ab26-paste-$seed" \
+        --copy-paste 0.5 --copy-paste-min-scale 0.05 --copy-paste-max-scale 0.5 &
 done
 wait
 for seed in 240 241; do
@@ -193,11 +189,7 @@ FUSION=selfie-trim balanced_stage 26 checkpoints/segformer-b0-4class runs/s22wis
 # A/B (results/README.md): selfie-trim-vehicle (VOC's vehicles too) against the selfie arm above, the same protocol
 # and seeds; both arms' everyday shares.
 for seed in 240 241; do
-    "$PY" -m train.train --init results/weights/stage22 --data data/people-384 data/pets-384 data/everyday-384 \
-        data/davis-384 data/feral-cats-384 data/4class-384 --limit 3600 --epochs 1 \
-        --crop-size 256 --base-size 384 --batch-size 8 --lr 5e-5 --head-lr-mult 1 --warmup-iters 50 \
-        --teacher-weight 1 --teacher-temperature 1 --teacher selfie-trim-vehicle --teacher-on-labelled none \
-        --workers 1 --seed "$seed" --out "runs/ab27-vehicle-$seed" &
+    ab24 selfie-trim-vehicle "$seed" "runs/ab27-vehicle-$seed" &
 done
 wait
 for seed in 240 241; do
