@@ -38,6 +38,7 @@ from train import evaluate as evaluate_cli
 from train.data import SegmentationFolder
 from train.evaluate import combine, evaluate
 from train.export import export
+from train.losses import partial_cross_entropy
 from train.paths import DATASETS_DIR as DATASETS
 from train.prepare import prepare
 from train.progress import progress
@@ -46,6 +47,7 @@ from train.train import (
     TrainConfig,
     build_optimizer,
     class_weights,
+    folder_class_weights,
     lr_factor,
     model_config,
     parse_args,
@@ -186,6 +188,66 @@ def test_class_weights_change_what_training_learns(tiny_data: Path, tmp_path: Pa
     assert plain["train_loss"] != pytest.approx(weighted["train_loss"], rel=1e-3)
     recipe = load_checkpoint(tmp_path / "weighted" / "last")[1]["recipe"]
     assert recipe["class_weight_power"] == 0.5
+
+
+def test_per_image_class_weights_weigh_each_image_as_cross_entropy_with_its_own() -> None:
+    """A (B, C) weight is each image's own F.cross_entropy class weight; 'mean' divides by the summed weights."""
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 4, 6, 7, generator=generator)
+    labels = torch.randint(0, 4, (2, 6, 7), generator=generator)
+    labels[0, 0, :3] = IGNORE_INDEX
+    weight = torch.tensor([[1.0, 1.0, 3.0, 1.0], [0.5, 2.0, 1.0, 0.0]])
+    total = partial_cross_entropy(logits, labels, weight=weight, reduction="sum")
+    per_image = [
+        F.cross_entropy(logits[b : b + 1], labels[b : b + 1], weight[b], ignore_index=IGNORE_INDEX, reduction="sum")
+        for b in range(2)
+    ]
+    torch.testing.assert_close(total, sum(per_image))
+    labelled = labels != IGNORE_INDEX
+    summed = sum(weight[b][labels[b][labelled[b]]].sum() for b in range(2))
+    torch.testing.assert_close(partial_cross_entropy(logits, labels, weight=weight), total / summed)
+    # One row for every image is the (C,) weight.
+    torch.testing.assert_close(
+        partial_cross_entropy(logits, labels, weight=weight[:1].expand(2, -1)),
+        partial_cross_entropy(logits, labels, weight=weight[0]),
+    )
+
+
+def test_folder_class_weights_reach_that_folders_images_and_the_loss(tiny_data: Path, tmp_path: Path) -> None:
+    folder = str(tiny_data)
+    factors = "1,1,5,1"
+    items = training_set(tiny_config(tiny_data, tmp_path / "unused", folder_class_weights=(f"{folder}={factors}",)))
+    assert len(items[0]) == 3  # image, mask, factors
+    assert items[len(items) - 1][-1].tolist() == [1.0, 1.0, 5.0, 1.0]
+    plain = train(tiny_config(tiny_data, tmp_path / "plain", epochs=1))
+    # The same factor on every class changes no step: a weighted mean.
+    uniform = train(tiny_config(tiny_data, tmp_path / "uniform", epochs=1, folder_class_weights=(f"{folder}=2,2,2,2",)))
+    assert uniform["train_loss"] == pytest.approx(plain["train_loss"], rel=1e-5)
+    weighted = train(
+        tiny_config(tiny_data, tmp_path / "weighted", epochs=1, folder_class_weights=(f"{folder}={factors}",))
+    )
+    assert weighted["train_loss"] != pytest.approx(plain["train_loss"], rel=1e-3)
+    recipe = load_checkpoint(tmp_path / "weighted" / "last")[1]["recipe"]
+    assert recipe["folder_class_weights"] == [f"{folder}={factors}"]
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("data/other=1,1,2,1", "is not one of --data"),
+        ("{folder}=1,1,2", "a weight >= 0 for each of"),
+        ("{folder}=1,1,-2,1", "a weight >= 0 for each of"),
+        ("{folder}=1,1,two,1", "a weight >= 0 for each of"),
+        ("{folder}", "a weight >= 0 for each of"),
+    ],
+)
+def test_folder_class_weights_refuse_what_they_cannot_apply(tiny_data: Path, entry: str, message: str) -> None:
+    cfg = tiny_config(tiny_data, Path("unused"), folder_class_weights=(entry.format(folder=tiny_data),))
+    with pytest.raises(ValueError, match=message):
+        folder_class_weights(cfg)
+    twice = tiny_config(tiny_data, Path("unused"), folder_class_weights=(f"{tiny_data}=1,1,1,1",) * 2)
+    with pytest.raises(ValueError, match="given twice"):
+        folder_class_weights(twice)
 
 
 def test_decoder_head_learns_at_ten_times_the_rate_and_norms_skip_weight_decay() -> None:

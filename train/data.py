@@ -115,6 +115,22 @@ class SegmentationFolder(Dataset):
         return self.transform(*sample) if self.transform is not None else sample
 
 
+class WithClassWeights(Dataset):
+    """The items of ``dataset`` with a (C,) tensor appended: item i's ``weights[i]``, the factors on the loss of its
+    labelled pixels of each class (train.train's --folder-class-weights)."""
+
+    def __init__(self, dataset: Dataset, weights: torch.Tensor) -> None:
+        if weights.ndim != 2 or len(weights) != len(dataset):  # type: ignore[arg-type]
+            raise ValueError(f"class weights of shape {tuple(weights.shape)} for {len(dataset)} items")  # type: ignore[arg-type]
+        self.dataset, self.weights = dataset, weights
+
+    def __len__(self) -> int:
+        return len(self.weights)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        return (*self.dataset[index], self.weights[index])
+
+
 def train_transform(crop_size: int, base_size: int | None = None) -> v2.Compose:
     """Training augmentation applied jointly to image and mask (mmseg's ADE20K recipe).
 

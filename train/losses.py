@@ -54,9 +54,9 @@ def partial_cross_entropy(
 
     ``logits`` (B, C, H, W), ``labels`` (B, H, W) holding task ids, partial label values
     (task.classes.PARTIAL_BASE + bit mask) or IGNORE_INDEX. ``weight`` (C,) weights a single-class pixel of
-    class c by weight[c], as ``F.cross_entropy`` does; a partial pixel has weight 1 (the mean weight of a training
-    pixel, see train.train.class_weights). ``reduction`` 'mean' is the weighted mean over labelled pixels, as
-    ``F.cross_entropy``'s; 'sum' the weighted sum.
+    class c by weight[c], as ``F.cross_entropy`` does (a (B, C) ``weight`` gives each image its own); a partial
+    pixel has weight 1 (the mean weight of a training pixel, see train.train.class_weights). ``reduction`` 'mean'
+    is the weighted mean over labelled pixels, as ``F.cross_entropy``'s; 'sum' the weighted sum.
     """
     num_classes = logits.shape[1]
     admissible = admissible_mask(labels, num_classes)
@@ -68,7 +68,9 @@ def partial_cross_entropy(
     single = labels < num_classes
     pixel_weight = labelled.to(log_p.dtype)
     if weight is not None:
-        pixel_weight = torch.where(single, weight.to(log_p)[labels.clamp(max=num_classes - 1)], pixel_weight)
+        per_image = weight.to(log_p).expand(labels.shape[0], num_classes)
+        single_weight = per_image.gather(1, labels.clamp(max=num_classes - 1).flatten(1)).view_as(labels)
+        pixel_weight = torch.where(single, single_weight, pixel_weight)
     total = (losses * pixel_weight).sum()
     if reduction == "sum":
         return total

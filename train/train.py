@@ -52,7 +52,14 @@ from segformer.transformers_weights import load_from_hub
 from task.classes import CLASS_NAMES, PALETTE
 from task.curves import save_curves
 from train.copy_paste import CopyPaste
-from train.data import SegmentationFolder, TrainImages, collate, image_transform, train_transform
+from train.data import (
+    SegmentationFolder,
+    TrainImages,
+    WithClassWeights,
+    collate,
+    image_transform,
+    train_transform,
+)
 from train.evaluate import combine, evaluate
 from train.losses import ON_LABELLED, partial_cross_entropy, teacher_kl
 from train.lovasz import lovasz_softmax
@@ -107,6 +114,11 @@ class TrainConfig(RunConfig):
     head_lr_mult: float = option(10.0, "the decoder's learning rate as a multiple of --lr")
     # Cross-entropy weight of class c proportional to frequency_c ** -power (0: unweighted, as the paper).
     class_weight_power: float = option(0.0, "weight class c's loss by frequency_c ** -P (0: off)")
+    # Per folder, a further factor on each class's loss (train.data.WithClassWeights): FOLDER=W0,W1,W2,W3 in the
+    # order of task.classes.CLASS_NAMES, e.g. the three sources' small people weighted up without the close-ups.
+    folder_class_weights: tuple[str, ...] = option(
+        (), "FOLDER=W,W,W,W: multiply the loss of that folder's labelled pixels of each class (in class order)"
+    )
     # Simple Copy-Paste (train.copy_paste): probability per crop, and the range of the pasted object's longer side
     # as a fraction of the crop's.
     copy_paste: float = option(0.0, "probability of Simple Copy-Paste per crop (0: off)")
@@ -286,6 +298,28 @@ def class_weights(folders: Sequence[str], power: float) -> torch.Tensor | None:
     return (weights / (frequency * weights).sum()).float()
 
 
+def folder_class_weights(cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    """{folder: (C,) factors} of ``--folder-class-weights FOLDER=W,W,W,W`` (each folder one of ``--data``)."""
+    factors: dict[str, torch.Tensor] = {}
+    for entry in cfg.folder_class_weights:
+        folder, _, values = entry.partition("=")
+        try:
+            weights = torch.tensor([float(v) for v in values.split(",")])
+        except ValueError:
+            weights = torch.empty(0)
+        if len(weights) != len(CLASS_NAMES) or not (weights.isfinite() & (weights >= 0)).all():
+            raise ValueError(
+                f"--folder-class-weights {entry!r}: expected FOLDER={','.join(['W'] * len(CLASS_NAMES))}, "
+                f"a weight >= 0 for each of {', '.join(CLASS_NAMES)}"
+            )
+        if folder not in cfg.data:
+            raise ValueError(f"--folder-class-weights {entry!r}: {folder} is not one of --data")
+        if folder in factors:
+            raise ValueError(f"--folder-class-weights: {folder} is given twice")
+        factors[folder] = weights
+    return factors
+
+
 @dataclass
 class Run:
     """What a run carries from epoch to epoch."""
@@ -377,8 +411,12 @@ def check_settings(cfg: TrainConfig, world: int) -> None:
         raise ValueError(f"unknown schedule {cfg.schedule!r}; expected one of {', '.join(SCHEDULES)}")
     if cfg.augment not in AUGMENTATIONS:
         raise ValueError(f"unknown augment {cfg.augment!r}; expected one of {', '.join(AUGMENTATIONS)}")
-    if cfg.augment == "images" and (not cfg.hint_stage or cfg.copy_paste > 0):
-        raise ValueError("--augment images reads no labels: it needs a segmentation weight of 0, and no --copy-paste")
+    if cfg.augment == "images" and (not cfg.hint_stage or cfg.copy_paste > 0 or cfg.folder_class_weights):
+        raise ValueError(
+            "--augment images reads no labels: it needs a segmentation weight of 0, and no --copy-paste or "
+            "--folder-class-weights"
+        )
+    folder_class_weights(cfg)
 
 
 def resume(run: Run, cfg: TrainConfig, device: torch.device) -> None:
@@ -411,8 +449,9 @@ def changed_settings(cfg: TrainConfig, recipe: dict) -> list[str]:
 
 
 def training_set(cfg: TrainConfig) -> Dataset:
-    """The train splits of every folder, augmented (and with Copy-Paste when asked), cut to ``--limit``; for
-    ``--augment images`` their images alone."""
+    """The train splits of every folder, augmented (and with Copy-Paste when asked), each item with its folder's
+    class weights when ``--folder-class-weights`` gives any, cut to ``--limit``; for ``--augment images`` their
+    images alone."""
     teacher = cfg.teacher if cfg.teacher_weight > 0 else None
     if teacher is not None and teacher not in FUSIONS:
         raise ValueError(f"unknown --teacher {teacher!r}; expected one of {', '.join(FUSIONS)}")
@@ -420,10 +459,17 @@ def training_set(cfg: TrainConfig) -> Dataset:
         train_set: Dataset = TrainImages(cfg.data, image_transform(cfg.crop_size))
     else:
         transform = train_transform(cfg.crop_size, cfg.base_size)
-        train_set = ConcatDataset([SegmentationFolder(folder, "train", transform, teacher) for folder in cfg.data])
-    if cfg.copy_paste > 0:
-        sources = [SegmentationFolder(folder, "train") for folder in cfg.data]
-        train_set = CopyPaste(train_set, sources, cfg.copy_paste, (cfg.copy_paste_min_scale, cfg.copy_paste_max_scale))
+        folders = [SegmentationFolder(folder, "train", transform, teacher) for folder in cfg.data]
+        train_set = ConcatDataset(folders)
+        if cfg.copy_paste > 0:  # item i stays the concatenation's item i
+            sources = [SegmentationFolder(folder, "train") for folder in cfg.data]
+            scale = (cfg.copy_paste_min_scale, cfg.copy_paste_max_scale)
+            train_set = CopyPaste(train_set, sources, cfg.copy_paste, scale)
+        factors = folder_class_weights(cfg)
+        if factors:
+            ones = torch.ones(len(CLASS_NAMES))
+            per_item = [factors.get(name, ones).expand(len(f), -1) for name, f in zip(cfg.data, folders, strict=True)]
+            train_set = WithClassWeights(train_set, torch.cat(per_item))
     if cfg.limit is not None:
         train_set = torch.utils.data.Subset(train_set, range(min(cfg.limit, len(train_set))))
     return train_set
@@ -512,11 +558,15 @@ def step_loss(
     cfg: TrainConfig,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(the step's loss, its hint term, its teacher term; a term the run does not have is 0): training_loss of the
-    logits against the batch's ``labels`` (masks, and teacher targets when it has them; no logits in the hint
-    stage), plus ``cfg.distill_weight`` x the hint loss of the encoder's ``stages`` for the uint8 images ``raw``."""
+    logits against the batch's ``labels`` (masks, teacher targets when it has them, and last the (B, C) factors
+    of --folder-class-weights on the class ``weights``; no logits in the hint stage), plus ``cfg.distill_weight``
+    x the hint loss of the encoder's ``stages`` for the uint8 images ``raw``."""
     zero = torch.zeros((), device=raw.device)
     loss, kd = zero, zero
     if logits is not None:
+        if cfg.folder_class_weights:  # each image's (C,) factors come last (WithClassWeights)
+            *labels, factors = labels
+            weights = factors if weights is None else weights * factors
         masks, *targets = labels
         full = upsample_logits(logits.float(), masks.shape[-2:])
         loss, teacher_term = training_loss(full, masks, targets[0] if targets else None, weights, cfg)
