@@ -201,3 +201,24 @@ for seed in 240 241; do
     done
 done
 "$PY" -m train.standing results/eval/ab24-selfie-{240,241}-s384.json results/eval/ab27-vehicle-{240,241}-s384.json
+
+# Stage 27 (results/README.md): no training; stage 24's soup interpolated nearer the shipped weights (a third, and
+# if that fails a quarter, of stage 24's soup: the shipped checkpoint listed two or three times).
+shipped=checkpoints/segformer-b0-4class
+"$PY" -m train.soup --checkpoints "$shipped" "$shipped" results/weights/stage24 --out runs/s27third/last
+"$PY" -m train.evaluate --checkpoint runs/s27third/last --data "${raw[@]}" --working-short-side 384 --json \
+    > results/eval/stage27-third-s384.json
+"$PY" -m train.standing results/eval/stage22-wise-s384.json results/eval/stage24-wise-s384.json \
+    results/eval/stage27-third-s384.json
+
+# A/B (results/README.md): the three sources' person/animal weighted three times, against the selfie arm above,
+# the same protocol and seeds.
+for seed in 240 241; do
+    ab24 selfie-trim "$seed" "runs/ab28-weighted-$seed" --folder-class-weights data/4class-384=1,1,3,1 &
+done
+wait
+for seed in 240 241; do
+    "$PY" -m train.evaluate --checkpoint "runs/ab28-weighted-$seed/last" --data "${raw[@]}" --working-short-side 384 \
+        --json > "results/eval/ab28-weighted-$seed-s384.json"
+done
+"$PY" -m train.standing results/eval/ab24-selfie-{240,241}-s384.json results/eval/ab28-weighted-{240,241}-s384.json
