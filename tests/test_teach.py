@@ -5,6 +5,7 @@ import importlib.util
 import io
 import json
 import math
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from train.paths import MODELS_DIR as MODELS
 from train.prepare import prepare
 from train.teach import TEACHERS, Teacher, score, task_matrix, teach
 from train.teacher_targets import FUSION_TEACHERS, FUSIONS, decode, encode, fuse, load_target, target_path
-from train.train import TrainConfig, segmentation_loss, training_loss, training_set
+from train.train import TrainConfig, folder_teachers, segmentation_loss, training_loss, training_set
 
 # Without the teachers' runtime the module is skipped; under CI=true it runs, and the tests that run a teacher fail.
 if importlib.util.find_spec("ai_edge_litert") is None and not IN_CI:
@@ -362,3 +363,36 @@ def test_copy_paste_gives_pasted_pixels_their_class_as_target(taught: Path, seed
         onehot[cls] = 1
         assert torch.equal(target[:, where].T, onehot.expand(int(where.sum()), -1))
     assert torch.equal(target[:, ~pasted], target0[:, ~pasted])
+
+
+def test_folder_teachers_fuse_that_folders_targets_by_their_own_rule(taught: Path, tmp_path: Path) -> None:
+    """The folder named in --folder-teachers has its rule's targets, every other folder --teacher's: the same crops
+    as a run with that rule for all."""
+    other = tmp_path / "other"
+    shutil.copytree(taught, other)
+    cfg = TrainConfig(data=(str(taught), str(other)), teacher_weight=1.0, teacher="max-person", crop_size=64)
+    mixed = training_set(replace(cfg, folder_teachers=(f"{other}=selfie-trim-vehicle",)))
+    for index, rule in ((0, "max-person"), (len(mixed) - 1, "selfie-trim-vehicle")):
+        torch.manual_seed(index)
+        target = mixed[index][2]
+        torch.manual_seed(index)
+        assert torch.equal(target, training_set(replace(cfg, teacher=rule))[index][2])
+    assert [folder.teacher for folder in mixed.datasets] == ["max-person", "selfie-trim-vehicle"]
+
+
+@pytest.mark.parametrize(
+    ("entries", "changes", "message"),
+    [
+        (("{taught}=no-such-rule",), {}, "expected FOLDER=FUSION"),
+        (("elsewhere=selfie-trim",), {}, "is not one of --data"),
+        (("{taught}=selfie-trim", "{taught}=ade20k"), {}, "given twice"),
+        (("{taught}=selfie-trim",), {"teacher_weight": 0.0}, "give --teacher-weight"),
+    ],
+)
+def test_folder_teachers_refuse_what_they_cannot_apply(
+    taught: Path, entries: tuple[str, ...], changes: dict, message: str
+) -> None:
+    rules = tuple(entry.format(taught=taught) for entry in entries)
+    cfg = TrainConfig(**{"data": (str(taught),), "teacher_weight": 1.0, "folder_teachers": rules, **changes})
+    with pytest.raises(ValueError, match=message):
+        folder_teachers(cfg)

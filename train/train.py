@@ -162,6 +162,8 @@ class TrainConfig(RunConfig):
     # teacher_on_labelled: "all" single-class pixels have the teacher's target, only those where it "agree"s with
     # the label, or "none" of them (the teacher teaches only the pixels nobody labelled).
     teacher: str = option("max-person", "how the teachers' targets are fused", choices=sorted(FUSIONS))
+    # Per folder, another rule than ``teacher`` (e.g. VOC's vehicles in the everyday photos alone).
+    folder_teachers: tuple[str, ...] = option((), "FOLDER=FUSION: that folder's targets fused by FUSION instead")
     teacher_weight: float = option(0.0, "add W x the KL to the stored teacher targets of train.teach (0: off)")
     teacher_temperature: float = option(1.0, "temperature of that KL")
     teacher_on_labelled: str = option(
@@ -298,6 +300,28 @@ def class_weights(folders: Sequence[str], power: float) -> torch.Tensor | None:
     return (weights / (frequency * weights).sum()).float()
 
 
+def folder_teachers(cfg: TrainConfig) -> dict[str, str | None]:
+    """{folder: its fusion rule} for every folder of ``--data``: ``--teacher``, or ``--folder-teachers``' rule
+    for the folders it names; None for all without a teacher weight."""
+    rules: dict[str, str | None] = {}
+    for entry in cfg.folder_teachers:
+        folder, _, rule = entry.partition("=")
+        if rule not in FUSIONS:
+            raise ValueError(f"--folder-teachers {entry!r}: expected FOLDER=FUSION, one of {', '.join(FUSIONS)}")
+        if folder not in cfg.data:
+            raise ValueError(f"--folder-teachers {entry!r}: {folder} is not one of --data")
+        if folder in rules:
+            raise ValueError(f"--folder-teachers: {folder} is given twice")
+        rules[folder] = rule
+    if rules and cfg.teacher_weight == 0:
+        raise ValueError("--folder-teachers needs the teachers' targets: give --teacher-weight")
+    if cfg.teacher_weight == 0:
+        return dict.fromkeys(cfg.data)
+    if cfg.teacher not in FUSIONS:
+        raise ValueError(f"unknown --teacher {cfg.teacher!r}; expected one of {', '.join(FUSIONS)}")
+    return {folder: rules.get(folder, cfg.teacher) for folder in cfg.data}
+
+
 def folder_class_weights(cfg: TrainConfig) -> dict[str, torch.Tensor]:
     """{folder: (C,) factors} of ``--folder-class-weights FOLDER=W,W,W,W`` (each folder one of ``--data``)."""
     factors: dict[str, torch.Tensor] = {}
@@ -416,6 +440,7 @@ def check_settings(cfg: TrainConfig, world: int) -> None:
             "--augment images reads no labels: it needs a segmentation weight of 0, and no --copy-paste or "
             "--folder-class-weights"
         )
+    folder_teachers(cfg)
     folder_class_weights(cfg)
 
 
@@ -452,14 +477,12 @@ def training_set(cfg: TrainConfig) -> Dataset:
     """The train splits of every folder, augmented (and with Copy-Paste when asked), each item with its folder's
     class weights when ``--folder-class-weights`` gives any, cut to ``--limit``; for ``--augment images`` their
     images alone."""
-    teacher = cfg.teacher if cfg.teacher_weight > 0 else None
-    if teacher is not None and teacher not in FUSIONS:
-        raise ValueError(f"unknown --teacher {teacher!r}; expected one of {', '.join(FUSIONS)}")
+    teachers = folder_teachers(cfg)
     if cfg.augment == "images":
         train_set: Dataset = TrainImages(cfg.data, image_transform(cfg.crop_size))
     else:
         transform = train_transform(cfg.crop_size, cfg.base_size)
-        folders = [SegmentationFolder(folder, "train", transform, teacher) for folder in cfg.data]
+        folders = [SegmentationFolder(folder, "train", transform, teachers[folder]) for folder in cfg.data]
         train_set = ConcatDataset(folders)
         if cfg.copy_paste > 0:  # item i stays the concatenation's item i
             sources = [SegmentationFolder(folder, "train") for folder in cfg.data]
