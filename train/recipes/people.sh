@@ -226,3 +226,17 @@ for seed in 240 241; do
         --json > "results/eval/ab28-weighted-$seed-s384.json"
 done
 "$PY" -m train.standing results/eval/ab24-selfie-{240,241}-s384.json results/eval/ab28-weighted-{240,241}-s384.json
+
+# A/B (results/README.md): VOC's vehicles in the everyday photos alone, against the selfie arm above, the same
+# protocol and seeds.
+for seed in 240 241; do
+    ab24 selfie-trim "$seed" "runs/ab29-everyday-$seed" --folder-teachers data/everyday-384=selfie-trim-vehicle &
+done
+wait
+for seed in 240 241; do
+    "$PY" -m train.evaluate --checkpoint "runs/ab29-everyday-$seed/last" --data "${raw[@]}" --working-short-side 384 \
+        --json > "results/eval/ab29-everyday-$seed-s384.json"
+    "$PY" -m train.everyday --checkpoint "runs/ab29-everyday-$seed/last" --working-short-side 384 \
+        > "results/eval/everyday-ab29-everyday-$seed.json"
+done
+"$PY" -m train.standing results/eval/ab24-selfie-{240,241}-s384.json results/eval/ab29-everyday-{240,241}-s384.json
