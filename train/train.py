@@ -29,10 +29,10 @@ import json
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -300,19 +300,50 @@ def class_weights(folders: Sequence[str], power: float) -> torch.Tensor | None:
     return (weights / (frequency * weights).sum()).float()
 
 
+T = TypeVar("T")
+
+
+def per_folder(flag: str, entries: Sequence[str], data: Sequence[str], parse: Callable[[str], T]) -> dict[str, T]:
+    """{folder: parse(VALUE)} of the FOLDER=VALUE ``entries`` of ``flag``: each folder one of ``data``, at most
+    once; ``parse`` raises ValueError with what VALUE should be."""
+    values: dict[str, T] = {}
+    for entry in entries:
+        folder, _, value = entry.partition("=")
+        try:
+            parsed = parse(value)
+        except ValueError as err:
+            raise ValueError(f"{flag} {entry!r}: expected FOLDER={err}") from None
+        if folder not in data:
+            raise ValueError(f"{flag} {entry!r}: {folder} is not one of --data")
+        if folder in values:
+            raise ValueError(f"{flag}: {folder} is given twice")
+        values[folder] = parsed
+    return values
+
+
+def fusion_rule(value: str) -> str:
+    """``value`` if it names one of train.teacher_targets.FUSIONS."""
+    if value not in FUSIONS:
+        raise ValueError(f"FUSION, one of {', '.join(FUSIONS)}")
+    return value
+
+
+def class_factors(value: str) -> torch.Tensor:
+    """(C,) factors from ``value``, one weight >= 0 per class, comma-separated in task.classes.CLASS_NAMES' order."""
+    expected = f"{','.join(['W'] * len(CLASS_NAMES))}, a weight >= 0 for each of {', '.join(CLASS_NAMES)}"
+    try:
+        weights = torch.tensor([float(v) for v in value.split(",")])
+    except ValueError:
+        raise ValueError(expected) from None
+    if len(weights) != len(CLASS_NAMES) or not (weights.isfinite() & (weights >= 0)).all():
+        raise ValueError(expected)
+    return weights
+
+
 def folder_teachers(cfg: TrainConfig) -> dict[str, str | None]:
     """{folder: its fusion rule} for every folder of ``--data``: ``--teacher``, or ``--folder-teachers``' rule
     for the folders it names; None for all without a teacher weight."""
-    rules: dict[str, str | None] = {}
-    for entry in cfg.folder_teachers:
-        folder, _, rule = entry.partition("=")
-        if rule not in FUSIONS:
-            raise ValueError(f"--folder-teachers {entry!r}: expected FOLDER=FUSION, one of {', '.join(FUSIONS)}")
-        if folder not in cfg.data:
-            raise ValueError(f"--folder-teachers {entry!r}: {folder} is not one of --data")
-        if folder in rules:
-            raise ValueError(f"--folder-teachers: {folder} is given twice")
-        rules[folder] = rule
+    rules = per_folder("--folder-teachers", cfg.folder_teachers, cfg.data, fusion_rule)
     if rules and cfg.teacher_weight == 0:
         raise ValueError("--folder-teachers needs the teachers' targets: give --teacher-weight")
     if cfg.teacher_weight == 0:
@@ -324,24 +355,7 @@ def folder_teachers(cfg: TrainConfig) -> dict[str, str | None]:
 
 def folder_class_weights(cfg: TrainConfig) -> dict[str, torch.Tensor]:
     """{folder: (C,) factors} of ``--folder-class-weights FOLDER=W,W,W,W`` (each folder one of ``--data``)."""
-    factors: dict[str, torch.Tensor] = {}
-    for entry in cfg.folder_class_weights:
-        folder, _, values = entry.partition("=")
-        try:
-            weights = torch.tensor([float(v) for v in values.split(",")])
-        except ValueError:
-            weights = torch.empty(0)
-        if len(weights) != len(CLASS_NAMES) or not (weights.isfinite() & (weights >= 0)).all():
-            raise ValueError(
-                f"--folder-class-weights {entry!r}: expected FOLDER={','.join(['W'] * len(CLASS_NAMES))}, "
-                f"a weight >= 0 for each of {', '.join(CLASS_NAMES)}"
-            )
-        if folder not in cfg.data:
-            raise ValueError(f"--folder-class-weights {entry!r}: {folder} is not one of --data")
-        if folder in factors:
-            raise ValueError(f"--folder-class-weights: {folder} is given twice")
-        factors[folder] = weights
-    return factors
+    return per_folder("--folder-class-weights", cfg.folder_class_weights, cfg.data, class_factors)
 
 
 @dataclass
