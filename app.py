@@ -841,8 +841,10 @@ def build_demo(loaded: Segmenter) -> gr.Blocks:
 
 
 def serve(demo: gr.Blocks, host: str | None = None, port: int | None = None, block: bool = True) -> None:
-    """Queue (bounded, one model job at a time) and launch; with ``block`` False, return once it serves."""
-    demo.queue(default_concurrency_limit=2, max_size=QUEUE_SIZE)
+    """Queue (bounded, one model job at a time) and launch; with ``block`` False, return once it serves. Every
+    call goes through the queue: gradio's direct routes (/gradio_api/run/NAME, which skip it and its limits) are
+    closed, as they are on a Space."""
+    demo.queue(default_concurrency_limit=2, max_size=QUEUE_SIZE, api_open=False)
     demo.launch(
         prevent_thread_lock=not block,
         server_name=host,

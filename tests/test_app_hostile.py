@@ -160,6 +160,23 @@ def test_wrong_arguments_get_one_line_before_any_work(server: AppServer, client:
     assert len(re.findall(r"refused: ", added)) == len(cases) + 1, added
 
 
+def test_no_call_skips_the_queue(server: AppServer) -> None:
+    """Gradio also serves each function at /gradio_api/run/NAME, run at once in its thread pool: no queue, no
+    concurrency limit, so many such calls would run the model side by side. Off a Hugging Face Space that route
+    is open unless the app closes it; it is closed, and the same call through the queue still answers."""
+    photo = upload(server.url, PHOTO)
+    calls = {
+        "segment": [photo, 0.5],
+        "segment_corrupted": [photo, 0.5, "fog", 3],
+        "attention": [photo, 1, 1, "mean over heads"],
+        "validation_example": [None],
+    }
+    for api, data in calls.items():
+        direct = httpx.post(f"{server.url}gradio_api/run/{api}", json={"data": data}, timeout=120)
+        assert direct.status_code == 404, (api, direct.status_code, direct.text[:200])
+    assert call(server.url, "segment", calls["segment"])[0] == "complete"
+
+
 # ---------------------------------------------------------------------------- memory per session
 
 
