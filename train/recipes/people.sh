@@ -240,3 +240,25 @@ for seed in 240 241; do
         > "results/eval/everyday-ab29-everyday-$seed.json"
 done
 "$PY" -m train.standing results/eval/ab24-selfie-{240,241}-s384.json results/eval/ab29-everyday-{240,241}-s384.json
+
+# A/B (results/README.md): the street scenes' person/animal weighted three times, MSRC-v2's not. The three sources
+# one folder each (the same files as data/4class-384; train.teach finds its targets already made where they are
+# linked from there, or makes them).
+prepare camvid-384 camvid="$DATASETS/camvid"
+prepare msrc-v2-384 msrc-v2="$DATASETS/msrc-v2"
+prepare sift-flow-384 sift-flow="$DATASETS/sift-flow"
+"$PY" -m train.teach --data data/camvid-384 data/msrc-v2-384 data/sift-flow-384 --models "$MODELS" --workers 2
+for seed in 240 241; do
+    "$PY" -m train.train --init results/weights/stage22 --data data/people-384 data/pets-384 data/everyday-384 \
+        data/davis-384 data/feral-cats-384 data/camvid-384 data/msrc-v2-384 data/sift-flow-384 --limit 3600 \
+        --epochs 1 --crop-size 256 --base-size 384 --batch-size 8 --lr 5e-5 --head-lr-mult 1 --warmup-iters 50 \
+        --teacher-weight 1 --teacher-temperature 1 --teacher selfie-trim --teacher-on-labelled none --workers 1 \
+        --folder-class-weights data/camvid-384=1,1,3,1 data/sift-flow-384=1,1,3,1 \
+        --seed "$seed" --out "runs/ab30-street-$seed" &
+done
+wait
+for seed in 240 241; do
+    "$PY" -m train.evaluate --checkpoint "runs/ab30-street-$seed/last" --data "${raw[@]}" --working-short-side 384 \
+        --json > "results/eval/ab30-street-$seed-s384.json"
+done
+"$PY" -m train.standing results/eval/ab24-selfie-{240,241}-s384.json results/eval/ab30-street-{240,241}-s384.json
