@@ -262,3 +262,16 @@ for seed in 240 241; do
         --json > "results/eval/ab30-street-$seed-s384.json"
 done
 "$PY" -m train.standing results/eval/ab24-selfie-{240,241}-s384.json results/eval/ab30-street-{240,241}-s384.json
+
+# A/B (results/README.md): the selfie teacher on the new sources' photos alone, max-person elsewhere, against the
+# selfie arm above, the same protocol and seeds.
+for seed in 240 241; do
+    ab24 max-person "$seed" "runs/ab31-new-$seed" \
+        --folder-teachers data/people-384=selfie-trim data/pets-384=selfie-trim &
+done
+wait
+for seed in 240 241; do
+    "$PY" -m train.evaluate --checkpoint "runs/ab31-new-$seed/last" --data "${raw[@]}" --working-short-side 384 \
+        --json > "results/eval/ab31-new-$seed-s384.json"
+done
+"$PY" -m train.standing results/eval/ab24-selfie-{240,241}-s384.json results/eval/ab31-new-{240,241}-s384.json
