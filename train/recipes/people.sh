@@ -275,3 +275,18 @@ for seed in 240 241; do
         --json > "results/eval/ab31-new-$seed-s384.json"
 done
 "$PY" -m train.standing results/eval/ab24-selfie-{240,241}-s384.json results/eval/ab31-new-{240,241}-s384.json
+
+# A/B (results/README.md): CamVid's person/animal weighted twice, the other sources not, against the selfie arm.
+for seed in 240 241; do
+    "$PY" -m train.train --init results/weights/stage22 --data data/people-384 data/pets-384 data/everyday-384 \
+        data/davis-384 data/feral-cats-384 data/camvid-384 data/msrc-v2-384 data/sift-flow-384 --limit 3600 \
+        --epochs 1 --crop-size 256 --base-size 384 --batch-size 8 --lr 5e-5 --head-lr-mult 1 --warmup-iters 50 \
+        --teacher-weight 1 --teacher-temperature 1 --teacher selfie-trim --teacher-on-labelled none --workers 1 \
+        --folder-class-weights data/camvid-384=1,1,2,1 --seed "$seed" --out "runs/ab32-camvid-$seed" &
+done
+wait
+for seed in 240 241; do
+    "$PY" -m train.evaluate --checkpoint "runs/ab32-camvid-$seed/last" --data "${raw[@]}" --working-short-side 384 \
+        --json > "results/eval/ab32-camvid-$seed-s384.json"
+done
+"$PY" -m train.standing results/eval/ab24-selfie-{240,241}-s384.json results/eval/ab32-camvid-{240,241}-s384.json
