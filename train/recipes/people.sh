@@ -138,15 +138,24 @@ balanced_stage 22 results/weights/stage21 runs/s21wise/last results/eval/stage21
 # weights (weights/stage22) remain the ones to continue from.
 balanced_stage 23 results/weights/stage22 runs/s22wise/last results/eval/stage22-wise-s384.json
 
-# A/B (results/README.md): selfie-trim against max-person in the student, one short epoch from stage 22's soup,
-# seeds 240 and 241 paired.
+# The short A/Bs: one epoch from stage 22's soup on the first 3,600 training images of ab_folders, in this order;
+# ab_score scores both seeds of one arm beside the selfie arm of the first A/B.
+ab_folders=(data/people-384 data/pets-384 data/everyday-384 data/davis-384 data/feral-cats-384 data/4class-384)
 ab24() {  # FUSION SEED OUT [OPTIONS...]
-    "$PY" -m train.train --init results/weights/stage22 --data data/people-384 data/pets-384 data/everyday-384 \
-        data/davis-384 data/feral-cats-384 data/4class-384 --limit 3600 --epochs 1 \
+    "$PY" -m train.train --init results/weights/stage22 --data "${ab_folders[@]}" --limit 3600 --epochs 1 \
         --crop-size 256 --base-size 384 --batch-size 8 --lr 5e-5 --head-lr-mult 1 --warmup-iters 50 \
         --teacher-weight 1 --teacher-temperature 1 --teacher "$1" --teacher-on-labelled none --workers 1 \
         "${@:4}" --seed "$2" --out "$3"
 }
+ab_score() {  # NAME: runs/NAME-{240,241} scored on raw val, beside the selfie arm of this A/B
+    local seed
+    for seed in 240 241; do
+        "$PY" -m train.evaluate --checkpoint "runs/$1-$seed/last" --data "${raw[@]}" --working-short-side 384 \
+            --json > "results/eval/$1-$seed-s384.json"
+    done
+    "$PY" -m train.standing results/eval/ab24-selfie-{240,241}-s384.json results/eval/"$1"-{240,241}-s384.json
+}
+# A/B (results/README.md): selfie-trim against max-person in the student, seeds 240 and 241 paired.
 for seed in 240 241; do
     ab24 max-person "$seed" "runs/ab24-max-$seed" &
     ab24 selfie-trim "$seed" "runs/ab24-selfie-$seed" &
@@ -175,11 +184,7 @@ for seed in 240 241; do
         --copy-paste 0.5 --copy-paste-min-scale 0.05 --copy-paste-max-scale 0.5 &
 done
 wait
-for seed in 240 241; do
-    "$PY" -m train.evaluate --checkpoint "runs/ab26-paste-$seed/last" --data "${raw[@]}" --working-short-side 384 \
-        --json > "results/eval/ab26-paste-$seed-s384.json"
-done
-"$PY" -m train.standing results/eval/ab24-selfie-{240,241}-s384.json results/eval/ab26-paste-{240,241}-s384.json
+ab_score ab26-paste
 
 # Stage 26 (results/README.md): stage 24's recipe from the shipped checkpoint (stage 22's average) instead of a soup.
 mix=("${cats3[@]}")
@@ -192,15 +197,13 @@ for seed in 240 241; do
     ab24 selfie-trim-vehicle "$seed" "runs/ab27-vehicle-$seed" &
 done
 wait
+ab_score ab27-vehicle
 for seed in 240 241; do
-    "$PY" -m train.evaluate --checkpoint "runs/ab27-vehicle-$seed/last" --data "${raw[@]}" --working-short-side 384 \
-        --json > "results/eval/ab27-vehicle-$seed-s384.json"
     for run in ab24-selfie ab27-vehicle; do
         "$PY" -m train.everyday --checkpoint "runs/$run-$seed/last" --working-short-side 384 \
             > "results/eval/everyday-$run-$seed.json"
     done
 done
-"$PY" -m train.standing results/eval/ab24-selfie-{240,241}-s384.json results/eval/ab27-vehicle-{240,241}-s384.json
 
 # Stage 27 (results/README.md): no training; stage 24's soup interpolated nearer the shipped weights (a third, and
 # if that fails a quarter, of stage 24's soup: the shipped checkpoint listed two or three times).
@@ -221,11 +224,7 @@ for seed in 240 241; do
     ab24 selfie-trim "$seed" "runs/ab28-weighted-$seed" --folder-class-weights data/4class-384=1,1,3,1 &
 done
 wait
-for seed in 240 241; do
-    "$PY" -m train.evaluate --checkpoint "runs/ab28-weighted-$seed/last" --data "${raw[@]}" --working-short-side 384 \
-        --json > "results/eval/ab28-weighted-$seed-s384.json"
-done
-"$PY" -m train.standing results/eval/ab24-selfie-{240,241}-s384.json results/eval/ab28-weighted-{240,241}-s384.json
+ab_score ab28-weighted
 
 # A/B (results/README.md): VOC's vehicles in the everyday photos alone, against the selfie arm above, the same
 # protocol and seeds.
@@ -233,13 +232,11 @@ for seed in 240 241; do
     ab24 selfie-trim "$seed" "runs/ab29-everyday-$seed" --folder-teachers data/everyday-384=selfie-trim-vehicle &
 done
 wait
+ab_score ab29-everyday
 for seed in 240 241; do
-    "$PY" -m train.evaluate --checkpoint "runs/ab29-everyday-$seed/last" --data "${raw[@]}" --working-short-side 384 \
-        --json > "results/eval/ab29-everyday-$seed-s384.json"
     "$PY" -m train.everyday --checkpoint "runs/ab29-everyday-$seed/last" --working-short-side 384 \
         > "results/eval/everyday-ab29-everyday-$seed.json"
 done
-"$PY" -m train.standing results/eval/ab24-selfie-{240,241}-s384.json results/eval/ab29-everyday-{240,241}-s384.json
 
 # A/B (results/README.md): the street scenes' person/animal weighted three times, MSRC-v2's not. The three sources
 # one folder each (the same files as data/4class-384; train.teach finds its targets already made where they are
@@ -248,45 +245,31 @@ prepare camvid-384 camvid="$DATASETS/camvid"
 prepare msrc-v2-384 msrc-v2="$DATASETS/msrc-v2"
 prepare sift-flow-384 sift-flow="$DATASETS/sift-flow"
 "$PY" -m train.teach --data data/camvid-384 data/msrc-v2-384 data/sift-flow-384 --models "$MODELS" --workers 2
+# data/4class-384 as its three sources' folders: the same images in the same order.
+whole_folders=("${ab_folders[@]}")
+split_folders=("${ab_folders[@]:0:5}" data/camvid-384 data/msrc-v2-384 data/sift-flow-384)
+ab_folders=("${split_folders[@]}")
 for seed in 240 241; do
-    "$PY" -m train.train --init results/weights/stage22 --data data/people-384 data/pets-384 data/everyday-384 \
-        data/davis-384 data/feral-cats-384 data/camvid-384 data/msrc-v2-384 data/sift-flow-384 --limit 3600 \
-        --epochs 1 --crop-size 256 --base-size 384 --batch-size 8 --lr 5e-5 --head-lr-mult 1 --warmup-iters 50 \
-        --teacher-weight 1 --teacher-temperature 1 --teacher selfie-trim --teacher-on-labelled none --workers 1 \
-        --folder-class-weights data/camvid-384=1,1,3,1 data/sift-flow-384=1,1,3,1 \
-        --seed "$seed" --out "runs/ab30-street-$seed" &
+    ab24 selfie-trim "$seed" "runs/ab30-street-$seed" \
+        --folder-class-weights data/camvid-384=1,1,3,1 data/sift-flow-384=1,1,3,1 &
 done
 wait
-for seed in 240 241; do
-    "$PY" -m train.evaluate --checkpoint "runs/ab30-street-$seed/last" --data "${raw[@]}" --working-short-side 384 \
-        --json > "results/eval/ab30-street-$seed-s384.json"
-done
-"$PY" -m train.standing results/eval/ab24-selfie-{240,241}-s384.json results/eval/ab30-street-{240,241}-s384.json
+ab_score ab30-street
 
 # A/B (results/README.md): the selfie teacher on the new sources' photos alone, max-person elsewhere, against the
 # selfie arm above, the same protocol and seeds.
+ab_folders=("${whole_folders[@]}")
 for seed in 240 241; do
     ab24 max-person "$seed" "runs/ab31-new-$seed" \
         --folder-teachers data/people-384=selfie-trim data/pets-384=selfie-trim &
 done
 wait
-for seed in 240 241; do
-    "$PY" -m train.evaluate --checkpoint "runs/ab31-new-$seed/last" --data "${raw[@]}" --working-short-side 384 \
-        --json > "results/eval/ab31-new-$seed-s384.json"
-done
-"$PY" -m train.standing results/eval/ab24-selfie-{240,241}-s384.json results/eval/ab31-new-{240,241}-s384.json
+ab_score ab31-new
 
 # A/B (results/README.md): CamVid's person/animal weighted twice, the other sources not, against the selfie arm.
+ab_folders=("${split_folders[@]}")
 for seed in 240 241; do
-    "$PY" -m train.train --init results/weights/stage22 --data data/people-384 data/pets-384 data/everyday-384 \
-        data/davis-384 data/feral-cats-384 data/camvid-384 data/msrc-v2-384 data/sift-flow-384 --limit 3600 \
-        --epochs 1 --crop-size 256 --base-size 384 --batch-size 8 --lr 5e-5 --head-lr-mult 1 --warmup-iters 50 \
-        --teacher-weight 1 --teacher-temperature 1 --teacher selfie-trim --teacher-on-labelled none --workers 1 \
-        --folder-class-weights data/camvid-384=1,1,2,1 --seed "$seed" --out "runs/ab32-camvid-$seed" &
+    ab24 selfie-trim "$seed" "runs/ab32-camvid-$seed" --folder-class-weights data/camvid-384=1,1,2,1 &
 done
 wait
-for seed in 240 241; do
-    "$PY" -m train.evaluate --checkpoint "runs/ab32-camvid-$seed/last" --data "${raw[@]}" --working-short-side 384 \
-        --json > "results/eval/ab32-camvid-$seed-s384.json"
-done
-"$PY" -m train.standing results/eval/ab24-selfie-{240,241}-s384.json results/eval/ab32-camvid-{240,241}-s384.json
+ab_score ab32-camvid
