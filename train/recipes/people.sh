@@ -273,3 +273,14 @@ for seed in 240 241; do
 done
 wait
 ab_score ab32-camvid
+
+# Stage 28 (results/README.md): stage 24's recipe from its soup with CamVid's person/animal weighted twice (the three
+# sources as their own folders); the third candidate is a third of the soup, the shipped checkpoint listed twice.
+mix=(data/camvid-384 data/msrc-v2-384 data/sift-flow-384 "${cats3[@]:1}")
+extra=(--folder-class-weights data/camvid-384=1,1,2,1)
+FUSION=selfie-trim balanced_stage 28 results/weights/stage24 "$shipped" results/eval/stage22-wise-s384.json
+"$PY" -m train.soup --checkpoints "$shipped" "$shipped" runs/s28soup/last --out runs/s28third/last
+"$PY" -m train.evaluate --checkpoint runs/s28third/last --data "${raw[@]}" --working-short-side 384 --json \
+    > results/eval/stage28-third-s384.json
+"$PY" -m train.standing results/eval/stage22-wise-s384.json results/eval/stage28-{soup,wise,third}-s384.json \
+    results/teachers-val-384.json
