@@ -53,6 +53,8 @@ from demo.ground_truth import (
     read_pairs,
     truth_picture,
 )
+from demo.mask_route import PATH as MASK_PATH
+from demo.mask_route import MaskRoute
 from demo.masks import MaskFiles
 from demo.photo import MAX_OTHER_PIXELS, Photo, decode_photo
 from demo.segment import DISPLAY_SIDE, class_shares, downscale, segment, side_by_side, working_rule
@@ -76,7 +78,10 @@ ABOUT = DOCS / "about.md"
 DISCUSSION = DOCS / "DISCUSSION.md"
 #: Requests allowed to wait in the queue; beyond that a caller is told that the queue is full.
 QUEUE_SIZE = 64
-MAX_UPLOAD = "100mb"
+#: Largest file accepted, in bytes: an upload to gradio, or the body of a POST /mask.
+MAX_UPLOAD = 100 * 1024 * 1024
+#: Requests POST /mask takes at once (being read, waiting or running): each holds at most MAX_UPLOAD bytes.
+MASK_SLOTS = 4
 #: Full-size masks kept on disk for download (older ones are deleted; gradio has copied them by then).
 KEPT_MASKS = 32
 #: Largest mask returned at the photo's own size; a larger photo's mask comes back at 1/2, 1/3, ... of each side.
@@ -840,13 +845,19 @@ def build_demo(loaded: Segmenter) -> gr.Blocks:
     return demo
 
 
-def serve(demo: gr.Blocks, host: str | None = None, port: int | None = None, block: bool = True) -> None:
-    """Queue (bounded, one model job at a time) and launch; with ``block`` False, return once it serves. Every
-    call goes through the queue: gradio's direct routes (/gradio_api/run/NAME, which skip it and its limits) are
-    closed, as they are on a Space."""
+def serve(
+    demo: gr.Blocks,
+    host: str | None = None,
+    port: int | None = None,
+    block: bool = True,
+    mask_route: MaskRoute | None = None,
+) -> None:
+    """Queue (bounded, one model job at a time) and launch, with ``mask_route`` served at POST /mask beside the
+    page; with ``block`` False, return once it serves. Every gradio call goes through the queue: gradio's direct
+    routes (/gradio_api/run/NAME, which skip it and its limits) are closed, as they are on a Space."""
     demo.queue(default_concurrency_limit=2, max_size=QUEUE_SIZE, api_open=False)
     demo.launch(
-        prevent_thread_lock=not block,
+        prevent_thread_lock=True,
         server_name=host,
         server_port=port,
         max_file_size=MAX_UPLOAD,
@@ -854,6 +865,10 @@ def serve(demo: gr.Blocks, host: str | None = None, port: int | None = None, blo
         state_session_capacity=PAGE_STATES_KEPT,
         css=CSS,
     )
+    if mask_route is not None:
+        demo.server_app.add_api_route(MASK_PATH, mask_route, methods=["POST"], include_in_schema=False)
+    if block:
+        demo.block_thread()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -877,7 +892,7 @@ def main(argv: list[str] | None = None) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     LOG.addHandler(handler)
     LOG.setLevel(logging.INFO)
-    serve(build_demo(loaded), args.host, args.port)
+    serve(build_demo(loaded), args.host, args.port, mask_route=MaskRoute(loaded, MAX_UPLOAD, MASK_PIXELS, MASK_SLOTS))
 
 
 if __name__ == "__main__":

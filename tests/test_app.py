@@ -10,9 +10,7 @@ import io
 import json
 import re
 import shutil
-import struct
 import warnings
-import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +19,7 @@ import httpx
 import numpy as np
 import pytest
 import torch
+from bombs import png_claiming
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from gradio_client.utils import sanitize_parameter_names
@@ -411,16 +410,6 @@ def test_a_plain_path_is_refused_by_gradio_before_the_app_sees_it(
 # ---------------------------------------------------------------------------- bad input
 
 
-def png_header(width: int, height: int) -> bytes:
-    """A PNG whose header claims width x height (8-bit grey) with almost no pixel data."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
-
-
 def photo(size: tuple[int, int] = (96, 64)) -> Image.Image:
     with Image.open(PHOTO) as im:
         return im.convert("RGB").resize(size)
@@ -470,11 +459,11 @@ BAD_INPUTS: dict[str, tuple[str, Callable[[Path], None], str | tuple[int, int]]]
     "empty file": ("empty.png", lambda p: p.write_bytes(b""), "not an image format"),
     "1x1": ("dot.png", lambda p: Image.new("RGB", (1, 1), "red").save(p), f"at least {MIN_SIDE} pixels"),
     "too elongated": ("strip.png", lambda p: Image.new("RGB", (4000, 40)).save(p), "too elongated"),
-    "bomb beyond Pillow's limit": ("bomb.png", lambda p: p.write_bytes(png_header(40000, 40000)), "megapixels"),
-    "bomb beyond the app's limit": ("big.png", lambda p: p.write_bytes(png_header(11000, 11000)), "megapixels"),
+    "bomb beyond Pillow's limit": ("bomb.png", lambda p: p.write_bytes(png_claiming(40000, 40000)), "megapixels"),
+    "bomb beyond the app's limit": ("big.png", lambda p: p.write_bytes(png_claiming(11000, 11000)), "megapixels"),
     "PNG over the cap": (
         "wide.png",
-        lambda p: p.write_bytes(png_header(5000, 3361)),
+        lambda p: p.write_bytes(png_claiming(5000, 3361)),
         f"5000x3361 \\(16.8 megapixels\\): more than the {MAX_OTHER_PIXELS / 1e6:g} megapixels accepted",
     ),
     "a format not opened": ("photo.tga", lambda p: photo().save(p, format="TGA"), "not an image format"),

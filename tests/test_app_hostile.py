@@ -8,9 +8,11 @@ The memory test serves the same page from this process, so that it can count the
 """
 
 import gc
+import io
 import json
 import os
 import re
+import socket
 import time
 import tracemalloc
 import uuid
@@ -21,6 +23,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from bombs import png_claiming
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
@@ -175,6 +178,101 @@ def test_no_call_skips_the_queue(server: AppServer) -> None:
         direct = httpx.post(f"{server.url}gradio_api/run/{api}", json={"data": data}, timeout=120)
         assert direct.status_code == 404, (api, direct.status_code, direct.text[:200])
     assert call(server.url, "segment", calls["segment"])[0] == "complete"
+
+
+# ---------------------------------------------------------------------------- POST /mask
+
+
+def post_mask(url: str, body: object, **headers: str) -> httpx.Response:
+    """POST ``body`` (bytes, or an iterator of chunks sent without a length) to the app's /mask."""
+    return httpx.post(f"{url}mask", content=body, headers=headers, timeout=120)
+
+
+def test_the_mask_route_answers_as_the_page(server: AppServer) -> None:
+    """A photo POSTed as the body comes back as the same mask the page's /segment offers for download (pixel for
+    pixel: one decoder, one prediction path), a palette PNG at the photo's size, with headers naming the classes,
+    the sizes and the seconds."""
+    answer = post_mask(server.url, PHOTO.read_bytes(), **{"Content-Type": "image/jpeg"})
+    assert answer.status_code == 200 and answer.headers["content-type"] == "image/png", answer.text[:200]
+    routed = Image.open(io.BytesIO(answer.content))
+    assert routed.mode == "P" and routed.size == (683, 512)
+    kind, outputs = call(server.url, "segment", [upload(server.url, PHOTO), 0.5])
+    assert kind == "complete"
+    paged = np.asarray(Image.open(io.BytesIO(httpx.get(outputs[3]["url"]).content)))
+    assert np.array_equal(np.asarray(routed), paged)
+    classes = json.loads(CHECKPOINT_JSON.read_text())["classes"]
+    assert answer.headers["x-classes"].split(",") == classes
+    assert answer.headers["x-photo-size"] == "683x512" and answer.headers["x-working-size"] == "512x384"
+    assert 0 < float(answer.headers["x-inference-seconds"]) < 60
+
+
+def raw_request(url: str, head: bytes) -> tuple[int, bytes]:
+    """(status, body) of a request whose head is written byte for byte (a Content-Length httpx would not send)."""
+    address = httpx.URL(url)
+    with socket.create_connection((address.host, address.port), timeout=60) as sock:
+        sock.sendall(head)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status, _, rest = answer.partition(b"\r\n\r\n")
+    return int(status.split()[1]), rest
+
+
+def test_the_mask_route_refuses_with_one_line(server: AppServer) -> None:
+    """Each bad request gets its status and a one-line JSON message naming no server path, the app's log no
+    traceback: no body, bytes that are no image, an image whose header claims too many pixels, a Content-Length
+    over the limit (refused before the body is read), a body streamed past the limit without one, a GET."""
+    megabyte = b"\0" * 2**20
+    before = Path(server.log).read_text()
+    cases = {
+        "no body": (post_mask(server.url, b""), 400, "No photo"),
+        "not an image": (post_mask(server.url, os.urandom(5000)), 400, "The file is not an image format"),
+        "too many pixels": (post_mask(server.url, png_claiming(60_000, 60_000)), 400, "The image is larger than"),
+        "streamed past the limit": (
+            post_mask(server.url, (megabyte for _ in range(app.MAX_UPLOAD // 2**20 + 1))),
+            413,
+            "The photo is larger than the 100 MB accepted.",
+        ),
+    }
+    for what, (answer, status, message) in cases.items():
+        assert answer.status_code == status, (what, answer.status_code, answer.text[:200])
+        error = answer.json()["error"]
+        assert error.startswith(message) and "\n" not in error and str(ROOT) not in error, (what, error)
+    status, body = raw_request(
+        server.url, b"POST /mask HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000000\r\nConnection: close\r\n\r\n"
+    )
+    assert status == 413 and json.loads(body)["error"].startswith("The photo is larger than"), body[:200]
+    assert httpx.get(f"{server.url}mask").status_code == 405
+    assert "Traceback" not in Path(server.log).read_text()[len(before) :]
+
+
+def test_the_mask_route_takes_at_most_its_slots(server: AppServer) -> None:
+    """While MASK_SLOTS requests are in hand (their bodies still arriving), the next is told 503 at once, with
+    Retry-After; once their bodies end, all of them are answered, and the route takes requests again."""
+    photo = PHOTO.read_bytes()
+    address = httpx.URL(server.url)
+    head = f"POST /mask HTTP/1.1\r\nHost: x\r\nContent-Length: {len(photo)}\r\nConnection: close\r\n\r\n"
+    held = [socket.create_connection((address.host, address.port), timeout=120) for _ in range(app.MASK_SLOTS)]
+    try:
+        for sock in held:
+            sock.sendall(head.encode() + photo[:1000])
+        deadline = time.monotonic() + 60
+        while (busy := post_mask(server.url, photo)).status_code != 503 and time.monotonic() < deadline:
+            assert busy.status_code == 200  # not all held requests are in hand yet
+            time.sleep(0.2)
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "1", busy.text[:200]
+        assert busy.json()["error"].startswith("The server is busy")
+        for sock in held:
+            sock.sendall(photo[1000:])
+        for sock in held:
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+    finally:
+        for sock in held:
+            sock.close()
+    assert post_mask(server.url, photo).status_code == 200
 
 
 # ---------------------------------------------------------------------------- memory per session

@@ -3,9 +3,7 @@ camera tab served in this process, streamed to as gradio's page streams (tests/s
 
 import base64
 import io
-import struct
 import threading
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import gradio as gr
 import numpy as np
 import pytest
 import torch
+from bombs import png_claiming
 from PIL import Image
 from servers import free_port
 from streaming import data_url, stream
@@ -109,16 +108,6 @@ def test_a_frame_arriving_while_another_is_segmented_is_dropped(
     first.join()
     monkeypatch.undo()
     assert results[0] is not None and camera(payload, 0.5) is not None  # the next frame is segmented again
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A PNG whose header claims ``width`` x ``height`` pixels, with almost no data (a decompression bomb's start)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
 
 
 def base64_url(data: bytes, header: str = "data:image/jpeg;base64") -> str:
