@@ -276,6 +276,7 @@ ab_score ab32-camvid
 
 # Stage 28 (results/README.md): stage 24's recipe from its soup with CamVid's person/animal weighted twice (the three
 # sources as their own folders); the third candidate is a third of the soup, the shipped checkpoint listed twice.
+# The second candidate (the soup averaged with stage 22's shipped average) passed and shipped.
 mix=(data/camvid-384 data/msrc-v2-384 data/sift-flow-384 "${cats3[@]:1}")
 extra=(--folder-class-weights data/camvid-384=1,1,2,1)
 FUSION=selfie-trim balanced_stage 28 results/weights/stage24 "$shipped" results/eval/stage22-wise-s384.json
@@ -283,4 +284,15 @@ FUSION=selfie-trim balanced_stage 28 results/weights/stage24 "$shipped" results/
 "$PY" -m train.evaluate --checkpoint runs/s28third/last --data "${raw[@]}" --working-short-side 384 --json \
     > results/eval/stage28-third-s384.json
 "$PY" -m train.standing results/eval/stage22-wise-s384.json results/eval/stage28-{soup,wise,third}-s384.json \
+    results/teachers-val-384.json
+"$PY" -m train.export --run runs/s28soup --which last --out results/weights/stage28
+"$PY" -m train.export --run runs/s28wise --which last --out "$shipped" --working-short-side 384
+
+# Stage 29 (results/README.md): stage 28's soup continued with its recipe; the bar and the averages are stage 28's
+# shipped average, kept as it shipped (runs/s28wise).
+FUSION=selfie-trim balanced_stage 29 results/weights/stage28 runs/s28wise/last results/eval/stage28-wise-s384.json
+"$PY" -m train.soup --checkpoints runs/s28wise/last runs/s28wise/last runs/s29soup/last --out runs/s29third/last
+"$PY" -m train.evaluate --checkpoint runs/s29third/last --data "${raw[@]}" --working-short-side 384 --json \
+    > results/eval/stage29-third-s384.json
+"$PY" -m train.standing results/eval/stage28-wise-s384.json results/eval/stage29-{soup,wise,third}-s384.json \
     results/teachers-val-384.json
