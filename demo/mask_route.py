@@ -11,13 +11,15 @@ order), ``X-Photo-Size`` and ``X-Working-Size`` (width x height) and ``X-Inferen
 
 Every request is hostile until checked, with the queue's kinds of bound: at most ``slots`` requests are taken at
 once (being read, waiting or running; the next is told 503 with Retry-After), a body over ``max_bytes`` is refused
-(413) by its Content-Length or as soon as it is read past it, and one forward runs at a time. A refusal is JSON,
+(413) by its Content-Length or as soon as it is read past it, a body still arriving after ``body_seconds`` is refused
+(408: a slow sender holds a slot no longer), and one forward runs at a time. A refusal is JSON,
 ``{"error": "..."}``, with one line that names no server path; nothing is written to disk.
 """
 
 import io
 import threading
 
+import anyio
 import anyio.to_thread
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
@@ -29,6 +31,8 @@ from segformer.images import InputError, palette_png
 
 #: The route's path on the app's server.
 PATH = "/mask"
+#: Seconds a request's body may take to arrive (100 MB at about 30 Mbit/s).
+BODY_SECONDS = 30.0
 
 
 class Refused(Exception):
@@ -43,8 +47,11 @@ class MaskRoute:
     """The /mask endpoint for one loaded model, added to a FastAPI app by
     ``app.add_api_route(PATH, route, methods=["POST"])``."""
 
-    def __init__(self, segmenter: Segmenter, max_bytes: int, max_pixels: int, slots: int) -> None:
+    def __init__(
+        self, segmenter: Segmenter, max_bytes: int, max_pixels: int, slots: int, body_seconds: float = BODY_SECONDS
+    ) -> None:
         self.segmenter, self.max_bytes, self.max_pixels, self.slots = segmenter, max_bytes, max_pixels, slots
+        self.body_seconds = body_seconds
         self._taken = 0  # requests being served; read and changed on the event loop only
         self._forward = threading.Lock()
 
@@ -54,10 +61,13 @@ class MaskRoute:
             return refusal(503, f"The server is busy ({self.slots} requests in hand); try again shortly.")
         self._taken += 1
         try:
-            body = await self.read_body(request)
+            with anyio.fail_after(self.body_seconds):
+                body = await self.read_body(request)
             png, headers = await anyio.to_thread.run_sync(self.mask_png, body)
         except Refused as err:
             return refusal(err.status, str(err))
+        except TimeoutError:
+            return refusal(408, f"The photo took longer than {self.body_seconds:g} s to arrive.")
         finally:
             self._taken -= 1
         return Response(png, media_type="image/png", headers=headers)

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import socket
+import threading
 import time
 import tracemalloc
 import uuid
@@ -23,7 +24,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import uvicorn
 from bombs import png_claiming
+from fastapi import FastAPI
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
@@ -31,6 +34,8 @@ from servers import AppServer, free_port
 
 import app
 from demo.checkpoints import load_model
+from demo.mask_route import PATH as MASK_PATH
+from demo.mask_route import MaskRoute
 from demo.uploads import REFUSED
 from demo.views import RecentViews
 from segformer.checkpoint import DEFAULT_CHECKPOINT
@@ -206,16 +211,21 @@ def test_the_mask_route_answers_as_the_page(server: AppServer) -> None:
     assert 0 < float(answer.headers["x-inference-seconds"]) < 60
 
 
+def read_answer(sock: socket.socket) -> tuple[int, bytes]:
+    """(status, body) of the HTTP/1.1 answer read from ``sock`` until the server closes it."""
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    status, _, rest = answer.partition(b"\r\n\r\n")
+    return int(status.split()[1]), rest
+
+
 def raw_request(url: str, head: bytes) -> tuple[int, bytes]:
     """(status, body) of a request whose head is written byte for byte (a Content-Length httpx would not send)."""
     address = httpx.URL(url)
     with socket.create_connection((address.host, address.port), timeout=60) as sock:
         sock.sendall(head)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    status, _, rest = answer.partition(b"\r\n\r\n")
-    return int(status.split()[1]), rest
+        return read_answer(sock)
 
 
 def test_the_mask_route_refuses_with_one_line(server: AppServer) -> None:
@@ -265,14 +275,41 @@ def test_the_mask_route_takes_at_most_its_slots(server: AppServer) -> None:
         for sock in held:
             sock.sendall(photo[1000:])
         for sock in held:
-            answer = b""
-            while chunk := sock.recv(65536):
-                answer += chunk
-            assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+            status, body = read_answer(sock)
+            assert status == 200 and body.startswith(b"\x89PNG"), (status, body[:200])
     finally:
         for sock in held:
             sock.close()
     assert post_mask(server.url, photo).status_code == 200
+
+
+def test_a_slow_body_gives_its_slot_back() -> None:
+    """A body still arriving after the route's body_seconds is refused with 408, and the slot it held is free again:
+    with one slot, the next request is answered. The route served from this process (uvicorn, as gradio serves it)
+    with a deadline of 1 s."""
+    route = MaskRoute(load_model(str(DEFAULT_CHECKPOINT)), app.MAX_UPLOAD, app.MASK_PIXELS, 1, body_seconds=1.0)
+    api = FastAPI()
+    api.add_api_route(MASK_PATH, route, methods=["POST"])
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        photo = PHOTO.read_bytes()
+        head = f"POST /mask HTTP/1.1\r\nHost: x\r\nContent-Length: {len(photo)}\r\nConnection: close\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+            began = time.monotonic()
+            sock.sendall(head.encode() + photo[:1000])  # and nothing more
+            status, body = read_answer(sock)
+        assert status == 408 and 1.0 <= time.monotonic() - began < 10, (status, body[:200])
+        assert json.loads(body)["error"] == "The photo took longer than 1 s to arrive."
+        assert post_mask(url, photo).status_code == 200
+    finally:
+        server.should_exit = True
+        thread.join(30)
 
 
 # ---------------------------------------------------------------------------- memory per session
