@@ -289,10 +289,12 @@ FUSION=selfie-trim balanced_stage 28 results/weights/stage24 "$shipped" results/
 "$PY" -m train.export --run runs/s28wise --which last --out "$shipped" --working-short-side 384
 
 # Stage 29 (results/README.md): stage 28's soup continued with its recipe; the bar and the averages are stage 28's
-# shipped average, kept as it shipped (runs/s28wise).
+# shipped average, kept as it shipped (runs/s28wise). No candidate passed (person/animal); stage 28's average stays
+# shipped, and the soup's weights (weights/stage29) are kept to continue from.
 FUSION=selfie-trim balanced_stage 29 results/weights/stage28 runs/s28wise/last results/eval/stage28-wise-s384.json
 "$PY" -m train.soup --checkpoints runs/s28wise/last runs/s28wise/last runs/s29soup/last --out runs/s29third/last
 "$PY" -m train.evaluate --checkpoint runs/s29third/last --data "${raw[@]}" --working-short-side 384 --json \
     > results/eval/stage29-third-s384.json
 "$PY" -m train.standing results/eval/stage28-wise-s384.json results/eval/stage29-{soup,wise,third}-s384.json \
     results/teachers-val-384.json
+"$PY" -m train.export --run runs/s29soup --which last --out results/weights/stage29
