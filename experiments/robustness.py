@@ -231,10 +231,13 @@ def report_json(name: str, spec: str, per_condition: dict, run: dict) -> dict:
         condition: {s: {k: v.tolist() for k, v in entry.items()} for s, entry in by_source.items()}
         for condition, by_source in per_condition.items()
     }
+    teachers = spec == TEACHERS_MODEL
     return {
         "model": name,
-        "checkpoint": None if spec == TEACHERS_MODEL else repo_relative(spec),
-        "fusion": FUSION if spec == TEACHERS_MODEL else None,
+        "checkpoint": None if teachers else repo_relative(spec),
+        # Which weights the checkpoint held: the run its metadata says they were exported from.
+        "exported_from": None if teachers else read_metadata(spec).get("exported_from"),
+        "fusion": FUSION if teachers else None,
         **run,
         "figures": {condition: figures(by_source) for condition, by_source in counts.items()},
         "counts": counts,

@@ -23,9 +23,9 @@ from experiments.robustness import (
     sample_indices,
     teachers_predictor,
 )
-from experiments.robustness_figure import load, relative_robustness, report, table
+from experiments.robustness_figure import RESULTS, load, relative_robustness, report, table
 from segformer import Segmenter
-from segformer.checkpoint import DEFAULT_CHECKPOINT
+from segformer.checkpoint import DEFAULT_CHECKPOINT, read_metadata
 from task.corruptions import working_image
 from train.data import SegmentationFolder
 from train.evaluate import evaluate
@@ -102,6 +102,17 @@ def test_every_corruption_of_the_paper_is_seeded_per_photo() -> None:
     assert random == set(CORRUPTIONS) - deterministic
 
 
+def test_the_committed_figures_are_the_shipped_checkpoints() -> None:
+    """The student's committed results (results/robustness/, which the Design questions and the README quote as the
+    shipped checkpoint's) were measured on the weights shipped now: their record names the run the shipped
+    checkpoint was exported from."""
+    shipped = read_metadata(DEFAULT_CHECKPOINT)["exported_from"]
+    committed = sorted(RESULTS.glob(f"{DEFAULT_CHECKPOINT.name}-sample*.json"))
+    assert len(committed) == 2
+    for path in committed:
+        assert json.loads(path.read_text()).get("exported_from") == shipped, path.name
+
+
 def test_measure_writes_json_and_report_draws_the_figure(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """One photo per source, one corruption at severity 1, the checkpoint (the teachers cost 10 times more; their
     predictor is tested above): its JSON, and a report whose figure and table cover it."""
@@ -114,6 +125,7 @@ def test_measure_writes_json_and_report_draws_the_figure(tmp_path: Path, capsys:
     assert set(result["counts"]["clean"]) == {"sift-flow", "msrc-v2", "camvid", "ccp-people", "oxford-pets"}
     assert result["corruption_code"].startswith("imagecorruptions-imaug ") and result["working_short_side"] == 384
     assert result["checkpoint"] == "checkpoints/segformer-b0-4class"
+    assert result["exported_from"] == read_metadata(CHECKPOINT)["exported_from"]
     assert result["images"]["oxford-pets"] == ["Abyssinian_45"]  # slot 0 of 2 of the 18: the 5th
     assert (DATASETS_DIR / "oxford-pets" / "images" / "val" / "Abyssinian_45.jpg").is_file()
     assert 0 < result["figures"]["clean"]["3-source mIoU"] <= 1
