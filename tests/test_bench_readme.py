@@ -100,12 +100,13 @@ def check_bench_model(rows: list[list[str]], data: dict, text: str) -> None:
 
 
 def check_bench_app(rows: list[list[str]], data: dict, text: str) -> None:
-    """The app against the bare model (bench_app): the bare model's p50 and p95, then the endpoint's over plain HTTP
-    and via gradio_client, each with its ratio to the bare median; the goal in the header."""
+    """The app against the bare model (bench_app): the bare model's p50 and p95, then /segment's over plain HTTP,
+    POST /mask's and /segment's via gradio_client, each with its ratio to the bare median; the goal in the header."""
     check_made_by(data, text)
-    bare, http, client = rows
-    assert bare[0] == "bare model" and "HTTP" in http[0] and "gradio_client" in client[0], rows
-    for (_, p50, p95, ratio), key in ((bare, "bare_predict"), (http, "http_request"), (client, "gradio_client")):
+    bare, http, route, client = rows
+    assert bare[0] == "bare model" and "HTTP" in http[0] and "/mask" in route[0] and "gradio_client" in client[0]
+    keys = (bare, "bare_predict"), (http, "http_request"), (route, "mask_route"), (client, "gradio_client")
+    for (_, p50, p95, ratio), key in keys:
         assert agrees_unit(p50, data[f"{key}_p50_s"], " s") and agrees_unit(p95, data[f"{key}_p95_s"], " s"), rows
         assert ratio == "-" if key == "bare_predict" else agrees(ratio, data[f"ratio_{key}_over_bare"]), rows
     header = re.search(r"^\| 1024x768 JPEG \|.*$", text, re.MULTILINE)[0]
