@@ -12,8 +12,9 @@ order), ``X-Photo-Size`` and ``X-Working-Size`` (width x height) and ``X-Inferen
 Every request is hostile until checked, with the queue's kinds of bound: at most ``slots`` requests are taken at
 once (being read, waiting or running; the next is told 503 with Retry-After), a body over ``max_bytes`` is refused
 (413) by its Content-Length or as soon as it is read past it, a body still arriving after ``body_seconds`` is refused
-(408: a slow sender holds a slot no longer), and one forward runs at a time. A refusal is JSON,
-``{"error": "..."}``, with one line that names no server path; nothing is written to disk.
+(408: a slow sender holds a slot no longer), and the route runs one forward at a time (beside the one the page's
+queue may be running). A refusal is JSON, ``{"error": "..."}``, with one line that names no server path; nothing
+is written to disk.
 """
 
 import io
