@@ -298,3 +298,11 @@ FUSION=selfie-trim balanced_stage 29 results/weights/stage28 runs/s28wise/last r
 "$PY" -m train.standing results/eval/stage28-wise-s384.json results/eval/stage29-{soup,wise,third}-s384.json \
     results/teachers-val-384.json
 "$PY" -m train.export --run runs/s29soup --which last --out results/weights/stage29
+
+# A/B (results/README.md): the teachers' targets at half weight, against the selfie arm, the same protocol and seeds.
+ab_folders=("${whole_folders[@]}")
+for seed in 240 241; do
+    ab24 selfie-trim "$seed" "runs/ab33-half-$seed" --teacher-weight 0.5 &
+done
+wait
+ab_score ab33-half
