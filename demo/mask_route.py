@@ -25,10 +25,11 @@ import anyio.to_thread
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
+from demo.masks import write_png
 from demo.photo import decode_photo
 from demo.segment import segment
 from segformer import Segmenter
-from segformer.images import InputError, palette_png
+from segformer.images import InputError
 
 #: The route's path on the app's server.
 PATH = "/mask"
@@ -101,7 +102,7 @@ class MaskRoute:
         with self._forward:
             mask, seconds, (work_width, work_height) = segment(self.segmenter, photo.rgb)
         out = io.BytesIO()
-        palette_png(mask, self.segmenter.palette).save(out, format="PNG", compress_level=1)
+        write_png(mask, self.segmenter.palette, out)
         width, height = photo.size
         headers = {
             "X-Classes": ",".join(self.segmenter.classes),

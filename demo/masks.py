@@ -14,6 +14,7 @@ import threading
 import uuid
 from collections import deque
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -22,6 +23,12 @@ from segformer.images import palette_png
 
 #: Longest stem kept from an upload's name.
 STEM_CHARS = 80
+
+
+def write_png(mask: np.ndarray, palette: np.ndarray, out: str | Path | BinaryIO) -> None:
+    """Write ``mask`` to ``out`` (a path or a binary file) as the app serves every mask: a palette PNG whose pixel
+    values are the class ids, fast to encode (zlib level 1)."""
+    palette_png(mask, palette).save(out, format="PNG", compress_level=1)
 
 
 def mask_stem(upload_name: str | None) -> str:
@@ -46,8 +53,7 @@ class MaskFiles:
         folder = self.root / uuid.uuid4().hex
         folder.mkdir()
         path = folder / f"{mask_stem(upload_name)}-mask.png"
-        image = palette_png(mask, self.palette)
-        atomic_write(path, lambda tmp: image.save(tmp, format="PNG", compress_level=1))
+        atomic_write(path, lambda tmp: write_png(mask, self.palette, tmp))
         with self._lock:
             self._recent.append(folder)
             dropped = [self._recent.popleft() for _ in range(len(self._recent) - self.kept)]
