@@ -211,6 +211,11 @@ def test_the_mask_route_answers_as_the_page(server: AppServer) -> None:
     assert 0 < float(answer.headers["x-inference-seconds"]) < 60
 
 
+def mask_head(length: int) -> bytes:
+    """The head of a POST /mask whose body is ``length`` bytes, the connection closed after the answer."""
+    return f"POST /mask HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n".encode()
+
+
 def read_answer(sock: socket.socket) -> tuple[int, bytes]:
     """(status, body) of the HTTP/1.1 answer read from ``sock`` until the server closes it."""
     answer = b""
@@ -248,9 +253,7 @@ def test_the_mask_route_refuses_with_one_line(server: AppServer) -> None:
         assert answer.status_code == status, (what, answer.status_code, answer.text[:200])
         error = answer.json()["error"]
         assert error.startswith(message) and "\n" not in error and str(ROOT) not in error, (what, error)
-    status, body = raw_request(
-        server.url, b"POST /mask HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000000\r\nConnection: close\r\n\r\n"
-    )
+    status, body = raw_request(server.url, mask_head(10_000_000_000))
     assert status == 413 and json.loads(body)["error"].startswith("The photo is larger than"), body[:200]
     assert httpx.get(f"{server.url}mask").status_code == 405
     assert "Traceback" not in Path(server.log).read_text()[len(before) :]
@@ -261,11 +264,10 @@ def test_the_mask_route_takes_at_most_its_slots(server: AppServer) -> None:
     Retry-After; once their bodies end, all of them are answered, and the route takes requests again."""
     photo = PHOTO.read_bytes()
     address = httpx.URL(server.url)
-    head = f"POST /mask HTTP/1.1\r\nHost: x\r\nContent-Length: {len(photo)}\r\nConnection: close\r\n\r\n"
     held = [socket.create_connection((address.host, address.port), timeout=120) for _ in range(app.MASK_SLOTS)]
     try:
         for sock in held:
-            sock.sendall(head.encode() + photo[:1000])
+            sock.sendall(mask_head(len(photo)) + photo[:1000])
         deadline = time.monotonic() + 60
         while (busy := post_mask(server.url, photo)).status_code != 503 and time.monotonic() < deadline:
             assert busy.status_code == 200  # not all held requests are in hand yet
@@ -299,10 +301,9 @@ def test_a_slow_body_gives_its_slot_back() -> None:
         while not server.started:
             time.sleep(0.05)
         photo = PHOTO.read_bytes()
-        head = f"POST /mask HTTP/1.1\r\nHost: x\r\nContent-Length: {len(photo)}\r\nConnection: close\r\n\r\n"
         with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
             began = time.monotonic()
-            sock.sendall(head.encode() + photo[:1000])  # and nothing more
+            sock.sendall(mask_head(len(photo)) + photo[:1000])  # and nothing more
             status, body = read_answer(sock)
         assert status == 408 and 1.0 <= time.monotonic() - began < 10, (status, body[:200])
         assert json.loads(body)["error"] == "The photo took longer than 1 s to arrive."

@@ -279,12 +279,14 @@ ab_score ab32-camvid
 # The second candidate (the soup averaged with stage 22's shipped average) passed and shipped.
 mix=(data/camvid-384 data/msrc-v2-384 data/sift-flow-384 "${cats3[@]:1}")
 extra=(--folder-class-weights data/camvid-384=1,1,2,1)
+third_candidate() {  # STAGE SHIPPED BAR: a third of the stage's soup (SHIPPED listed twice), scored beside the others
+    "$PY" -m train.soup --checkpoints "$2" "$2" "runs/s$1soup/last" --out "runs/s$1third/last"
+    "$PY" -m train.evaluate --checkpoint "runs/s$1third/last" --data "${raw[@]}" --working-short-side 384 --json \
+        > "results/eval/stage$1-third-s384.json"
+    "$PY" -m train.standing "$3" results/eval/stage"$1"-{soup,wise,third}-s384.json results/teachers-val-384.json
+}
 FUSION=selfie-trim balanced_stage 28 results/weights/stage24 "$shipped" results/eval/stage22-wise-s384.json
-"$PY" -m train.soup --checkpoints "$shipped" "$shipped" runs/s28soup/last --out runs/s28third/last
-"$PY" -m train.evaluate --checkpoint runs/s28third/last --data "${raw[@]}" --working-short-side 384 --json \
-    > results/eval/stage28-third-s384.json
-"$PY" -m train.standing results/eval/stage22-wise-s384.json results/eval/stage28-{soup,wise,third}-s384.json \
-    results/teachers-val-384.json
+third_candidate 28 "$shipped" results/eval/stage22-wise-s384.json
 "$PY" -m train.export --run runs/s28soup --which last --out results/weights/stage28
 "$PY" -m train.export --run runs/s28wise --which last --out "$shipped" --working-short-side 384
 
@@ -292,11 +294,7 @@ FUSION=selfie-trim balanced_stage 28 results/weights/stage24 "$shipped" results/
 # shipped average, kept as it shipped (runs/s28wise). No candidate passed (person/animal); stage 28's average stays
 # shipped, and the soup's weights (weights/stage29) are kept to continue from.
 FUSION=selfie-trim balanced_stage 29 results/weights/stage28 runs/s28wise/last results/eval/stage28-wise-s384.json
-"$PY" -m train.soup --checkpoints runs/s28wise/last runs/s28wise/last runs/s29soup/last --out runs/s29third/last
-"$PY" -m train.evaluate --checkpoint runs/s29third/last --data "${raw[@]}" --working-short-side 384 --json \
-    > results/eval/stage29-third-s384.json
-"$PY" -m train.standing results/eval/stage28-wise-s384.json results/eval/stage29-{soup,wise,third}-s384.json \
-    results/teachers-val-384.json
+third_candidate 29 runs/s28wise/last results/eval/stage28-wise-s384.json
 "$PY" -m train.export --run runs/s29soup --which last --out results/weights/stage29
 
 # A/B (results/README.md): the teachers' targets at half weight, against the selfie arm, the same protocol and seeds.
